@@ -1,0 +1,33 @@
+# Two commands set everything up from nothing: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch first, by its exact pin: it is the CPU build on these machines; anything looser pulls a
+# multi-GB CUDA build. torch is only needed to export and train, never to run a model.
+TORCH := torch==2.13.0
+
+.PHONY: demo test install install-dev clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet $(TORCH)
+	$(PIP) install --quiet -e '.[cpu,export,bench]'
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install --quiet -e '.[cpu,export,bench,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(PY) -m sdk.zoo.demo --out out/demo
+
+test: install-dev
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

@@ -1,0 +1,1 @@
+"""The backends that ship with deploy-sdk, registered through the same entry points as any plugin."""

@@ -1,0 +1,201 @@
+"""ONNX Runtime backends: ``ort-cpu`` and ``ort-cuda``.
+
+Nothing here imports onnxruntime until a backend is probed or a session is created.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from sdk import hookimpl
+from sdk.backend import Availability, Backend, Session, TensorInfo
+from sdk.devices import Device, describe_missing_gpu, gpu
+from sdk.errors import BackendUnavailableError, InputError, ModelError, SDKError
+
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+# Keys of **options that are not SessionOptions attributes.
+_OWN_OPTIONS = {"provider_options", "session_config", "cudnn_conv_algo_search"}
+_ORT_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+}
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"onnxruntime is not installed ({exc}): pip install 'deploy-sdk[cpu]' (or [gpu] for CUDA)"
+        ) from exc
+    return onnxruntime
+
+
+def physical_cores() -> int:
+    """Cores this process may use, counting each physical core once: ORT's sweet spot for intra-op
+    threads (hyper-threads share the vector units that convolutions saturate)."""
+    import psutil
+
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    physical = psutil.cpu_count(logical=False) or allowed
+    return max(1, min(physical, allowed))
+
+
+class OrtSession(Session):
+    """An InferenceSession plus, on CUDA, an IO binding that keeps outputs on the device until read."""
+
+    def __init__(self, ort, model, providers: list, options: Mapping[str, Any], device: Device):
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.log_severity_level = 3  # ORT's placement warnings are noise for our users
+        if device.kind == "cpu":
+            session_options.intra_op_num_threads = physical_cores()
+        for key, value in (options.get("session_config") or {}).items():
+            session_options.add_session_config_entry(str(key), str(value))
+        for key, value in options.items():
+            if key in _OWN_OPTIONS:
+                continue
+            if not hasattr(session_options, key):
+                raise InputError(
+                    f"unknown onnxruntime option {key!r}; pass onnxruntime.SessionOptions attributes "
+                    f"(e.g. intra_op_num_threads) or one of {sorted(_OWN_OPTIONS)}"
+                )
+            setattr(session_options, key, value)
+        try:
+            self._session = ort.InferenceSession(str(model.path), sess_options=session_options, providers=providers)
+        except Exception as exc:
+            raise ModelError(f"onnxruntime cannot load {model.path}: {exc}") from exc
+        self.device = device
+        self.inputs = tuple(_info(i) for i in self._session.get_inputs())
+        self.outputs = tuple(_info(o) for o in self._session.get_outputs())
+        self._output_names = [o.name for o in self.outputs]
+        self._ort = ort
+
+    @property
+    def providers(self) -> list[str]:
+        return self._session.get_providers()
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            if self.device.kind == "cuda":
+                return self._run_bound(feeds)
+            return dict(zip(self._output_names, self._session.run(self._output_names, dict(feeds))))
+        except self._ort.capi.onnxruntime_pybind11_state.InvalidArgument as exc:
+            raise InputError(f"onnxruntime rejected the inputs: {exc}") from exc
+        except self._ort.capi.onnxruntime_pybind11_state.Fail as exc:
+            raise SDKError(f"onnxruntime failed while running: {exc}") from exc
+
+    def _run_bound(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        binding = self._session.io_binding()
+        for name, array in feeds.items():
+            if array.ndim <= 1:
+                # Shape-like inputs (Resize's scales) are read on the host by the CUDA provider;
+                # copying them to the device would only make ORT copy them back.
+                binding.bind_cpu_input(name, array)
+            else:
+                value = self._ort.OrtValue.ortvalue_from_numpy(array, "cuda", self.device.index)
+                binding.bind_ortvalue_input(name, value)
+        for name in self._output_names:
+            binding.bind_output(name, "cuda", self.device.index)
+        self._session.run_with_iobinding(binding)
+        return dict(zip(self._output_names, binding.copy_outputs_to_cpu()))
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _info(arg) -> TensorInfo:
+    dtype = _ORT_TYPES.get(arg.type)
+    if dtype is None:
+        raise ModelError(f"input/output {arg.name!r} has type {arg.type}, which the SDK does not handle")
+    return TensorInfo(arg.name, tuple(d if isinstance(d, int) else (d or None) for d in arg.shape), np.dtype(dtype))
+
+
+class OrtCpuBackend(Backend):
+    name = "ort-cpu"
+    devices = ("cpu",)
+    priority = 100
+
+    def _probe(self, device: Device) -> Availability:
+        try:
+            ort = _import_ort()
+        except BackendUnavailableError as exc:
+            return Availability.no(str(exc))
+        if CPU not in ort.get_available_providers():
+            return Availability.no(f"onnxruntime {ort.__version__} has no CPU provider")
+        return Availability.yes(onnxruntime=ort.__version__, threads=physical_cores())
+
+    def create_session(self, model, device: Device, options: Mapping[str, Any]) -> Session:
+        return OrtSession(_import_ort(), model, [CPU], options, device)
+
+
+class OrtCudaBackend(Backend):
+    name = "ort-cuda"
+    devices = ("cuda",)
+    priority = 200
+
+    def _probe(self, device: Device) -> Availability:
+        try:
+            ort = _import_ort()
+        except BackendUnavailableError as exc:
+            return Availability.no(str(exc))
+        # get_available_providers() lists what the wheel was built with, not what works here.
+        if CUDA not in ort.get_available_providers():
+            return Availability.no(
+                f"onnxruntime {ort.__version__} is the CPU build: pip install 'deploy-sdk[gpu]' "
+                "(onnxruntime-gpu, instead of onnxruntime) for CUDA"
+            )
+        found = gpu(device)
+        if found is None:
+            return Availability.no(describe_missing_gpu(device))
+        missing = _cuda_provider_problem(ort)
+        if missing:
+            return Availability.no(missing)
+        return Availability.yes(onnxruntime=ort.__version__, gpu=found.name,
+                                compute_capability="%d.%d" % found.compute_capability)
+
+    def create_session(self, model, device: Device, options: Mapping[str, Any]) -> Session:
+        ort = _import_ort()
+        provider_options = {
+            "device_id": device.index,
+            # EXHAUSTIVE pays a benchmark per new input shape; images come in many shapes.
+            "cudnn_conv_algo_search": options.get("cudnn_conv_algo_search", "HEURISTIC"),
+            **(options.get("provider_options") or {}),
+        }
+        session = OrtSession(ort, model, [(CUDA, provider_options), CPU], options, device)
+        # ORT falls back to the CPU without raising when the CUDA provider cannot start.
+        if session.providers[:1] != [CUDA]:
+            raise BackendUnavailableError(
+                f"onnxruntime could not start its CUDA provider on {device} (it fell back to "
+                f"{session.providers}); check the CUDA and cuDNN libraries onnxruntime-gpu {ort.__version__} needs"
+            )
+        return session
+
+
+def _cuda_provider_problem(ort) -> str:
+    """Load ORT's CUDA provider library the way ORT will: a missing libcudnn or libcublas shows here
+    as a precise message instead of as a silent CPU fallback later."""
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls(directory="")  # CUDA/cuDNN from the nvidia-* wheels, when installed
+        except Exception:
+            pass
+    library = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    if not library.exists():
+        return ""  # not a Linux wheel layout we know; session creation will check instead
+    try:
+        ctypes.CDLL(str(library))
+    except OSError as exc:
+        return f"onnxruntime's CUDA provider cannot load: {exc}; install the CUDA and cuDNN libraries it needs"
+    return ""
+
+
+@hookimpl
+def sdk_backends():
+    return [OrtCpuBackend(), OrtCudaBackend()]

@@ -1,0 +1,128 @@
+"""The backend contract: what a plugin gives the SDK.
+
+A plugin's ``sdk_backends()`` hook returns :class:`Backend` instances. The SDK asks each one whether
+it can run on a device (:meth:`Backend.probe`) and, when chosen, for a :class:`Session` on a model.
+Backends import their engine library lazily, inside ``_probe`` and ``create_session``, so that
+loading plugins stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import PluginError
+
+if TYPE_CHECKING:  # only for annotations: the core never needs these at import time
+    from .devices import Device
+    from .model import Model
+
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+DEVICE_KINDS = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run on one device, and if not, why (a sentence naming the fix)."""
+
+    ok: bool
+    reason: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def yes(cls, **details: Any) -> "Availability":
+        return cls(True, "", details)
+
+    @classmethod
+    def no(cls, reason: str, **details: Any) -> "Availability":
+        return cls(False, reason, details)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output of a session. Dimensions are ints, or a str/None when dynamic."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: np.dtype
+
+    @property
+    def static_shape(self) -> bool:
+        return all(isinstance(d, int) for d in self.shape)
+
+
+class Session(ABC):
+    """A model loaded on one backend and device, ready to run feeds of numpy arrays."""
+
+    inputs: Sequence[TensorInfo]
+    outputs: Sequence[TensorInfo]
+
+    @abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once. ``feeds`` are already validated against :attr:`inputs` by the caller."""
+
+    def close(self) -> None:
+        """Free engine resources. Calling it twice is harmless."""
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class Backend(ABC):
+    """A way to run ONNX models: one engine on one or more kinds of device.
+
+    Subclasses set ``name`` (lower case, unique across all installed plugins), ``devices`` (device
+    kinds it can use: "cpu", "cuda") and ``priority`` (higher wins when ``backend="auto"``), and
+    implement ``_probe`` and ``create_session``.
+    """
+
+    name: str = ""
+    devices: tuple[str, ...] = ()
+    priority: int = 0
+
+    def __init__(self) -> None:
+        self._probe_cache: dict[str, Availability] = {}
+        self._probe_lock = threading.Lock()
+
+    def validate(self) -> None:
+        """Check the class attributes; the plugin loader calls this and records a failure."""
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise PluginError(f"backend name {self.name!r} must be lower case: letters, digits, '-', '_', '.'")
+        if not self.devices or any(kind not in DEVICE_KINDS for kind in self.devices):
+            raise PluginError(f"backend {self.name!r}: devices {self.devices!r} must be a subset of {DEVICE_KINDS}")
+        if not isinstance(self.priority, int):
+            raise PluginError(f"backend {self.name!r}: priority must be an int, got {self.priority!r}")
+
+    def probe(self, device: "Device") -> Availability:
+        """Can this backend run on ``device``? Cached per device; never raises."""
+        key = str(device)
+        with self._probe_lock:
+            if key not in self._probe_cache:
+                if device.kind not in self.devices:
+                    found = Availability.no(f"{self.name} runs on {', '.join(self.devices)}, not {device.kind}")
+                else:
+                    try:
+                        found = self._probe(device)
+                    except Exception as exc:  # a broken engine must not take the host down
+                        found = Availability.no(f"probe failed: {type(exc).__name__}: {exc}")
+                self._probe_cache[key] = found
+            return self._probe_cache[key]
+
+    @abstractmethod
+    def _probe(self, device: "Device") -> Availability:
+        """Check, cheaply, that the engine is installed and works on ``device``."""
+
+    @abstractmethod
+    def create_session(self, model: "Model", device: "Device", options: Mapping[str, Any]) -> Session:
+        """Load ``model`` on ``device``. Raise BackendUnavailableError when it cannot run after all."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} devices={self.devices} priority={self.priority}>"

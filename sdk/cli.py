@@ -1,0 +1,218 @@
+"""The ``sdk`` command line: ``backends``, ``upscale``, ``info``, and the commands other modules add."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from .errors import SDKError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+# Modules that add subcommands: each has add_commands(subparsers). Imported when the parser is built,
+# so they must keep their heavy imports (torch, engines) inside their handlers.
+COMMAND_MODULES = ("sdk.zoo.commands", "sdk.bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except SDKError as exc:
+        print(f"sdk: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sdk: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdk", description="Run super-resolution ONNX models on any installed engine.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    p = sub.add_parser("backends", help="list the backends found and whether they can run here")
+    p.add_argument("--json", action="store_true", help="print a JSON list of records")
+    p.add_argument("--device", default=None, help="judge availability on this device (cpu, cuda, cuda:N)")
+    p.set_defaults(func=cmd_backends)
+
+    p = sub.add_parser("upscale", help="upscale image files or folders of images")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output file (for one input) or folder; inputs are never overwritten")
+    p.add_argument("--scale", type=int, default=None, help="upscaling factor (required by runtime-scale models)")
+    p.add_argument("--model", default="srcnn3", help="bundled model name or .onnx path (default: srcnn3)")
+    p.add_argument("--backend", default="auto", help="backend name or 'auto' (default)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--tile", type=int, default=None, help="run in tiles of N x N input pixels to bound memory")
+    p.add_argument("--force", action="store_true", help="replace output files that already exist")
+    p.set_defaults(func=cmd_upscale)
+
+    p = sub.add_parser("info", help="show a model's inputs, outputs, opset, metadata and pipeline")
+    p.add_argument("model", help="bundled model name or .onnx path")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue  # a trimmed install without that part
+        module.add_commands(sub)
+    return parser
+
+
+def cmd_backends(args) -> int:
+    from . import list_backends
+    from .selection import gpu_summary
+
+    records = list_backends(args.device)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="sdk backends")
+    for column in ("name", "distribution", "version", "devices", "priority", "available"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1)
+    for r in records:
+        available = "[green]yes[/]" if r.available else ("[red]load failed[/]" if r.load_error else "[yellow]no[/]")
+        table.add_row(r.name, r.distribution, r.version, ",".join(r.devices),
+                      "" if r.priority is None else str(r.priority), available, escape(r.reason))
+    console = Console()
+    console.print(table)
+    gpus = gpu_summary()
+    console.print("GPUs: " + (", ".join(f"cuda:{g['index']} {g['name']} (sm {g['compute_capability']}, "
+                                         f"{g['memory_gib']} GiB)" for g in gpus) or "none found"))
+    return 0
+
+
+def collect_images(inputs: list[str]) -> list[Path]:
+    """Files as given, and the images directly inside each folder, in name order."""
+    found = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SDKError(f"input {text!r} does not exist")
+    if not found:
+        raise SDKError(f"no images found in {', '.join(inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return found
+
+
+def plan_outputs(images: list[Path], output: Path) -> list[tuple[Path, Path]]:
+    """Where each image goes. One input may name an output file; otherwise OUT is a folder."""
+    single_file = len(images) == 1 and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir()
+    pairs = [(images[0], output)] if single_file else [(image, output / image.name) for image in images]
+    sources = {image.resolve() for image in images}
+    targets = [target.resolve() for _, target in pairs]
+    for (_, target), resolved in zip(pairs, targets):
+        if resolved in sources:
+            raise SDKError(f"output {target} would overwrite an input; choose another output folder")
+    if len(set(targets)) != len(targets):
+        raise SDKError("two inputs have the same file name and would write one output; upscale them into separate folders")
+    return pairs
+
+
+def cmd_upscale(args) -> int:
+    from .images import save_atomic
+    from .predictor import Predictor
+
+    pairs = plan_outputs(collect_images(args.inputs), Path(args.output))
+    existing = [str(t) for _, t in pairs if t.exists()]
+    if existing and not args.force:
+        raise SDKError(f"{len(existing)} output file(s) exist, e.g. {existing[0]}; pass --force to replace them")
+    predictor = Predictor(args.model, backend=args.backend, device=args.device)
+    scale = predictor.pipeline.check_scale(args.scale)  # a bad --scale fails before any work
+    failures = []
+    with predictor, _progress(len(pairs)) as advance:
+        for source, target in pairs:
+            try:
+                save_atomic(predictor(source, scale=scale, tile=args.tile), target)
+            except SDKError as exc:  # one bad image must not cost the others
+                failures.append(f"{source}: {exc}")
+            advance(source.name)
+    done = len(pairs) - len(failures)
+    print(f"upscaled {done} of {len(pairs)} image(s) x{scale} with {predictor.backend} on {predictor.device}"
+          f" -> {args.output}", file=sys.stderr)
+    for line in failures:
+        print(f"sdk: skipped {line}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+class _progress:
+    """A rich progress bar for more than one image; nothing for one."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.bar = None
+
+    def __enter__(self):
+        if self.total > 1:
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("upscaling", total=self.total)
+        return self.advance
+
+    def advance(self, label: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, advance=1, description=label)
+
+    def __exit__(self, *exc_info):
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def cmd_info(args) -> int:
+    from .model import Model
+    from .processing import spec_for
+
+    model = Model(args.model)
+    try:
+        pipeline, problem = spec_for(model).to_json(), None
+    except SDKError as exc:
+        pipeline, problem = None, str(exc)
+    info = {
+        "model": model.name,
+        "path": str(model.path),
+        "opset": model.opset,
+        "inputs": [_tensor(i) for i in model.inputs],
+        "outputs": [_tensor(o) for o in model.outputs],
+        "metadata": model.metadata,
+        "pipeline": json.loads(pipeline) if pipeline else None,
+        "pipeline_source": "metadata" if "sdk.pipeline" in model.metadata else "inferred",
+    }
+    if problem:
+        info["pipeline_error"] = problem
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"model     {info['model']}  ({info['path']})")
+    print(f"opset     {info['opset']}")
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            print(f"{kind[:-1]:9} {t['name']}  {t['dtype']}  {t['shape']}")
+    for key, value in model.metadata.items():
+        print(f"metadata  {key} = {value}")
+    if pipeline:
+        print(f"pipeline  ({info['pipeline_source']}) {pipeline}")
+    else:
+        print(f"pipeline  none: {problem}")
+    return 0
+
+
+def _tensor(info) -> dict:
+    return {"name": info.name, "dtype": str(info.dtype), "shape": ["?" if not isinstance(d, int) else d for d in info.shape]}

@@ -1,0 +1,28 @@
+"""The SDK's exceptions.
+
+Every error a user can cause is one of these, and its message says what to do about it.
+"""
+
+
+class SDKError(Exception):
+    """Base of every error the SDK raises on purpose."""
+
+
+class ModelError(SDKError):
+    """The model file is missing, unreadable, or not a model the SDK can drive."""
+
+
+class BackendUnavailableError(SDKError):
+    """The backend asked for cannot run here; the message says why and what to install."""
+
+
+class InputError(SDKError):
+    """An image, a scale or a raw feed does not fit the model."""
+
+
+class PluginError(SDKError):
+    """A backend plugin failed to load or broke the plugin contract."""
+
+
+class ExportError(SDKError):
+    """A PyTorch model could not be exported to a correct ONNX file."""

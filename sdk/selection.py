@@ -1,0 +1,133 @@
+"""Choosing the backend and device a Predictor runs on, and listing what could run.
+
+An explicitly named backend runs on its device or raises; only ``backend="auto"`` chooses, and it
+chooses by priority among the backends whose probe says they really work here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .backend import Availability, Backend
+from .devices import Device, cuda_gpus
+from .errors import BackendUnavailableError
+from .plugins import BackendRecord, Registry, load_plugins
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """One line of ``sdk backends``: a discovered backend, or a plugin that failed to load."""
+
+    name: str
+    distribution: str
+    version: str
+    devices: list[str]
+    priority: int | None
+    available: bool
+    reason: str
+    plugin: str = ""
+    load_error: str | None = None
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_devices(backend: Backend) -> list[Device]:
+    """The devices a backend would use when none is named: the first GPU first, then the CPU."""
+    order = []
+    if "cuda" in backend.devices:
+        order.append(Device("cuda", 0))
+    if "cpu" in backend.devices:
+        order.append(Device("cpu"))
+    return order
+
+
+def availability(backend: Backend, device: Device | None = None) -> tuple[Availability, Device | None]:
+    """The first device (``device``, or the backend's defaults) the backend can run on."""
+    candidates = [device] if device is not None else default_devices(backend)
+    reasons = []
+    for candidate in candidates:
+        found = backend.probe(candidate)
+        if found.ok:
+            return found, candidate
+        reasons.append(found.reason)
+    return Availability.no("; ".join(dict.fromkeys(reasons))), None
+
+
+def list_backends(device: Device | None = None, registry: Registry | None = None) -> list[BackendInfo]:
+    """Every discovered backend with whether it can run here, then every plugin that failed."""
+    registry = registry or load_plugins()
+    infos = []
+    for record in registry.by_priority():
+        found, _ = availability(record.backend, device)
+        infos.append(_info(record, found))
+    for failure in registry.failures:
+        infos.append(BackendInfo(
+            name=failure.plugin, distribution=failure.distribution, version=failure.version, devices=[],
+            priority=None, available=False, reason=f"plugin failed to load: {failure.error}",
+            plugin=failure.plugin, load_error=failure.error,
+        ))
+    return infos
+
+
+def _info(record: BackendRecord, found: Availability) -> BackendInfo:
+    backend = record.backend
+    return BackendInfo(
+        name=backend.name, distribution=record.distribution, version=record.version,
+        devices=list(backend.devices), priority=backend.priority, available=found.ok,
+        reason=found.reason, plugin=record.plugin, details=dict(found.details),
+    )
+
+
+def candidates(name: str, device: Device | None, registry: Registry | None = None) -> list[tuple[Backend, Device]]:
+    """The (backend, device) pairs to try, best first; raises when there is none.
+
+    For a named backend that is one pair or an error; for "auto" every available backend by priority,
+    so that the Predictor can go on to the next one when creating a session fails after all.
+    """
+    registry = registry or load_plugins()
+    if name != "auto":
+        return [_named(name, device, registry)]
+    found, reasons = [], []
+    for record in registry.by_priority():
+        ok, chosen = availability(record.backend, device)
+        if ok.ok:
+            found.append((record.backend, chosen))
+        else:
+            reasons.append(f"  {record.backend.name}: {ok.reason}")
+    if not found:
+        where = f" on {device}" if device else ""
+        listing = "\n".join(reasons + [f"  plugin {f.plugin} ({f.distribution}): {f.error}" for f in registry.failures])
+        raise BackendUnavailableError(
+            f"no backend can run{where}:\n{listing or '  (no backends installed)'}\n"
+            "Install one (pip install 'deploy-sdk[cpu]' gives ONNX Runtime) or choose another device."
+        )
+    return found
+
+
+def _named(name: str, device: Device | None, registry: Registry) -> tuple[Backend, Device]:
+    record = registry.get(name)
+    if record is None:
+        failed = next((f for f in registry.failures if f.plugin == name), None)
+        if failed:
+            raise BackendUnavailableError(f"backend {name!r}: its plugin failed to load ({failed.error})")
+        known = ", ".join(sorted(registry.backends)) or "none"
+        raise BackendUnavailableError(
+            f"unknown backend {name!r}; installed backends: {known}. Use 'auto', one of those, "
+            "or install the plugin that provides it (see `sdk backends`)"
+        )
+    found, chosen = availability(record.backend, device)
+    if not found.ok:
+        where = f" on {device}" if device else ""
+        raise BackendUnavailableError(f"backend {name!r} cannot run{where}: {found.reason}")
+    return record.backend, chosen
+
+
+def gpu_summary() -> list[dict]:
+    """The GPUs found, for ``sdk backends`` and benchmark records."""
+    return [
+        {"index": g.index, "name": g.name, "compute_capability": "%d.%d" % g.compute_capability,
+         "memory_gib": round(g.memory_bytes / 2**30, 1)}
+        for g in cuda_gpus()
+    ]
