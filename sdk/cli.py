@@ -61,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
-        except ImportError:
-            continue  # a trimmed install without that part
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # a trimmed install without that part; any other import error is a bug
+            raise
         module.add_commands(sub)
     return parser
 
@@ -79,16 +81,20 @@ def cmd_backends(args) -> int:
     from rich.markup import escape
     from rich.table import Table
 
+    # The table stays narrow enough for an 80-column terminal; reasons are sentences, so they go
+    # below it in full rather than folded into a column.
     table = Table(title="sdk backends")
-    for column in ("name", "distribution", "version", "devices", "priority", "available"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("reason", overflow="fold", ratio=1)
+    for column in ("name", "available", "priority", "devices", "distribution", "version"):
+        table.add_column(column, overflow="fold")
     for r in records:
         available = "[green]yes[/]" if r.available else ("[red]load failed[/]" if r.load_error else "[yellow]no[/]")
-        table.add_row(r.name, r.distribution, r.version, ",".join(r.devices),
-                      "" if r.priority is None else str(r.priority), available, escape(r.reason))
+        priority = "" if r.priority is None else str(r.priority)
+        table.add_row(escape(r.name), available, priority, ",".join(r.devices), escape(r.distribution), escape(r.version))
     console = Console()
     console.print(table)
+    for r in records:
+        if not r.available:
+            console.print(f"[bold]{escape(r.name)}[/]: {escape(r.reason)}", soft_wrap=True)
     gpus = gpu_summary()
     console.print("GPUs: " + (", ".join(f"cuda:{g['index']} {g['name']} (sm {g['compute_capability']}, "
                                          f"{g['memory_gib']} GiB)" for g in gpus) or "none found"))

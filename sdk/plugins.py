@@ -25,6 +25,7 @@ from .backend import Backend
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "sdk.backends"
+BUILTIN_DISTRIBUTION = "deploy-sdk"
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,8 @@ def reset() -> None:
 def _load(entry_points) -> Registry:
     registry = Registry()
     only, skip = _names("SDK_LOAD_PLUGINS"), _names("SDK_DISABLE_PLUGINS")
-    # Sorted, so that which of two clashing backends wins does not depend on install order.
-    for ep in sorted(entry_points, key=lambda e: (e.name, _dist(e)[0])):
+    # Built-ins first, then sorted: which of two clashing backends wins never depends on install order.
+    for ep in sorted(entry_points, key=lambda e: (_dist(e)[0] != BUILTIN_DISTRIBUTION, e.name, _dist(e)[0])):
         if (only is not None and ep.name.lower() not in only) or (skip and ep.name.lower() in skip):
             continue
         distribution, version = _dist(ep)

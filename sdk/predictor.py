@@ -94,7 +94,7 @@ class Predictor:
     def _upscale(self, batch: np.ndarray, scale: int, color: str, tile: int | None = None) -> np.ndarray:
         prepared = self.pipeline.prepare(batch, scale)
         session = self._open_session()
-        if tile:
+        if tile is not None:
             outputs = run_tiled(session.run, prepared.feeds, self.spec.image_input,
                                 self.pipeline.output_name, scale, tile)
         else:

@@ -1,0 +1,48 @@
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # so tests can import the graphs helper
+
+import graphs  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def runtime_model(models_dir) -> str:
+    return graphs.save(graphs.runtime_scale_model(), models_dir / "srcnn3-like.onnx")
+
+
+@pytest.fixture(scope="session")
+def fixed_model(models_dir) -> str:
+    return graphs.save(graphs.fixed_scale_model(3), models_dir / "srcnn-like.onnx")
+
+
+@pytest.fixture(scope="session")
+def y_model(models_dir) -> str:
+    return graphs.save(graphs.y_channel_model(3), models_dir / "espcn-like.onnx")
+
+
+@pytest.fixture(scope="session")
+def photo() -> np.ndarray:
+    """A real photograph (scikit-image ships it offline), small enough for fast tests."""
+    from PIL import Image
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.astronaut()).resize((48, 40), Image.Resampling.BICUBIC))
+
+
+@pytest.fixture
+def fresh_plugins():
+    """Reload plugins around a test that changes sys.path or the environment."""
+    from sdk import plugins
+
+    plugins.reset()
+    yield plugins
+    plugins.reset()

@@ -1,0 +1,97 @@
+"""Small SRCNN-shaped ONNX graphs built with onnx.helper, so core tests need neither torch nor the
+bundled models."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _conv(rng, name: str, cin: int, cout: int, k: int) -> list:
+    weight = (rng.standard_normal((cout, cin, k, k)) * (0.5 / np.sqrt(cin * k * k))).astype(np.float32)
+    bias = (rng.standard_normal(cout) * 0.1).astype(np.float32)
+    return [numpy_helper.from_array(weight, f"{name}_w"), numpy_helper.from_array(bias, f"{name}_b")]
+
+
+def _body(source: str, channels: int, rng) -> tuple[list, list]:
+    """conv 3x3 -> relu -> conv 3x3, plus a global residual: an SRCNN in miniature."""
+    inits = _conv(rng, "c1", channels, 8, 3) + _conv(rng, "c2", 8, channels, 3)
+    nodes = [
+        helper.make_node("Conv", [source, "c1_w", "c1_b"], ["h"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Conv", ["r", "c2_w", "c2_b"], ["d"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", [source, "d"], ["output"]),
+    ]
+    return nodes, inits
+
+
+def _resize(inputs: list[str]):
+    return helper.make_node(
+        "Resize", inputs, ["up"], mode="cubic", coordinate_transformation_mode="pytorch_half_pixel",
+        cubic_coeff_a=-0.75, nearest_mode="floor",
+    )
+
+
+def _model(nodes, inputs, inits, metadata: dict | None = None, output_channels: int = 3) -> onnx.ModelProto:
+    output = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", output_channels, "H", "W"])
+    graph = helper.make_graph(nodes, "srcnn-like", inputs, [output], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    return model
+
+
+def runtime_scale_model(seed: int = 0, metadata: dict | None = None) -> onnx.ModelProto:
+    """Like the tutorial's srcnn3.onnx: inputs `input` and `factor` = [1, 1, s, s]."""
+    rng = np.random.default_rng(seed)
+    body, inits = _body("up", 3, rng)
+    roi = numpy_helper.from_array(np.array([], np.float32), "roi")
+    inputs = [
+        helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"]),
+        helper.make_tensor_value_info("factor", TensorProto.FLOAT, [4]),
+    ]
+    return _model([_resize(["input", "roi", "factor"]), *body], inputs, inits + [roi], metadata)
+
+
+def fixed_scale_model(scale: int = 3, seed: int = 0, metadata: dict | None = None) -> onnx.ModelProto:
+    """Like the tutorial's srcnn.onnx: one input, a constant x`scale` cubic Resize."""
+    rng = np.random.default_rng(seed)
+    body, inits = _body("up", 3, rng)
+    roi = numpy_helper.from_array(np.array([], np.float32), "roi")
+    scales = numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "scales")
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])]
+    return _model([_resize(["input", "roi", "scales"]), *body], inputs, inits + [roi, scales], metadata)
+
+
+def y_channel_model(scale: int = 3, seed: int = 0) -> onnx.ModelProto:
+    """Like the ESPCN tutorial: one Y channel in 0..1, conv to s^2 channels, DepthToSpace."""
+    rng = np.random.default_rng(seed)
+    # Near-identity weights (each sub-pixel copies its source pixel, plus a little noise), so the
+    # output stays a plausible image whose colours survive the YCbCr round trip.
+    weight = (rng.standard_normal((scale * scale, 1, 3, 3)) * 0.02).astype(np.float32)
+    weight[:, 0, 1, 1] += 1.0
+    inits = [numpy_helper.from_array(weight, "c1_w"), numpy_helper.from_array(np.zeros(scale * scale, np.float32), "c1_b")]
+    nodes = [
+        helper.make_node("Conv", ["input", "c1_w", "c1_b"], ["h"], pads=[1, 1, 1, 1]),
+        helper.make_node("DepthToSpace", ["h"], ["output"], blocksize=scale, mode="CRD"),
+    ]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 1, "h", "w"])]
+    return _model(nodes, inputs, inits, output_channels=1)
+
+
+def no_image_model() -> onnx.ModelProto:
+    """A model whose only input is a flat vector: nothing the image pipeline can feed."""
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 10])]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "flat", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    return model
+
+
+def save(model: onnx.ModelProto, path) -> str:
+    onnx.save(model, str(path))
+    return str(path)

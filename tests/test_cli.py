@@ -1,0 +1,108 @@
+"""The `sdk` command: upscale files and folders safely, describe models."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sdk
+from sdk import cli
+
+
+@pytest.fixture
+def pictures(tmp_path, photo):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    Image.fromarray(photo[::-1]).save(folder / "b.jpg", quality=95)
+    (folder / "notes.txt").write_text("not an image, not picked up")
+    return folder
+
+
+def test_upscale_a_folder(pictures, tmp_path, runtime_model, photo):
+    out = tmp_path / "out"
+    code = cli.main(["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2", "--backend", "ort-cpu"])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]
+    written = np.asarray(Image.open(out / "a.png"))
+    expected = sdk.Predictor(runtime_model, backend="ort-cpu")(photo, scale=2)
+    np.testing.assert_array_equal(written, expected)
+
+
+def test_upscale_one_file_to_a_file(pictures, tmp_path, runtime_model):
+    target = tmp_path / "big.png"
+    assert cli.main(["upscale", str(pictures / "a.png"), "-o", str(target), "--model", runtime_model, "--scale", "3", "--tile", "16"]) == 0
+    assert Image.open(target).size == (48 * 3, 40 * 3)
+
+
+def test_never_overwrites_an_input(pictures, runtime_model, capsys):
+    before = (pictures / "a.png").read_bytes()
+    code = cli.main(["upscale", str(pictures / "a.png"), "-o", str(pictures), "--model", runtime_model, "--scale", "2"])
+    assert code == 1 and "would overwrite an input" in capsys.readouterr().err
+    assert (pictures / "a.png").read_bytes() == before
+
+
+def test_existing_outputs_need_force(pictures, tmp_path, runtime_model, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"precious")
+    args = ["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2"]
+    assert cli.main(args) == 1 and "--force" in capsys.readouterr().err
+    assert (out / "a.png").read_bytes() == b"precious"
+    assert cli.main(args + ["--force"]) == 0
+    assert Image.open(out / "a.png").size == (96, 80)
+
+
+def test_a_bad_image_is_reported_and_the_rest_are_done(pictures, tmp_path, runtime_model, capsys):
+    (pictures / "c.png").write_bytes(b"truncated png")
+    out = tmp_path / "out"
+    code = cli.main(["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2"])
+    err = capsys.readouterr().err
+    assert code == 1 and "upscaled 2 of 3" in err and "c.png" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]  # no partial file for c.png
+
+
+def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    from sdk.images import save_atomic
+
+    target = tmp_path / "x.png"
+    target.write_bytes(b"old")
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", explode)
+    with pytest.raises(OSError):
+        save_atomic(np.zeros((4, 4, 3), np.uint8), target)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_missing_scale_fails_before_any_work(pictures, tmp_path, runtime_model, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["upscale", str(pictures), "-o", str(out), "--model", runtime_model]) == 1
+    assert "pass scale=" in capsys.readouterr().err and not out.exists()
+
+
+def test_missing_input(tmp_path, capsys):
+    assert cli.main(["upscale", str(tmp_path / "none.png"), "-o", str(tmp_path / "o")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_info(runtime_model, capsys):
+    assert cli.main(["info", runtime_model, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [i["name"] for i in info["inputs"]] == ["input", "factor"]
+    assert info["opset"] == 11 and info["pipeline"]["scale_input"] == "factor"
+    assert info["pipeline_source"] == "inferred"
+    assert cli.main(["info", runtime_model]) == 0
+    assert "pipeline  (inferred)" in capsys.readouterr().out
+
+
+def test_python_dash_m_sdk_and_console_script():
+    listed = subprocess.run([sys.executable, "-m", "sdk", "backends", "--json"], check=True, capture_output=True, text=True)
+    names = {r["name"] for r in json.loads(listed.stdout)}
+    assert {"ort-cpu", "ort-cuda"} <= names
