@@ -28,6 +28,8 @@ demo: install
 
 test: install-dev
 	$(PY) -m pytest
+	# The OpenVINO plugin, built as a wheel and installed into its own venv beside deploy-sdk.
+	PYTHON=$(PYTHON) examples/sdk-openvino/ci.sh
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) .venv-plugins out build *.egg-info

@@ -117,16 +117,34 @@ def _info(arg) -> TensorInfo:
     return TensorInfo(arg.name, tuple(d if isinstance(d, int) else (d or None) for d in arg.shape), np.dtype(dtype))
 
 
-class OrtCpuBackend(Backend):
-    name = "ort-cpu"
-    devices = ("cpu",)
-    priority = 100
+class _OrtBackend(Backend):
+    options = None  # any SessionOptions attribute: an open set, so accepts() asks onnxruntime
+
+    def accepts(self, option: str) -> bool:
+        if option in _OWN_OPTIONS:
+            return True
+        try:
+            return hasattr(_import_ort().SessionOptions, option)
+        except BackendUnavailableError:
+            return False
 
     def _probe(self, device: Device) -> Availability:
         try:
             ort = _import_ort()
         except BackendUnavailableError as exc:
             return Availability.no(str(exc))
+        return self._probe_ort(ort, device)
+
+    def _probe_ort(self, ort, device: Device) -> Availability:
+        raise NotImplementedError
+
+
+class OrtCpuBackend(_OrtBackend):
+    name = "ort-cpu"
+    devices = ("cpu",)
+    priority = 100
+
+    def _probe_ort(self, ort, device: Device) -> Availability:
         if CPU not in ort.get_available_providers():
             return Availability.no(f"onnxruntime {ort.__version__} has no CPU provider")
         return Availability.yes(onnxruntime=ort.__version__, threads=physical_cores())
@@ -135,16 +153,12 @@ class OrtCpuBackend(Backend):
         return OrtSession(_import_ort(), model, [CPU], options, device)
 
 
-class OrtCudaBackend(Backend):
+class OrtCudaBackend(_OrtBackend):
     name = "ort-cuda"
     devices = ("cuda",)
     priority = 200
 
-    def _probe(self, device: Device) -> Availability:
-        try:
-            ort = _import_ort()
-        except BackendUnavailableError as exc:
-            return Availability.no(str(exc))
+    def _probe_ort(self, ort, device: Device) -> Availability:
         # get_available_providers() lists what the wheel was built with, not what works here.
         if CUDA not in ort.get_available_providers():
             return Availability.no(

@@ -87,6 +87,8 @@ class Backend(ABC):
     name: str = ""
     devices: tuple[str, ...] = ()
     priority: int = 0
+    # Names of the **options create_session understands; None: ask accepts() (open-ended sets).
+    options: tuple[str, ...] | None = ()
 
     def __init__(self) -> None:
         self._probe_cache: dict[str, Availability] = {}
@@ -115,6 +117,11 @@ class Backend(ABC):
                         found = Availability.no(f"probe failed: {type(exc).__name__}: {exc}")
                 self._probe_cache[key] = found
             return self._probe_cache[key]
+
+    def accepts(self, option: str) -> bool:
+        """Does create_session understand this option? ``backend="auto"`` skips backends that
+        would not, so that an engine-specific option chooses among engines instead of failing."""
+        return self.options is None or option in self.options
 
     @abstractmethod
     def _probe(self, device: "Device") -> Availability:

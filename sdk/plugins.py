@@ -104,24 +104,25 @@ def _load(entry_points) -> Registry:
             continue
         distribution, version = _dist(ep)
         try:
-            backends = _load_one(ep)
-            for backend in backends:
-                name = backend.name
-                if skip and name in skip:
-                    continue
-                if name in registry.backends:
-                    first = registry.backends[name]
+            backends = [b for b in _load_one(ep) if not (skip and b.name in skip)]
+            # All of a plugin's backends are checked before any is added: a clash rejects the
+            # plugin whole instead of leaving half of it registered.
+            names = [b.name for b in backends]
+            for name in names:
+                first = registry.backends.get(name)
+                if first is not None or names.count(name) > 1:
+                    other = f"{first.distribution} (plugin {first.plugin!r})" if first else f"{distribution} itself"
                     raise PluginError(
-                        f"backend name {name!r} is provided twice: by {first.distribution} "
-                        f"(plugin {first.plugin!r}) and by {distribution} (plugin {ep.name!r}); uninstall one"
+                        f"backend name {name!r} is provided twice: by {other} and by {distribution} "
+                        f"(plugin {ep.name!r}); uninstall one"
                     )
-                registry.backends[name] = BackendRecord(backend, ep.name, distribution, version)
+            for backend in backends:
+                registry.backends[backend.name] = BackendRecord(backend, ep.name, distribution, version)
         except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
             if _strict():
-                raise exc if isinstance(exc, PluginError) else PluginError(
-                    f"plugin {ep.name!r} from {distribution} {version}: {type(exc).__name__}: {exc}"
-                ) from exc
-            registry.failures.append(PluginFailure(ep.name, distribution, version, f"{type(exc).__name__}: {exc}"))
+                raise PluginError(f"plugin {ep.name!r} from {distribution} {version}: {error}") from exc
+            registry.failures.append(PluginFailure(ep.name, distribution, version, error))
     return registry
 
 

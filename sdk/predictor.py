@@ -35,6 +35,12 @@ class Predictor:
         self._session: Session | None = None
         skipped = []
         for engine, chosen in candidates(backend.lower(), parse_device(device)):
+            foreign = [key for key in options if not engine.accepts(key)]
+            if backend == "auto" and foreign:
+                # An engine-specific option (precision="fp16" for trt) narrows the choice.
+                log.info("backend %s does not take option(s) %s; trying the next one", engine.name, foreign)
+                skipped.append(f"{engine.name} on {chosen}: does not take option(s) {foreign}")
+                continue
             try:
                 self._session = engine.create_session(self.model, chosen, options)
             except BackendUnavailableError as exc:
@@ -102,6 +108,11 @@ class Predictor:
         return self.pipeline.finish(outputs, prepared, bgr=color == "bgr")
 
     # -- raw tensors ------------------------------------------------------------------------------
+
+    @property
+    def session(self) -> Session:
+        """The backend's session, for engine-specific inspection (e.g. ORT's providers)."""
+        return self._open_session()
 
     @property
     def inputs(self) -> tuple[TensorInfo, ...]:

@@ -63,6 +63,27 @@ MODULES = {
         def sdk_backends():
             return [GpuBackend()]
     """,
+    # Takes one option of its own, and none of onnxruntime's.
+    "fake_picky": """
+        from sdk import Availability, Backend, hookimpl
+        from backends.onnxruntime import OrtCpuBackend
+
+        class PickyBackend(Backend):
+            name = "fake-picky"
+            devices = ("cpu",)
+            priority = 50
+            options = ("turbo",)
+
+            def _probe(self, device):
+                return Availability.yes()
+
+            def create_session(self, model, device, options):
+                return OrtCpuBackend().create_session(model, device, {})
+
+        @hookimpl
+        def sdk_backends():
+            return [PickyBackend()]
+    """,
     "fake_broken": """
         raise ImportError("fake_broken needs a library that is not installed")
     """,
@@ -112,6 +133,7 @@ DISTRIBUTIONS = {
     "fakeplugins": ("1.0", ["fast = fake_fast", "flaky = fake_flaky", "gpu = fake_gpu", "broken = fake_broken",
                             "garbage = fake_garbage", "typo = fake_typo", "exploding = fake_probe_raises"]),
     "clashing-plugin": ("2.0", ["clash = fake_clash"]),
+    "picky-plugin": ("0.3", ["picky = fake_picky"]),
 }
 
 
@@ -200,10 +222,20 @@ def test_load_only_the_named_plugins(site, monkeypatch):
     assert set(records()) == {"fake-fast"}
 
 
-def test_strict_mode_raises(site, monkeypatch):
+def test_strict_mode_raises_naming_the_plugin(site, monkeypatch):
     monkeypatch.setenv("SDK_STRICT_PLUGINS", "1")
-    with pytest.raises(sdk.PluginError, match="broken"):
+    monkeypatch.setenv("SDK_LOAD_PLUGINS", "garbage,onnxruntime")
+    with pytest.raises(sdk.PluginError, match="plugin 'garbage' from fakeplugins 1.0: .*returned 42"):
         sdk.list_backends()
+
+
+def test_engine_specific_options_narrow_auto(site, runtime_model, monkeypatch):
+    monkeypatch.setenv("SDK_LOAD_PLUGINS", "picky,onnxruntime")
+    assert sdk.Predictor(runtime_model).backend == "ort-cpu"
+    assert sdk.Predictor(runtime_model, turbo=True).backend == "fake-picky"  # ort-cpu does not take it
+    assert sdk.Predictor(runtime_model, intra_op_num_threads=1).backend == "ort-cpu"
+    with pytest.raises(sdk.InputError, match="unknown onnxruntime option 'turbo'"):
+        sdk.Predictor(runtime_model, backend="ort-cpu", turbo=True)
 
 
 def test_cli_backends_json_shows_failures(site, capsys):

@@ -1,0 +1,192 @@
+"""The benchmark (`sdk bench`, benchmarks/compare.py): a real run at a tiny size, plus its parts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sdk.bench.metrics import Tolerance, compare_images, latency_summary
+from sdk.errors import SDKError
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT_KEYS = {"backend", "kind", "available", "reason", "load_s", "first_ms", "latency_ms", "images_per_s",
+               "stages_ms", "peak_rss_mb", "max_abs_diff", "psnr_db", "passed", "size", "batch", "device"}
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _row(results, kind, backend):
+    return next(r for r in results if r["kind"] == kind and r["backend"] == backend)
+
+
+def test_smoke_run_writes_the_documented_json_and_outputs_pass(tmp_path):
+    """CI's smoke test: the bundled srcnn3 at 24x24, one timed run, through the real CLI."""
+    from sdk.cli import main
+
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--model", "srcnn3", "--size", "24", "--scale", "3", "--warmup", "0", "--runs", "1",
+                 "--json", str(out), "--md", str(tmp_path / "bench.md"), "--plot", str(tmp_path / "bench.png"),
+                 "--quiet"])
+    document = json.loads(out.read_text())
+    assert set(document) == {"machine", "config", "results"}
+    assert {"cpu", "physical_cores", "gpus", "libraries"} <= set(document["machine"])
+    assert document["config"]["tolerance"] == {"max_abs_diff": 2.0, "min_psnr_db": 45.0}
+    results = document["results"]
+    for record in results:
+        assert set(record) == RESULT_KEYS
+        assert record["kind"] in ("sdk", "raw", "reference")
+        assert record["available"] or record["reason"], f"{record['backend']} is unavailable without a reason"
+    # Every discovered backend is listed, available or not.
+    from sdk import list_backends
+
+    assert {r.name for r in list_backends()} <= {r["backend"] for r in results if r["kind"] == "sdk"}
+    assert {r["backend"] for r in results if r["kind"] == "raw"} == {"ort-cpu", "ort-cuda"}
+    for kind, backend in (("sdk", "ort-cpu"), ("raw", "ort-cpu")):
+        record = _row(results, kind, backend)
+        assert record["available"], record["reason"]
+        assert set(record["latency_ms"]) == {"mean", "p50", "p90", "p99", "min"}
+        assert set(record["stages_ms"]) == {"pre", "infer", "post"}
+        assert record["images_per_s"] > 0 and record["peak_rss_mb"] > 0 and record["load_s"] > 0
+        assert record["size"] == 24 and record["batch"] == 1
+    assert all(_row(results, "sdk", "ort-cpu")["stages_ms"][k] is not None for k in ("pre", "infer", "post"))
+    reference = _row(results, "reference", "torch")
+    if HAS_TORCH:
+        assert reference["available"], reference["reason"]
+        for kind in ("sdk", "raw"):
+            record = _row(results, kind, "ort-cpu")
+            assert record["passed"] is True, record
+            assert record["max_abs_diff"] <= 2
+        assert code == 0
+    else:
+        assert not reference["available"] and "torch" in reference["reason"]
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert "| ort-cpu |" in (tmp_path / "bench.md").read_text()
+
+
+def test_compare_script_help_runs_from_a_checkout():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--backends" in result.stdout
+
+
+def test_building_the_cli_parser_stays_light():
+    code = ("import sys, sdk.cli; sdk.cli.build_parser(); "
+            "print(','.join(m for m in ('torch', 'onnxruntime', 'matplotlib', 'rich') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_unknown_backend_names_are_refused_with_the_choices():
+    from sdk.bench.compare import plan_rows
+
+    with pytest.raises(SDKError, match="unknown --backends.*ort-cpu"):
+        plan_rows(["ort-cpu,nonesuch"], "auto")
+
+
+def test_a_named_backend_brings_its_raw_baseline_and_the_reference():
+    from sdk.bench.compare import plan_rows
+
+    rows = plan_rows(["ort-cpu"], "auto")
+    assert [(r.kind, r.backend) for r in rows] == [("sdk", "ort-cpu"), ("raw", "ort-cpu"), ("reference", "torch")]
+
+
+def test_gpu_rows_say_why_they_cannot_run_on_a_cpu_only_machine():
+    from sdk.bench.compare import plan_rows
+    from sdk.devices import cuda_gpus
+
+    if cuda_gpus():
+        pytest.skip("this machine has a GPU")
+    rows = {(r.kind, r.backend): r for r in plan_rows(["all"], "auto")}
+    assert "GPU" in rows[("raw", "ort-cuda")].reason
+    assert rows[("sdk", "ort-cuda")].reason
+    # Forcing every row onto the CPU leaves the CUDA baseline unavailable, with the reason.
+    cpu_rows = {(r.kind, r.backend): r for r in plan_rows(["raw"], "cpu")}
+    assert "runs on cuda" in cpu_rows[("raw", "ort-cuda")].reason
+
+
+def _dies_at_once(conn, job):
+    os._exit(3)
+
+
+def test_a_crashing_or_failing_worker_costs_only_its_own_row(tmp_path, photo):
+    from sdk.bench.runners import Job
+    from sdk.bench.schedule import Measurement, Plan, measure
+
+    def job(kind, backend, model, name):
+        return Job(kind, backend, model, "auto", (photo,), 3, str(tmp_path / f"{name}.npy"))
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    rows = [
+        Measurement(job("sdk", "ort-cpu", str(broken), "broken")),
+        Measurement(job("sdk", "ort-cpu", "srcnn3", "good")),
+        Measurement(job("raw", "ort-cpu", "srcnn3", "dies")),
+    ]
+    measure(rows, Plan(warmup=0, runs=2, stage_runs=1, timeout=120),
+            targets={id(rows[2]): _dies_at_once})
+    assert not rows[0].available and rows[0].crashed and "ModelError" in rows[0].reason
+    assert not rows[2].available and rows[2].crashed and "exit code 3" in rows[2].reason
+    good = rows[1]
+    assert good.available and len(good.times) == 2 and len(good.stages) == 1 and good.peak_rss_mb > 0
+    assert np.load(good.job.output_path).shape == (1, photo.shape[0] * 3, photo.shape[1] * 3, 3)
+
+
+def test_accuracy_metrics():
+    a = np.zeros((1, 4, 4, 3), np.uint8)
+    assert compare_images(a, a) == (0, None)  # identical: infinite PSNR, stored as None
+    b = a.copy()
+    b[0, 0, 0, 0] = 3
+    diff, psnr = compare_images(a, b)
+    assert diff == 3 and psnr == pytest.approx(10 * np.log10(255**2 / (9 / 48)))
+    tolerance = Tolerance(max_abs_diff=2, min_psnr_db=45)
+    assert tolerance.passes(0, None) and tolerance.passes(2, 50.0)
+    assert not tolerance.passes(3, 60.0) and not tolerance.passes(1, 40.0)
+    with pytest.raises(ValueError, match="shapes differ"):
+        compare_images(a, a[:, :2])
+
+
+def test_latency_summary_is_in_milliseconds():
+    stats = latency_summary([0.010, 0.020, 0.030])
+    assert stats["mean"] == pytest.approx(20.0) and stats["min"] == pytest.approx(10.0)
+    assert stats["p50"] == pytest.approx(20.0) and stats["p99"] <= 30.0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="the torch reference needs torch")
+@pytest.mark.parametrize("fixture", ["runtime_model", "fixed_model", "y_model"])
+def test_the_graph_reference_matches_onnx_runtime(fixture, request):
+    """Graphs the zoo does not know run through torch operators, and agree with ORT."""
+    import onnxruntime as ort
+    import torch
+
+    from sdk.bench.reference import reference_module
+    from sdk.model import Model
+
+    model = Model(request.getfixturevalue(fixture))
+    module, names, source = reference_module(model)
+    assert "ONNX graph" in source
+    rng = np.random.default_rng(0)
+    channels = model.inputs[0].shape[1]
+    feeds = {"input": (rng.random((2, channels, 9, 7), dtype=np.float32) * 255)}
+    if "factor" in names:
+        feeds["factor"] = np.array([1, 1, 2, 2], np.float32)
+    expected = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    with torch.inference_mode():
+        got = module(*[torch.from_numpy(feeds[n]) for n in names]).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="the torch reference needs torch")
+def test_a_bundled_model_is_rebuilt_from_the_zoo_with_the_files_weights():
+    from sdk.bench.reference import reference_module
+    from sdk.model import Model
+
+    module, names, source = reference_module(Model("srcnn3"))
+    assert source.startswith("sdk.zoo srcnn3") and names == ["input", "factor"]
