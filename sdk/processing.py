@@ -155,6 +155,7 @@ class Pipeline:
         """N x H x W x 3 uint8 RGB -> feeds for the engine."""
         chroma = None
         if self.spec.color == "y":
+            # Y in 0..255 like the RGB path, so the value-range mapping below is the same for both.
             ycbcr = _to_ycbcr(batch)  # N x 3 x H x W float32
             tensor, chroma = np.ascontiguousarray(ycbcr[:, :1]), ycbcr[:, 1:]
         else:
@@ -204,15 +205,14 @@ def _to_uint8_nhwc(tensor: np.ndarray, flip: bool = False) -> np.ndarray:
 
 
 def _to_ycbcr(batch: np.ndarray) -> np.ndarray:
-    """N x H x W x 3 uint8 RGB -> N x 3 x H x W float32 Y, Cb, Cr in 0..1 (chroma centred on 0.5)."""
-    rgb = batch.astype(np.float32) * (1.0 / 255.0)
-    ycbcr = np.einsum("ij,nhwj->nihw", _RGB_TO_YCBCR, rgb, optimize=True)
-    ycbcr[:, 1:] += 0.5
+    """N x H x W x 3 uint8 RGB -> N x 3 x H x W float32 Y, Cb, Cr in 0..255 (chroma centred on 128)."""
+    ycbcr = np.einsum("ij,nhwj->nihw", _RGB_TO_YCBCR, batch.astype(np.float32), optimize=True)
+    ycbcr[:, 1:] += 128.0
     return ycbcr
 
 
 def _from_y_and_chroma(y: np.ndarray, chroma: np.ndarray, scale: int, flip: bool = False) -> np.ndarray:
-    """Model Y (N x 1 x sH x sW, 0..1) + low-res chroma -> N x sH x sW x 3 uint8 RGB.
+    """Model Y (N x 1 x sH x sW, 0..255) + low-res chroma (0..255) -> N x sH x sW x 3 uint8 RGB.
 
     Chroma is upscaled with PIL's bicubic filter, as the ESPCN tutorial does, so our output matches
     the reference pipeline's.
@@ -226,6 +226,6 @@ def _from_y_and_chroma(y: np.ndarray, chroma: np.ndarray, scale: int, flip: bool
         for c in range(2):
             plane = Image.fromarray(chroma[i, c], mode="F").resize((width, height), Image.Resampling.BICUBIC)
             ycbcr[i, c + 1] = np.asarray(plane)
-    ycbcr[:, 1:] -= 0.5
-    rgb = np.einsum("ij,njhw->nihw", _YCBCR_TO_RGB, ycbcr, optimize=True) * 255.0
+    ycbcr[:, 1:] -= 128.0
+    rgb = np.einsum("ij,njhw->nihw", _YCBCR_TO_RGB, ycbcr, optimize=True)
     return _to_uint8_nhwc(rgb, flip)

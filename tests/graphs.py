@@ -73,7 +73,10 @@ def y_channel_model(scale: int = 3, seed: int = 0) -> onnx.ModelProto:
     # output stays a plausible image whose colours survive the YCbCr round trip.
     weight = (rng.standard_normal((scale * scale, 1, 3, 3)) * 0.02).astype(np.float32)
     weight[:, 0, 1, 1] += 1.0
-    inits = [numpy_helper.from_array(weight, "c1_w"), numpy_helper.from_array(np.zeros(scale * scale, np.float32), "c1_b")]
+    # A bias (0.04 = about 10 grey levels) makes the model affine, not linear: a pipeline that gets
+    # the 0..1 value range wrong then shows, where a linear model would cancel the error out.
+    bias = np.full(scale * scale, 0.04, np.float32)
+    inits = [numpy_helper.from_array(weight, "c1_w"), numpy_helper.from_array(bias, "c1_b")]
     nodes = [
         helper.make_node("Conv", ["input", "c1_w", "c1_b"], ["h"], pads=[1, 1, 1, 1]),
         helper.make_node("DepthToSpace", ["h"], ["output"], blocksize=scale, mode="CRD"),

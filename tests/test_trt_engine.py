@@ -39,14 +39,10 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def srcnn3(tmp_path_factory) -> str:
-    """The bundled srcnn3 when this install has it, else an SRCNN-shaped graph with the same Resize."""
+def srcnn3() -> str:
     from sdk.model import bundled_path
 
-    try:
-        return str(bundled_path("srcnn3"))
-    except Exception:
-        return graphs.save(graphs.runtime_scale_model(), tmp_path_factory.mktemp("models") / "srcnn3-like.onnx")
+    return str(bundled_path("srcnn3"))
 
 
 @pytest.fixture(scope="module")

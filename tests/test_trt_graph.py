@@ -16,19 +16,9 @@ from sdk.model import Model
 ort = pytest.importorskip("onnxruntime")
 
 
-def _bundled_or_test_graph(tmp_path_factory) -> str:
-    """The bundled srcnn3 when this install has it, else an SRCNN-shaped graph with the same Resize."""
-    try:
-        from sdk.model import bundled_path
-
-        return str(bundled_path("srcnn3"))
-    except Exception:
-        return graphs.save(graphs.runtime_scale_model(), tmp_path_factory.mktemp("trt") / "srcnn3-like.onnx")
-
-
 @pytest.fixture(scope="module")
-def srcnn3(tmp_path_factory) -> Model:
-    return Model(_bundled_or_test_graph(tmp_path_factory))
+def srcnn3() -> Model:
+    return Model("srcnn3")  # the bundled model: the graph our users hand to TensorRT
 
 
 def _run(model_or_proto, feeds: dict) -> np.ndarray:

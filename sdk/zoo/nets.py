@@ -4,9 +4,10 @@ The layer names (``conv1``..``conv3`` for SRCNN, ``conv1``..``conv4`` for ESPCN)
 MMDeploy and PyTorch tutorials and of MMEditing's SRCNN, so their checkpoints load by name.
 
 ``residual=True`` adds the bicubic upsample to the network's output: the convolutions then learn
-only the missing detail, which trains an order of magnitude faster on a CPU budget (measured: +1.27
-dB over bicubic at x3 after 2.5 minutes, against +0.13 dB for the same layers without it). It adds
-one Add node and no weights. ``residual=False`` is the tutorials' exact architecture.
+only the missing detail, which trains an order of magnitude faster on a CPU budget (measured on the
+2-core build machine: +1.27 dB over bicubic at x3 after 2.5 minutes, against +0.13 dB for the same
+layers without it). It adds one Add node and no weights. ``residual=False`` is the tutorials' exact
+architecture, which foreign checkpoints (MMEditing's SRCNN, the PyTorch tutorial's ESPCN) load into.
 """
 
 from __future__ import annotations
