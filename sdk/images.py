@@ -4,12 +4,12 @@ written so that an interrupted run never leaves a half-written picture behind.""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .files import atomic_file
 
 COLOR_ORDERS = ("rgb", "bgr")
 
@@ -95,12 +95,5 @@ def save_atomic(array: np.ndarray, path: Path, overwrite: bool = True) -> None:
         raise InputError(f"cannot tell the image format of {path}; use .png, .jpg, .bmp, .tif or .webp")
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; remove it or choose another output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(array).save(f, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        Image.fromarray(array).save(handle, format=fmt)

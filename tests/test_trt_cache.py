@@ -121,7 +121,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(model, tmp_path, mo
         cache.store(key, b"new engine")
     monkeypatch.undo()
     assert cache.load(key) == b"old engine"
-    assert [p.name for p in (tmp_path / "engines").iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in (tmp_path / "engines").iterdir() if p.name.endswith(".part")] == []
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])

@@ -26,13 +26,13 @@ import logging
 import os
 import re
 import struct
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from sdk.errors import SDKError
+from sdk.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -101,22 +101,6 @@ def unwrap(key: EngineKey, blob: bytes) -> bytes:
     if hashlib.sha256(payload).digest() != checksum:
         raise CacheEntryError("payload checksum mismatch: corrupted")
     return payload
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
 
 
 class EngineCache:

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 from ..errors import SDKError
+from ..files import atomic_file, atomic_write
 
 LABELS = {"sdk": "{}", "raw": "raw {}", "reference": "{} (reference)"}
 # Two tables, so that each fits a terminal: how fast, then where the time goes and how right.
@@ -209,8 +210,7 @@ def _clean(value):
 
 
 def write_json(document: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(document), indent=2) + "\n")
+    atomic_write(path, json.dumps(_clean(document), indent=2) + "\n")
 
 
 def summary_markdown(document: dict) -> list[str]:
@@ -284,8 +284,7 @@ def markdown(document: dict) -> str:
 
 
 def write_markdown(document: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown(document))
+    atomic_write(path, markdown(document))
 
 
 COLOURS = {"sdk": "#1f77b4", "raw": "#ff7f0e", "reference": "#7f7f7f"}
@@ -328,6 +327,6 @@ def write_plot(document: dict, path: Path) -> None:
     figure.suptitle(f"{machine['cpu']}, {machine['usable_cores']} cores"
                     + (f", {machine['gpus'][0]['name']}" if machine["gpus"] else "") + " - sdk bench", fontsize=11)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    with atomic_file(path) as handle:
+        figure.savefig(handle, format=Path(path).suffix.lstrip(".") or "png", dpi=110)
     plt.close(figure)

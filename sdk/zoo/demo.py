@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import SDKError
+from ..images import save_atomic
 from .imaging import crop_to_multiple, downscale, psnr_y, upscale
 
 TRAINED_ON = {"astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry"}
@@ -91,12 +92,13 @@ def main(argv=None) -> int:
         bicubic = upscale(low, scale)
         ours = predictor(low, scale=scale)
         p_bicubic, p_ours = psnr_y(truth, bicubic, scale), psnr_y(truth, ours, scale)
-        Image.fromarray(low).save(args.out / f"{name}_x{scale}_input.png")
-        Image.fromarray(bicubic).save(args.out / f"{name}_x{scale}_bicubic.png")
-        Image.fromarray(ours).save(args.out / f"{name}_x{scale}_{label}.png")
-        side_by_side([(bicubic, f"bicubic x{scale} {p_bicubic:.2f} dB"),
-                      (ours, f"{label} x{scale} {p_ours:.2f} dB"),
-                      (truth, "original")]).save(args.out / f"{name}_x{scale}_compare.png")
+        save_atomic(low, args.out / f"{name}_x{scale}_input.png")
+        save_atomic(bicubic, args.out / f"{name}_x{scale}_bicubic.png")
+        save_atomic(ours, args.out / f"{name}_x{scale}_{label}.png")
+        sheet = side_by_side([(bicubic, f"bicubic x{scale} {p_bicubic:.2f} dB"),
+                              (ours, f"{label} x{scale} {p_ours:.2f} dB"),
+                              (truth, "original")])
+        save_atomic(np.asarray(sheet), args.out / f"{name}_x{scale}_compare.png")
         size = f"{low.shape[1]}x{low.shape[0]}"
         print(f"{'x' + str(scale):>5}  {size:>9}  {p_bicubic:8.2f}  {p_ours:8.2f}  {p_ours - p_bicubic:+.2f}")
     print(f"pictures in {args.out}/ (*_compare.png: bicubic | {label} | original)")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
+from ..files import atomic_write
 from ..metadata import PIPELINE_KEY, PipelineSpec
 from .catalog import ModelCard
 
@@ -188,8 +189,7 @@ def export_card(card: ModelCard, network: nn.Module, path: Path, *, doc: str,
     example = _sample_image(card.channels, 24, 24, 1, card.value_scale, seed=100)
     model = to_onnx(network, card.example_inputs(example, card.train_scales[0]), card.spec, doc=doc)
     comparisons = verify(model, network, card)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    atomic_write(path, model.SerializeToString())
     log(f"{path}  ({path.stat().st_size / 1024:.0f} KiB, inputs {', '.join(card.input_names())}, "
         f"opset {OPSET})")
     for comparison in comparisons:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..files import atomic_file
 
 META_KEY = "__meta__"
 
@@ -35,9 +36,8 @@ def save_weights(path: Path, network: nn.Module, *, model: str, residual: bool,
     arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in network.state_dict().items()}
     meta = {"model": model, "residual": residual, "value_scale": value_scale, "info": info}
     arrays[META_KEY] = np.array(json.dumps(meta, sort_keys=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:  # a file object keeps numpy from appending a second .npz
-        np.savez_compressed(fh, **arrays)
+    with atomic_file(path) as handle:  # a file object also keeps numpy from appending a second .npz
+        np.savez_compressed(handle, **arrays)
 
 
 def load_weights(path: Path) -> Weights:
