@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a source checkout without installing
     sys.path.insert(0, str(ROOT))
 
+from sdk.errors import SDKError  # noqa: E402
+from sdk.files import atomic_write  # noqa: E402
 from sdk.zoo.imaging import crop_to_multiple, downscale, psnr_y, upscale  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -47,10 +49,18 @@ class Row:
 
 
 def load_images(folder: Path) -> dict[str, np.ndarray]:
+    if not folder.is_dir():
+        raise SystemExit(f"quality.py: {folder} is not a folder; pass --data DIR, a folder of images")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise SystemExit(f"quality.py: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return {p.name: np.asarray(Image.open(p).convert("RGB")) for p in files}
+    images = {}
+    for path in files:
+        try:
+            images[path.name] = np.asarray(Image.open(path).convert("RGB"))
+        except OSError as exc:
+            raise SystemExit(f"quality.py: cannot read {path} ({exc}); remove it from the folder") from None
+    return images
 
 
 def degrade(images: dict[str, np.ndarray], scale: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -145,12 +155,17 @@ def main(argv=None) -> int:
                         help="also write PREFIX.md and PREFIX.json")
     args = parser.parse_args(argv)
 
+    if any(scale < 2 for scale in args.scales):
+        parser.error(f"--scales {args.scales}: each scale must be a whole number >= 2")
     images = load_images(args.data)
     baseline = measure("bicubic (PIL)", Bicubic(), images, args.scales)
     rows = [baseline]
     for model in args.models:
-        rows.append(measure(model, Model(model, args.backend), images, args.scales,
-                            source=model_source(model)))
+        try:
+            rows.append(measure(model, Model(model, args.backend), images, args.scales,
+                                source=model_source(model)))
+        except SDKError as exc:
+            raise SystemExit(f"quality.py: {model}: {exc}") from None
     text = table(rows, args.scales, baseline)
     header = (f"Y-PSNR (dB) on {args.data.name} ({len(images)} images), gain over PIL bicubic in "
               f"brackets; models run by sdk.Predictor on {args.backend}. Published figures use "
@@ -161,9 +176,8 @@ def main(argv=None) -> int:
     if args.out is not None:
         import sdk
 
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         sources = "\n".join(f"- {r.method}: {r.source}" for r in rows if r.source)
-        args.out.with_suffix(".md").write_text(f"{header}\n\n{text}\n\nModels:\n{sources}\n")
+        atomic_write(args.out.with_suffix(".md"), f"{header}\n\n{text}\n\nModels:\n{sources}\n")
         record = {
             "data": args.data.name, "images": sorted(images), "backend": args.backend,
             "sdk": sdk.__version__, "python": platform.python_version(),
@@ -173,7 +187,7 @@ def main(argv=None) -> int:
                       "per_image": {str(k): v for k, v in r.per_image.items()}} for r in rows],
             "published": {k: {str(s): v for s, v in f.items()} for k, f in PUBLISHED.items()},
         }
-        args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+        atomic_write(args.out.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
         print(f"\nwrote {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
     return 0
 

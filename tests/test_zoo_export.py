@@ -154,3 +154,13 @@ def test_residual_false_is_the_tutorial_architecture(tmp_path):
     export_card(card, network, tmp_path / "plain.onnx", doc="", log=lambda s: None)
     ops = [n.op_type for n in onnx.load(str(tmp_path / "plain.onnx")).graph.node]
     assert "Add" not in ops and ops.count("Conv") == 3 and ops.count("Resize") == 1
+
+
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path, capsys):
+    from sdk.cli import main
+
+    not_a_folder = tmp_path / "models"
+    not_a_folder.write_text("keep me")
+    assert main(["export", "--out-dir", str(not_a_folder), "--models", "srcnn"]) != 0
+    assert "is a file; pass a folder" in capsys.readouterr().err
+    assert not_a_folder.read_text() == "keep me"

@@ -112,3 +112,16 @@ def test_bundled_models_beat_bicubic_on_a_photo_they_were_not_trained_on(model, 
         ours = predictor(low, scale=scale)
     gain = psnr_y(truth, ours, scale) - psnr_y(truth, upscale(low, scale), scale)
     assert gain > 0.3, f"{model} x{scale}: {gain:+.2f} dB over bicubic"
+
+
+def test_quality_refuses_a_missing_folder_and_unreadable_images(folder, tmp_path):
+    quality = _quality_module()
+    with pytest.raises(SystemExit, match="is not a folder; pass --data DIR"):
+        quality.main(["--data", str(tmp_path / "nowhere")])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes((folder / "img0.png").read_bytes())
+    (broken / "b.png").write_bytes(b"not a png")
+    with pytest.raises(SystemExit, match="cannot read .*b.png .*remove it from the folder"):
+        quality.main(["--data", str(broken), "--out", str(tmp_path / "q")])
+    assert not (tmp_path / "q.json").exists()

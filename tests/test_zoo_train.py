@@ -94,3 +94,27 @@ def test_bundled_weights_record_their_recipe():
         weights = load_weights(card.weights_file)
         assert weights.model == name and weights.value_scale == card.value_scale
         assert weights.info["recipe"]["model"] == name and weights.info["recipe"]["steps"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "--steps 0: pass a positive whole number"),
+    (["--batch", "-2"], "--batch -2: pass a positive whole number"),
+    (["--lr", "0"], "--lr 0.0: pass a positive learning rate"),
+    (["--scale-weights", "1", "2"], "2 scale weights for the scales (2, 3, 4): give one per scale"),
+    (["--scale-weights", "0", "0", "0"], "not all 0"),
+])
+def test_train_refuses_bad_options_before_training(args, message, tmp_path, capsys):
+    from sdk.cli import main
+
+    out = tmp_path / "w.npz"
+    assert main(["train", "srcnn3", "--out", str(out), *args]) != 0
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_train_refuses_a_folder_as_its_output(tmp_path, capsys):
+    from sdk.cli import main
+
+    assert main(["train", "espcn", "--out", str(tmp_path)]) != 0
+    assert f"--out {tmp_path} is a folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import InputError
+
 MODEL_NAMES = ("srcnn", "srcnn3", "espcn")  # the zoo's cards, spelled out to keep torch unimported
 
 
@@ -79,6 +81,8 @@ def cmd_export(args) -> int:
     from .export import export_card
     from .weights import load_weights
 
+    if args.out_dir is not None and args.out_dir.exists() and not args.out_dir.is_dir():
+        raise InputError(f"--out-dir {args.out_dir} is a file; pass a folder (it is created if missing)")
     checkpoint = None
     if args.checkpoint is not None:
         checkpoint = read_checkpoint(args.checkpoint, args.checkpoint_range)
@@ -121,6 +125,14 @@ def _restart_with_tuned_malloc(args) -> None:
 
 
 def cmd_train(args) -> int:
+    for option in ("steps", "batch", "threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise InputError(f"--{option} {value}: pass a positive whole number")
+    if args.lr is not None and not args.lr > 0:
+        raise InputError(f"--lr {args.lr}: pass a positive learning rate such as 1e-3")
+    if args.out is not None and args.out.is_dir():
+        raise InputError(f"--out {args.out} is a folder; pass the weights file to write, e.g. {args.out / (args.model + '.npz')}")
     _restart_with_tuned_malloc(args)
     from .catalog import CARDS
     from .train import recipe_for, train
@@ -129,8 +141,13 @@ def cmd_train(args) -> int:
     overrides = {"steps": args.steps, "seed": args.seed, "threads": args.threads,
                  "batch": args.batch, "lr": args.lr}
     if args.scale_weights is not None:
+        if any(w < 0 for w in args.scale_weights) or not sum(args.scale_weights) > 0:
+            raise InputError(f"--scale-weights {args.scale_weights}: pass one weight >= 0 per scale, not all 0")
         overrides["scale_weights"] = tuple(args.scale_weights)
-    recipe = recipe_for(args.model, **overrides)
+    try:
+        recipe = recipe_for(args.model, **overrides)
+    except ValueError as exc:  # the recipe's own consistency checks
+        raise InputError(f"sdk train {args.model}: {exc}") from None
     print(f"sdk train: {recipe}", flush=True)
     result = train(recipe, log=lambda line: print(line, flush=True))
     card = CARDS[args.model]

@@ -59,7 +59,7 @@ class Recipe:
 
     def __post_init__(self):
         if len(self.scales) != len(self.scale_weights):
-            raise ValueError("scales and scale_weights differ in length")
+            raise ValueError(f"{len(self.scale_weights)} scale weights for the scales {self.scales}: give one per scale")
         if any(self.patch % s for s in self.scales):
             raise ValueError(f"patch {self.patch} is not a multiple of every scale {self.scales}")
 
