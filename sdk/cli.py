@@ -120,6 +120,9 @@ def collect_images(inputs: list[str]) -> list[Path]:
 def plan_outputs(images: list[Path], output: Path) -> list[tuple[Path, Path]]:
     """Where each image goes. One input may name an output file; otherwise OUT is a folder."""
     single_file = len(images) == 1 and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir()
+    if not single_file and output.exists() and not output.is_dir():
+        raise SDKError(f"output {output} is a file: pass a folder for the results "
+                       "(or, for one input image, a new file name ending in an image suffix)")
     pairs = [(images[0], output)] if single_file else [(image, output / image.name) for image in images]
     sources = {image.resolve() for image in images}
     targets = [target.resolve() for _, target in pairs]
@@ -146,7 +149,7 @@ def cmd_upscale(args) -> int:
         for source, target in pairs:
             try:
                 save_atomic(predictor(source, scale=scale, tile=args.tile), target)
-            except SDKError as exc:  # one bad image must not cost the others
+            except (SDKError, OSError) as exc:  # one bad image or failed write must not cost the others
                 failures.append(f"{source}: {exc}")
             advance(source.name)
     done = len(pairs) - len(failures)

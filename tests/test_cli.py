@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +55,32 @@ def test_existing_outputs_need_force(pictures, tmp_path, runtime_model, capsys):
     assert (out / "a.png").read_bytes() == b"precious"
     assert cli.main(args + ["--force"]) == 0
     assert Image.open(out / "a.png").size == (96, 80)
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(pictures, tmp_path, runtime_model, capsys):
+    notes = tmp_path / "notes"
+    notes.write_text("keep me")
+    code = cli.main(["upscale", str(pictures), "-o", str(notes), "--model", runtime_model, "--scale", "2"])
+    assert code == 1 and f"output {notes} is a file: pass a folder" in capsys.readouterr().err
+    assert notes.read_text() == "keep me"
+
+
+def test_a_failed_write_is_reported_and_the_rest_are_done(pictures, tmp_path, runtime_model, capsys, monkeypatch):
+    import sdk.images
+
+    real = sdk.images.atomic_file
+
+    def full_for_a(path, *args):
+        if Path(path).name == "a.png":
+            raise OSError(28, "No space left on device")
+        return real(path, *args)
+
+    monkeypatch.setattr(sdk.images, "atomic_file", full_for_a)
+    out = tmp_path / "out"
+    code = cli.main(["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2"])
+    err = capsys.readouterr().err
+    assert code == 1 and "upscaled 1 of 2" in err and "No space left on device" in err
+    assert sorted(p.name for p in out.iterdir()) == ["b.jpg"]
 
 
 def test_a_bad_image_is_reported_and_the_rest_are_done(pictures, tmp_path, runtime_model, capsys):
