@@ -13,6 +13,7 @@ from .devices import parse_device
 from .errors import BackendUnavailableError, InputError, SDKError
 from .images import check_color, to_rgb
 from .model import Model
+from .optimize import SDK_OPTIONS, open_session
 from .processing import Pipeline, spec_for
 from .selection import candidates
 from .tiling import run_tiled
@@ -35,14 +36,14 @@ class Predictor:
         self._session: Session | None = None
         skipped = []
         for engine, chosen in candidates(backend.lower(), parse_device(device)):
-            foreign = [key for key in options if not engine.accepts(key)]
+            foreign = [key for key in options if key not in SDK_OPTIONS and not engine.accepts(key)]
             if backend == "auto" and foreign:
                 # An engine-specific option (precision="fp16" for trt) narrows the choice.
                 log.info("backend %s does not take option(s) %s; trying the next one", engine.name, foreign)
                 skipped.append(f"{engine.name} on {chosen}: does not take option(s) {foreign}")
                 continue
             try:
-                self._session = engine.create_session(self.model, chosen, options)
+                self._session = open_session(engine, self.model, chosen, options)
             except BackendUnavailableError as exc:
                 if backend != "auto":
                     raise
