@@ -29,7 +29,7 @@ _SMALL = 4096
 # Post-processing's own float temporaries per output pixel, by the pipeline's colour mode (measured
 # against peak RSS on ort-cpu): RGB rounds in place and transposes once; luma models rebuild the
 # colour from upscaled chroma planes and a YCbCr -> RGB product.
-_POST_BYTES = {"y": 56, "rgb": 24, "bgr": 24}  # initializers up to this many values stay in the copy: shapes and scales live there
+_POST_BYTES = {"y": 56, "rgb": 24, "bgr": 24, "gray": 24}  # initializers up to this many values stay in the copy: shapes and scales live there
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from .devices import parse_device
 from .errors import InputError, SDKError
 from .images import check_color, to_rgb
 from .model import Model
-from .processing import Pipeline, spec_for
-from .selection import normalize_name, open_session
 from . import memory, tiling
 from .footprint import footprint
+from .pipeline import Pipeline
+from .selection import normalize_name, open_session
+from .spec import resolve, warn_about_guesses
 
 
 class Predictor:
@@ -25,15 +26,18 @@ class Predictor:
     >>> hi = p(lo, scale=3)           # HxWx3 uint8 -> 3Hx3Wx3 uint8
     """
 
-    def __init__(self, model, backend: str = "auto", device: str = "auto", memory_budget=None, **options: Any):
+    def __init__(self, model, backend: str = "auto", device: str = "auto", pipeline: Mapping[str, Any] | None = None,
+                 memory_budget=None, **options: Any):
         normalize_name(backend)  # a bad backend argument fails before the model is read
         self.model = Model(model)
-        self.spec = spec_for(self.model)
+        resolution = resolve(self.model, pipeline)
+        self.spec = resolution.spec
+        self.spec_sources = dict(resolution.sources)  # field -> declared / metadata / inferred / default
+        warn_about_guesses(resolution, self.model.name)
         chosen = open_session(self.model, backend, parse_device(device), options)
         self._session: Session | None = chosen.session
         self.backend, self.device = chosen.backend, str(chosen.device)
-        output = self.model.outputs[0].name
-        self.pipeline = Pipeline(self.spec, self.model.name, output)
+        self.pipeline = Pipeline(self.spec, self.model)
         image = self._input(self.spec.image_input)
         self._dynamic_batch = not isinstance(image.shape[0], int)
         if memory_budget is not None:
@@ -99,8 +103,8 @@ class Predictor:
     def _run_windows(self, batch: np.ndarray, scale: int, bgr: bool) -> np.ndarray:
         """N x h x w x 3 uint8 -> N x sh x sw x 3 uint8: the whole pipeline on exactly this batch."""
         prepared = self.pipeline.prepare(batch, scale)
-        outputs = self._open_session().run(prepared.feeds)
-        return self.pipeline.finish(outputs, prepared, bgr=bgr)
+        out = self.pipeline.run_tensor(self._open_session(), prepared.tensor, scale)
+        return self.pipeline.finish(out, prepared, bgr=bgr)
 
     def _plan(self, shape: tuple[int, int, int], scale: int, tile) -> "tiling.Plan | None":
         """Refuse what cannot fit before any engine call, then choose the tiles (or none)."""
