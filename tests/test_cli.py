@@ -1,6 +1,7 @@
 """The `sdk` command: upscale files and folders safely, describe models."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,13 +47,16 @@ def test_never_overwrites_an_input(pictures, runtime_model, capsys):
     assert (pictures / "a.png").read_bytes() == before
 
 
-def test_existing_outputs_need_force(pictures, tmp_path, runtime_model, capsys):
+def test_existing_outputs_are_skipped_unless_forced(pictures, tmp_path, runtime_model, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.png").write_bytes(b"precious")
     args = ["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2"]
-    assert cli.main(args) == 1 and "--force" in capsys.readouterr().err
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 existing output(s) (pass --force to redo them)" in err and "upscaled 1 of 1" in err
     assert (out / "a.png").read_bytes() == b"precious"
+    assert Image.open(out / "b.jpg").size == (96, 80)
     assert cli.main(args + ["--force"]) == 0
     assert Image.open(out / "a.png").size == (96, 80)
 
@@ -125,8 +129,11 @@ def test_info(runtime_model, capsys):
     assert [i["name"] for i in info["inputs"]] == ["input", "factor"]
     assert info["opset"] == 11 and info["pipeline"]["scale_input"] == "factor"
     assert info["pipeline_source"] == "inferred"
+    assert info["pipeline_sources"]["value_range"] == "inferred"
     assert cli.main(["info", runtime_model]) == 0
-    assert "pipeline  (inferred)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert re.search(r"value_range\s+\[0\.0, 255\.0\]\s+inferred", out)
+    assert "warning" in out and "--value-range 0 1" in out
 
 
 def test_python_dash_m_sdk_and_console_script():

@@ -74,9 +74,9 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False) -> l
 
 
 def _default_scale(model) -> int:
-    from ..processing import spec_for
+    from ..spec import resolve
 
-    spec = spec_for(model)
+    spec = resolve(model).spec
     return spec.scale if spec.scale is not None else 3
 
 

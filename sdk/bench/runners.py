@@ -92,9 +92,9 @@ class SdkRunner(Runner):
         start = time.perf_counter()
         prepared = pipeline.prepare(self.batch, self.scale)
         prepared_at = time.perf_counter()
-        outputs = self.predictor.run(prepared.feeds)
+        out = pipeline.run_tensor(self.predictor.session, prepared.tensor, self.scale)
         ran_at = time.perf_counter()
-        pipeline.finish(outputs, prepared)
+        pipeline.finish(out, prepared)
         done = time.perf_counter()
         return prepared_at - start, ran_at - prepared_at, done - ran_at
 
@@ -104,10 +104,11 @@ class SdkRunner(Runner):
 
 def _pipeline_for(model_name: str):
     from ..model import Model
-    from ..processing import Pipeline, spec_for
+    from ..pipeline import Pipeline
+    from ..spec import resolve
 
     model = Model(model_name)
-    return model, Pipeline(spec_for(model), model.name, model.outputs[0].name)
+    return model, Pipeline(resolve(model).spec, model)
 
 
 class RawEngineRunner(Runner):
@@ -141,7 +142,8 @@ class RawEngineRunner(Runner):
         baked = shape_inputs(model.proto) if optimize else []
         target = model
         if optimize:
-            values = {name: self.prepared.feeds[name] for name in baked}
+            every = self.pipeline.feeds(self.prepared.tensor, self.scale)
+            values = {name: every[name] for name in baked}
             target = optimized_model(model, values or None) or model
             if target is model:
                 baked = []  # the pass changed nothing: the original model, factor fed at run time
@@ -149,7 +151,7 @@ class RawEngineRunner(Runner):
         if runner is None:
             raise BackendUnavailableError(f"backend {backend.name!r} offers no raw baseline (Backend.raw_runner)")
         self.runner, self.source, self.device = runner, runner.description, str(device)
-        self.feeds = {k: v for k, v in self.prepared.feeds.items() if k not in baked}
+        self.feeds = {k: v for k, v in self.pipeline.feeds(self.prepared.tensor, self.scale).items() if k not in baked}
 
     def call(self):
         return self.runner.run(self.feeds)
@@ -160,7 +162,8 @@ class RawEngineRunner(Runner):
         return None, time.perf_counter() - start, None
 
     def images(self, result) -> np.ndarray:
-        return self.pipeline.finish(self.runner.outputs(result), self.prepared)
+        out = self.pipeline.output(self.runner.outputs(result), self.prepared.tensor.shape, self.scale)
+        return self.pipeline.finish(out, self.prepared)
 
 
 class FloorRunner(Runner):
@@ -242,31 +245,32 @@ class TorchRunner(Runner):
         try:
             self.module = torch.compile(self.module)
             start = time.perf_counter()
-            self._infer(self.pipeline.prepare(self.batch, self.scale).feeds)
+            self._infer(self.pipeline.prepare(self.batch, self.scale))
             self.compile_s = time.perf_counter() - start
         except Exception as exc:  # inductor needs a C++ compiler; without one there is no such row
             raise BackendUnavailableError(f"torch.compile failed here ({type(exc).__name__}: {exc}); "
                                           "it needs a working C++ compiler (g++)") from exc
         self.source += ", channels_last + torch.compile (inductor)"
 
-    def _infer(self, feeds: dict) -> dict:
+    def _infer(self, prepared) -> np.ndarray:
         torch = self.torch
+        feeds = self.pipeline.feeds(prepared.tensor, self.scale)
         # Resize's factor is read as numbers by the module: it stays on the host, as in ORT.
         args = [torch.from_numpy(feeds[name]).to(self.torch_device, memory_format=self.memory_format)
                 if feeds[name].ndim > 1 else torch.from_numpy(feeds[name]) for name in self.input_names]
         with torch.inference_mode():
             out = self.module(*args)
-        return {self.pipeline.output_name: out.cpu().numpy()}
+        return self.pipeline.output(out.cpu().numpy(), prepared.tensor.shape, self.scale)
 
     def call(self):
         prepared = self.pipeline.prepare(self.batch, self.scale)
-        return self.pipeline.finish(self._infer(prepared.feeds), prepared)
+        return self.pipeline.finish(self._infer(prepared), prepared)
 
     def staged(self):
         start = time.perf_counter()
         prepared = self.pipeline.prepare(self.batch, self.scale)
         prepared_at = time.perf_counter()
-        outputs = self._infer(prepared.feeds)
+        out = self._infer(prepared)
         ran_at = time.perf_counter()
-        self.pipeline.finish(outputs, prepared)
+        self.pipeline.finish(out, prepared)
         return prepared_at - start, ran_at - prepared_at, time.perf_counter() - ran_at

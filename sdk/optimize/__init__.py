@@ -7,7 +7,8 @@
     cache.py    rewritten models on disk, keyed on (model content, factor, pass version)
     session.py  one engine session per runtime factor, behind one Session
 
-:func:`open_session` is what the Predictor calls instead of ``backend.create_session``. Every
+:func:`optimized_session` is what the SDK calls instead of ``backend.create_session`` (in
+``sdk.selection.create_session``). Every
 backend takes the option ``optimize`` (default True); ``optimize=False`` gives the backend the model
 file exactly as it is.
 """
@@ -22,9 +23,7 @@ from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-OPTION = "optimize"
-# Options the SDK itself takes before a backend sees them: every backend "accepts" them.
-SDK_OPTIONS = (OPTION,)
+OPTION = "optimize"  # listed in sdk.selection.SDK_OPTIONS, so that every backend accepts it
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
@@ -67,7 +66,7 @@ def optimized_model(model, values: Mapping | None = None, cache_dir: Path | None
     return optimized
 
 
-def open_session(backend, model, device, options: Mapping[str, Any], cache_dir: Path | None = None):
+def optimized_session(backend, model, device, options: Mapping[str, Any], cache_dir: Path | None = None):
     """``backend.create_session`` on the optimised model (per factor for runtime-scale models)."""
     import numpy as np
 
