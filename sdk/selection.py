@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .backend import Availability, Backend, Session
 from .devices import Device, cuda_gpus
 from .errors import BackendUnavailableError, InputError
+from .optimize import OPTION as OPTIMIZE
 from .plugins import BackendRecord, Registry, load_plugins
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
-SDK_OPTIONS = ("optimize",)  # taken by the SDK itself (sdk.optimize), so every backend accepts them
+SDK_OPTIONS = (OPTIMIZE,)  # taken by the SDK itself (sdk.optimize), so every backend accepts them
 
 
 @dataclass(frozen=True)

@@ -16,19 +16,23 @@ def model_flops(model, size: int, batch: int, scale: int) -> float:
     import onnx
 
     from ..optimize.graph import shape_inputs, specialise
-    from ..processing import spec_for
+    from ..spec import resolve
 
-    spec = spec_for(model)
+    spec = resolve(model).spec
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     if spec.scale_input is not None and spec.scale_input in shape_inputs(proto):
         proto = specialise(proto, {spec.scale_input: np.array([1, 1, scale, scale], np.float32)})
+    from ..color import CHANNELS
+
+    fixed = (batch, CHANNELS[spec.color], size, size)
+    if spec.layout == "NHWC":
+        fixed = (batch, size, size, CHANNELS[spec.color])
     for value in proto.graph.input:
         if value.name == spec.image_input:
-            dims = value.type.tensor_type.shape.dim
-            for dim, fixed in zip(dims, (batch, dims[1].dim_value or (1 if spec.color == "y" else 3), size, size)):
+            for dim, length in zip(value.type.tensor_type.shape.dim, fixed):
                 dim.Clear()
-                dim.dim_value = fixed
+                dim.dim_value = length
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception:

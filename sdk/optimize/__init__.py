@@ -23,7 +23,7 @@ from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-OPTION = "optimize"  # listed in sdk.selection.SDK_OPTIONS, so that every backend accepts it
+OPTION = "optimize"  # in sdk.selection.SDK_OPTIONS: every backend accepts it
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:

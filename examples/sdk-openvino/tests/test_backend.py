@@ -77,7 +77,7 @@ def test_bgr_in_gives_bgr_out(openvino, image):
 
 
 def test_raw_outputs_are_writeable_float32_arrays_of_their_own(openvino, image):
-    feeds = openvino.pipeline.prepare(image[None], 2).feeds
+    feeds = openvino.pipeline.feeds(openvino.pipeline.prepare(image[None], 2).tensor, 2)
     first = openvino.run(feeds)["output"]
     second = openvino.run(feeds)["output"]
     assert first.dtype == np.float32 and first.flags.writeable and first.flags.owndata
@@ -133,7 +133,7 @@ def test_a_closed_session_says_so(srcnn3_path, image):
     session = predictor._session
     predictor.close()
     with pytest.raises(SDKError, match="closed"):
-        session.run(predictor.pipeline.prepare(image[None], 2).feeds)
+        session.run(predictor.pipeline.feeds(predictor.pipeline.prepare(image[None], 2).tensor, 2))
     session.close()  # twice is harmless
 
 
