@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--tile", type=int, default=None, help="run in tiles of N x N input pixels to bound memory")
     p.add_argument("--force", action="store_true", help="replace output files that already exist")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster: a private local one without ADDRESS, 'auto' for this machine's, "
+                        "or ray://HOST:10001 (put it after the inputs; needs the 'ray' extra)")
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("info", help="show a model's inputs, outputs, opset, metadata and pipeline")
@@ -135,6 +138,10 @@ def plan_outputs(images: list[Path], output: Path) -> list[tuple[Path, Path]]:
 
 
 def cmd_upscale(args) -> int:
+    if args.ray is not None:
+        from .scale.ray import cmd_upscale as upscale_on_ray
+
+        return upscale_on_ray(args)
     from .images import save_atomic
     from .predictor import Predictor
 
