@@ -175,10 +175,11 @@ def plan_job(inputs: Iterable, output, force: bool = False) -> tuple[list[tuple[
 def check_scale(model, scale, pipeline: Mapping | None = None) -> int:
     """The scale the job runs at, checked on the driver so that a bad one costs no cluster time."""
     from ..model import Model
-    from ..processing import Pipeline, spec_for
+    from ..pipeline import Pipeline
+    from ..spec import resolve
 
     loaded = Model(model)
-    return Pipeline(spec_for(loaded), loaded.name, loaded.outputs[0].name).check_scale(scale)
+    return Pipeline(resolve(loaded, pipeline).spec, loaded).check_scale(scale)
 
 
 def upscale_files(
@@ -275,6 +276,8 @@ def cmd_upscale(args) -> int:
     No ADDRESS starts a private local cluster for this run; ``auto`` joins the one this machine runs
     (``ray start`` or ``RAY_ADDRESS``); ``ray://HOST:10001`` or ``HOST:6379`` joins a remote one.
     """
+    from ..declare import pipeline_from_args
+
     ray = import_ray()
     try:
         with _terminate_as_interrupt():
@@ -282,7 +285,7 @@ def cmd_upscale(args) -> int:
             try:
                 summary = upscale_files(
                     args.inputs, args.output, model=args.model, scale=args.scale, backend=args.backend,
-                    device=args.device, tile=args.tile, force=args.force,
+                    device=args.device, pipeline=pipeline_from_args(args), tile=args.tile, force=args.force,
                 )
             finally:
                 ray.shutdown()
