@@ -5,6 +5,7 @@ One two-CPU cluster on 127.0.0.1 serves the whole module; every wait is bounded.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -106,9 +107,9 @@ def test_job_survives_a_killed_actor_reports_the_corrupt_file_and_resumes(cluste
 
     assert 2 <= report["written_before_kill"] < IMAGES, "the actor was not killed midway"
     assert ray.get(mailbox.count.remote(), timeout=10) == 2, "the killed actor was not restarted"
-    corrupt = str(folder / "corrupt.png")
-    assert summary.done == IMAGES and summary.skipped == 0
-    assert list(summary.failed) == [corrupt] and "not an image" in summary.failed[corrupt]
+    corrupt = folder / "corrupt.png"
+    assert summary.written == IMAGES and summary.skipped == 0 and summary.exit_code == 1
+    assert [source for source, _ in summary.failures] == [corrupt] and "not an image" in summary.failures[0][1]
     assert summary.engines == {"ort-cpu on cpu"}
     for i in range(IMAGES):
         name = f"{i:02d}.png"
@@ -117,8 +118,9 @@ def test_job_survives_a_killed_actor_reports_the_corrupt_file_and_resumes(cluste
 
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     again = upscale_files([folder], out, model=runtime_model, scale=2)
-    assert again.skipped == IMAGES and again.done == 0 and list(again.failed) == [corrupt]
+    assert again.skipped == IMAGES and again.written == 0 and [source for source, _ in again.failures] == [corrupt]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before, "a finished output was redone"
+    assert not list(out.glob(".*.part")), "a temporary file of the killed actor was left behind"
     ray.kill(mailbox)
 
 
@@ -145,13 +147,37 @@ def test_a_bad_scale_fails_on_the_driver_before_any_actor(cluster, folder, tmp_p
     assert not (tmp_path / "out").exists()
 
 
-def test_the_command_line_runs_on_its_own_local_cluster(folder, runtime_model, tmp_path):
+def test_the_command_line_stops_on_sigterm_and_resumes(photo, tmp_path):
+    # Pictures big enough for the bundled srcnn3 to take a while, so that SIGTERM lands midway.
+    folder = tmp_path / "big"
+    folder.mkdir()
+    big = np.asarray(Image.fromarray(photo).resize((192, 160)))
+    for i in range(IMAGES):
+        Image.fromarray(np.roll(big, 7 * i, axis=0)).save(folder / f"{i:02d}.png")
+    (folder / "corrupt.png").write_bytes(b"not a picture at all")
     out = tmp_path / "cli-out"
-    command = [sys.executable, "-m", "sdk", "upscale", str(folder), "-o", str(out), "--model", runtime_model,
-               "--scale", "2", "--ray"]
+    command = [sys.executable, "-m", "sdk", "upscale", str(folder), "-o", str(out), "--scale", "3", "--ray"]
+
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*.png")) and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job.send_signal(signal.SIGTERM)
+        _, stderr = job.communicate(timeout=60)
+    finally:
+        job.kill()
+    assert job.returncode == 143, stderr
+    assert "interrupted by SIGTERM: run the same command again to go on" in stderr
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert 1 <= len(written) < IMAGES, f"SIGTERM did not land midway: {written}"
+
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert done.returncode == 1, done.stderr  # the corrupt file: some inputs failed
-    assert f"upscaled {IMAGES} of {IMAGES + 1} image(s) on Ray" in done.stderr
-    assert f"skipped {folder / 'corrupt.png'}: " in done.stderr
+    assert f"skipped {len(written)} existing output(s)" in done.stderr
+    assert f"upscaled {IMAGES - len(written)} of {IMAGES + 1 - len(written)} image(s) x3 on Ray" in done.stderr
+    assert f"failed {folder / 'corrupt.png'}: " in done.stderr
     assert sorted(p.name for p in out.glob("*.png")) == [f"{i:02d}.png" for i in range(IMAGES)]
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "03.png")), expected(runtime_model, folder / "03.png", 2))
+    assert not list(out.glob(".*.part"))
+    for name in (written[0], "07.png"):  # one from each run
+        np.testing.assert_array_equal(np.asarray(Image.open(out / name)), expected("srcnn3", folder / name, 3))

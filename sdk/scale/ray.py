@@ -15,8 +15,6 @@ Nothing here imports Ray at module level: ``import sdk.scale.ray`` is as light a
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..errors import SDKError
+from ..jobs import Summary
 
 INSTALL_HINT = "pip install 'deploy-sdk[cpu,ray]'"
 # Ray Data restarts a dead actor and retries its batch without bound by default; a batch that kills
@@ -91,39 +90,44 @@ class Upscaler:
 
     Each batch's ``image`` column is replaced by the upscaled images; other columns pass through.
     ``model`` is a bundled name, a path that exists on every node, or what :func:`ship_model`
-    returns; ``pipeline`` and ``options`` are the Predictor's own.
+    returns; ``pipeline``, ``memory_budget`` and ``options`` are the Predictor's own, ``tile`` its
+    call's ("auto": big images are tiled to fit the memory budget).
     """
 
     def __init__(self, model="srcnn3", scale=None, backend: str = "auto", device: str = "auto",
-                 pipeline: Mapping | None = None, tile: int | None = None, options: Mapping | None = None):
+                 pipeline: Mapping | None = None, tile="auto", memory_budget=None, options: Mapping | None = None):
         from ..predictor import Predictor
 
-        kwargs = {"pipeline": dict(pipeline)} if pipeline else {}
-        self.predictor = Predictor(_open_shipped(model), backend=backend, device=device, **kwargs, **dict(options or {}))
+        self.predictor = Predictor(_open_shipped(model), backend=backend, device=device, pipeline=pipeline,
+                                   memory_budget=memory_budget, **dict(options or {}))
         self.scale = self.predictor.pipeline.check_scale(scale)
         self.tile = tile
 
-    def upscale(self, image) -> np.ndarray:
-        return self.predictor(image, scale=self.scale, tile=self.tile)
-
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {**batch, "image": [self.upscale(image) for image in batch["image"]]}
+        return {**batch, "image": [self.predictor(image, scale=self.scale, tile=self.tile) for image in batch["image"]]}
 
 
 class FileUpscaler(Upscaler):
     """The folder job's actor: rows of ``source`` and ``target`` paths in, one status row out each.
 
-    A bad input or a failed write is a ``failed`` row with the reason, never an exception: one
-    corrupt file must not cost its batch (a raised exception would send the whole batch to retry).
+    Each file goes through the local job's own steps (:func:`sdk.jobs.upscale_file`): decoded upright
+    with its ICC profile and EXIF, tiled when big, written atomically. A bad input or a failed write
+    is a row with the reason, never an exception: one corrupt file must not cost its batch (a raised
+    exception would send the whole batch to retry, then drop it).
     """
 
+    def __init__(self, orient: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.orient = orient
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..images import save_atomic, to_rgb
+        from ..images import decode
+        from ..jobs import upscale_file
 
         errors = []
         for source, target in zip(batch["source"], batch["target"]):
             try:
-                save_atomic(self.upscale(to_rgb(str(source))), Path(str(target)))
+                upscale_file(self.predictor, decode(str(source), self.orient), Path(str(target)), self.scale, self.tile)
             except (SDKError, OSError) as exc:
                 errors.append(str(exc))
             else:
@@ -139,37 +143,18 @@ class FileUpscaler(Upscaler):
 # -- the whole job -----------------------------------------------------------------------------
 
 @dataclass
-class JobSummary:
-    """What a job did. ``failed`` maps each input that did not get an output to the reason."""
+class RaySummary(Summary):
+    """The local job's summary (same counts, same exit codes) plus where the work ran."""
 
-    total: int
-    skipped: int = 0
-    done: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
-    engines: set[str] = field(default_factory=set)
+    scale: int = 0
     actors: int = 0
+    engines: set[str] = field(default_factory=set)
     seconds: float = 0.0
 
     @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def lines(self, output) -> list[str]:
-        engines = ", ".join(sorted(self.engines)) or "no engine (nothing to do)"
-        head = (f"upscaled {self.done} of {self.total} image(s) on Ray with {self.actors} actor(s) ({engines})"
-                f" in {self.seconds:.1f} s -> {output}")
-        if self.skipped:
-            head += f"; {self.skipped} already done, skipped"
-        return [head] + [f"sdk: skipped {source}: {reason}" for source, reason in self.failed.items()]
-
-
-def plan_job(inputs: Iterable, output, force: bool = False) -> tuple[list[tuple[Path, Path]], int]:
-    """The (source, target) pairs still to do, and how many are done already (their output exists)."""
-    from ..cli import collect_images, plan_outputs
-
-    pairs = plan_outputs(collect_images([str(i) for i in inputs]), Path(output))
-    todo = pairs if force else [(s, t) for s, t in pairs if not t.exists()]
-    return todo, len(pairs) - len(todo)
+    def where(self) -> str:
+        engines = ", ".join(sorted(self.engines)) or "no engine started"
+        return f"Ray with {self.actors} actor(s) ({engines}) in {self.seconds:.1f} s"
 
 
 def check_scale(model, scale, pipeline: Mapping | None = None) -> int:
@@ -191,8 +176,10 @@ def upscale_files(
     backend: str = "auto",
     device: str = "auto",
     pipeline: Mapping | None = None,
-    tile: int | None = None,
+    tile="auto",
+    memory_budget=None,
     force: bool = False,
+    orient: bool = True,
     actors: int | None = None,
     gpus_per_actor: float | None = None,
     cpus_per_actor: float = 1,
@@ -201,20 +188,26 @@ def upscale_files(
     max_task_retries: int = DEFAULT_MAX_TASK_RETRIES,
     options: Mapping | None = None,
     upscaler: type[FileUpscaler] = FileUpscaler,
-) -> JobSummary:
+) -> RaySummary:
     """Upscale image files and folders into ``output`` on the Ray cluster this process is attached to.
 
-    Connects with ``ray.init()`` first if it is not connected yet. Inputs whose output exists are
-    skipped (``force=True`` redoes them). ``actors`` defaults to one per GPU on a cluster with GPUs
-    (``gpus_per_actor`` 1) and to one per node otherwise (the CPU engines use all of a node's cores).
-    A dead actor is restarted up to ``max_restarts`` times and its batch retried up to
-    ``max_task_retries`` times; inputs lost even so are reported as failed, and a re-run retries them.
+    The same job as ``sdk upscale`` (:mod:`sdk.jobs`): outputs that exist are skipped (``force=True``
+    redoes them) and temporary files of killed runs are removed. Connects with ``ray.init()`` first if
+    not connected yet. ``actors`` defaults to one per GPU on a cluster with GPUs (``gpus_per_actor``
+    1) and to one per node otherwise (a CPU engine uses all of a node's cores). A dead actor is
+    restarted up to ``max_restarts`` times and its batch retried up to ``max_task_retries`` times;
+    inputs lost even so are reported as failed, and a re-run retries them. An
+    :class:`sdk.jobs.Interrupted` (see :func:`sdk.jobs.stop_on_signals`) stops the job with the
+    summary so far.
     """
+    from .. import jobs
+
     ray = import_ray()
     started = time.perf_counter()
-    todo, skipped = plan_job(inputs, output, force)
+    pairs = jobs.plan_outputs(jobs.collect_images(list(inputs)), Path(output))
     scale = check_scale(model, scale, pipeline)
-    summary = JobSummary(total=len(todo) + skipped, skipped=skipped)
+    todo, done = jobs.split_existing(pairs, force)
+    summary = RaySummary(planned=len(pairs), skipped=len(done), removed_parts=jobs.remove_stale_parts(pairs), scale=scale)
     if not todo:
         return summary
     if not ray.is_initialized():
@@ -224,11 +217,9 @@ def upscale_files(
         gpus_per_actor = 1 if gpus else 0
     if actors is None:
         actors = int(gpus // gpus_per_actor) if gpus_per_actor else len([n for n in ray.nodes() if n["Alive"]])
-    actors = max(1, min(int(actors), len(todo)))
-    summary.actors = actors
+    summary.actors = max(1, min(int(actors), len(todo)))
 
-    rows = [{"source": str(source), "target": str(target)} for source, target in todo]
-    dataset = ray.data.from_items(rows)
+    dataset = ray.data.from_items([{"source": str(source), "target": str(target)} for source, target in todo])
     with warnings.catch_warnings():
         # max_restarts/max_task_retries have no named parameter in Ray 2.60 yet (hence the extra's
         # upper bound); without them Ray Data retries a batch that kills its actor forever.
@@ -236,9 +227,10 @@ def upscale_files(
         dataset = dataset.map_batches(
             upscaler,
             fn_constructor_kwargs={"model": ship_model(model), "scale": scale, "backend": backend, "device": device,
-                                   "pipeline": pipeline, "tile": tile, "options": options},
+                                   "pipeline": pipeline, "tile": tile, "memory_budget": memory_budget,
+                                   "options": options, "orient": orient},
             batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=actors),
+            compute=ray.data.ActorPoolStrategy(size=summary.actors),
             num_cpus=cpus_per_actor,
             num_gpus=gpus_per_actor or None,
             max_restarts=max_restarts,
@@ -253,15 +245,16 @@ def upscale_files(
             seen.add(row["source"])
             summary.engines.add(row["engine"])
             if row["error"]:
-                summary.failed[row["source"]] = row["error"]
+                summary.failures.append((Path(row["source"]), row["error"]))
             else:
-                summary.done += 1
+                summary.written += 1
+        summary.failures += [(source, "lost: its actor failed more often than allowed; run the job again to retry it")
+                             for source, _ in todo if str(source) not in seen]
+    except jobs.Interrupted as exc:
+        summary.interrupted = exc.signum
     finally:
         context.max_errored_blocks = previous
-    for source, _ in todo:
-        if str(source) not in seen:
-            summary.failed[str(source)] = "lost when its actor failed more often than allowed; run the job again to retry it"
-    summary.seconds = time.perf_counter() - started
+        summary.seconds = time.perf_counter() - started
     return summary
 
 
@@ -275,45 +268,24 @@ def cmd_upscale(args) -> int:
 
     No ADDRESS starts a private local cluster for this run; ``auto`` joins the one this machine runs
     (``ray start`` or ``RAY_ADDRESS``); ``ray://HOST:10001`` or ``HOST:6379`` joins a remote one.
+    Exit codes are the local command's: 0 all done, 1 some inputs failed, 130/143 interrupted.
     """
+    from .. import jobs
     from ..declare import pipeline_from_args
 
     ray = import_ray()
+    tile = jobs.parse_tile(args.tile)
+    ray.init(address=args.ray or LOCAL, logging_level="warning")
     try:
-        with _terminate_as_interrupt():
-            ray.init(address=args.ray or LOCAL, logging_level="warning")
-            try:
-                summary = upscale_files(
-                    args.inputs, args.output, model=args.model, scale=args.scale, backend=args.backend,
-                    device=args.device, pipeline=pipeline_from_args(args), tile=args.tile, force=args.force,
-                )
-            finally:
-                ray.shutdown()
-    except Terminated:
-        print("sdk: terminated", file=sys.stderr)
-        return Terminated.exit_code
-    for line in summary.lines(args.output):
-        print(line, file=sys.stderr)
-    return 0 if summary.ok else 1
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the driver is, so that the job and Ray stop as on Ctrl-C."""
-
-    exit_code = 143
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt():
-    def raise_terminated(signum, frame):
-        raise Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_terminated)
-    except ValueError:  # not the main thread: leave signals to whoever owns it
-        yield
-        return
-    try:
-        yield
+        # After ray.init, which sets a SIGTERM handler of its own that exits with status 15.
+        with jobs.stop_on_signals():
+            summary = upscale_files(
+                args.inputs, args.output, model=args.model, scale=args.scale, backend=args.backend,
+                device=args.device, pipeline=pipeline_from_args(args), tile=tile, memory_budget=args.memory_budget,
+                force=args.force, orient=not args.no_exif_orientation,
+            )
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        ray.shutdown()
+    for line in summary.lines(summary.scale, summary.where, args.output):
+        print(f"sdk: {line}", file=sys.stderr)
+    return summary.exit_code
