@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:  # run from a source checkout without installing
 
 from sdk.errors import SDKError  # noqa: E402
 from sdk.files import atomic_write  # noqa: E402
+from sdk.model import BUNDLED  # noqa: E402
 from sdk.zoo.imaging import crop_to_multiple, downscale, psnr_y, upscale  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -147,7 +148,7 @@ def table(rows: list[Row], scales, baseline: Row) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="folder of ground-truth images")
-    parser.add_argument("--models", nargs="+", default=["srcnn", "srcnn3", "espcn"],
+    parser.add_argument("--models", nargs="+", default=list(BUNDLED),
                         help="bundled model names or .onnx paths (default: the bundled three)")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--backend", default="ort-cpu", help="SDK backend to run the models on")

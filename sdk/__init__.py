@@ -14,7 +14,7 @@ from .backend import Availability, Backend, Session, TensorInfo
 from .devices import Device
 from .errors import BackendUnavailableError, ExportError, InputError, ModelError, PluginError, SDKError
 from .hookspecs import hookimpl
-from .metadata import PipelineSpec
+from .spec import PipelineSpec
 from .predictor import Predictor
 
 try:

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from .declare import add_pipeline_arguments, pipeline_from_args
 from .errors import SDKError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show a model's inputs, outputs, opset, metadata and pipeline")
     p.add_argument("model", help="bundled model name or .onnx path")
     p.add_argument("--json", action="store_true")
+    add_pipeline_arguments(p)
     p.set_defaults(func=cmd_info)
 
     for name in COMMAND_MODULES:
@@ -187,13 +189,13 @@ class _progress:
 
 def cmd_info(args) -> int:
     from .model import Model
-    from .processing import spec_for
+    from .spec import FIELDS, PIPELINE_KEY, PipelineSpec, describe_guesses, resolve
 
     model = Model(args.model)
     try:
-        pipeline, problem = spec_for(model).to_json(), None
+        resolution, problem = resolve(model, pipeline_from_args(args)), None
     except SDKError as exc:
-        pipeline, problem = None, str(exc)
+        resolution, problem = None, str(exc)
     info = {
         "model": model.name,
         "path": str(model.path),
@@ -201,11 +203,16 @@ def cmd_info(args) -> int:
         "inputs": [_tensor(i) for i in model.inputs],
         "outputs": [_tensor(o) for o in model.outputs],
         "metadata": model.metadata,
-        "pipeline": json.loads(pipeline) if pipeline else None,
-        "pipeline_source": "metadata" if "sdk.pipeline" in model.metadata else "inferred",
+        "pipeline": {name: getattr(resolution.spec, name) for name in FIELDS} if resolution else None,
+        # One word for the whole spec (kept for scripts that read it); pipeline_sources has each field's.
+        "pipeline_source": "metadata" if PIPELINE_KEY in model.metadata else "inferred",
+        "pipeline_sources": dict(resolution.sources) if resolution else None,
     }
     if problem:
         info["pipeline_error"] = problem
+    warning = describe_guesses(resolution, model.name) if resolution else None
+    if warning:
+        info["pipeline_warning"] = warning
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -216,10 +223,20 @@ def cmd_info(args) -> int:
             print(f"{kind[:-1]:9} {t['name']}  {t['dtype']}  {t['shape']}")
     for key, value in model.metadata.items():
         print(f"metadata  {key} = {value}")
-    if pipeline:
-        print(f"pipeline  ({info['pipeline_source']}) {pipeline}")
-    else:
-        print(f"pipeline  none: {problem}")
+    if resolution is None:
+        print(f"pipeline  cannot run this model: {problem}")
+        print(f"          declare what is missing with Predictor(..., pipeline={{...}}) or write it into the file "
+              f"with `sdk annotate {args.model} -o OUT.onnx` (its {PIPELINE_KEY!r} metadata)")
+        return 0
+    spec = resolution.spec
+    print("pipeline  field         value                    source")
+    shown = {"output_range": "same as value_range", "multiple_of": "1 (any size)"}
+    for name in FIELDS:
+        value = getattr(spec, name)
+        text = shown[name] if name in shown and value == getattr(PipelineSpec, name) else json.dumps(value)
+        print(f"          {name:13} {text:24} {resolution.sources[name]}")
+    if warning:
+        print(f"warning   {warning}")
     return 0
 
 

@@ -13,8 +13,9 @@ from .devices import parse_device
 from .errors import BackendUnavailableError, InputError, SDKError
 from .images import check_color, to_rgb
 from .model import Model
-from .processing import Pipeline, spec_for
+from .pipeline import Pipeline
 from .selection import candidates
+from .spec import resolve, warn_about_guesses
 from .tiling import run_tiled
 
 log = logging.getLogger(__name__)
@@ -27,11 +28,15 @@ class Predictor:
     >>> hi = p(lo, scale=3)           # HxWx3 uint8 -> 3Hx3Wx3 uint8
     """
 
-    def __init__(self, model, backend: str = "auto", device: str = "auto", **options: Any):
+    def __init__(self, model, backend: str = "auto", device: str = "auto", pipeline: Mapping[str, Any] | None = None,
+                 **options: Any):
         if not isinstance(backend, str) or not backend:
             raise InputError(f"backend must be a name such as 'auto', 'ort-cpu' or 'trt', not {backend!r}")
         self.model = Model(model)
-        self.spec = spec_for(self.model)
+        resolution = resolve(self.model, pipeline)
+        self.spec = resolution.spec
+        self.spec_sources = dict(resolution.sources)  # field -> declared / metadata / inferred / default
+        warn_about_guesses(resolution, self.model.name)
         self._session: Session | None = None
         skipped = []
         for engine, chosen in candidates(backend.lower(), parse_device(device)):
@@ -54,8 +59,7 @@ class Predictor:
             break
         if self._session is None:
             raise BackendUnavailableError("no backend could start:\n  " + "\n  ".join(skipped))
-        output = self.model.outputs[0].name
-        self.pipeline = Pipeline(self.spec, self.model.name, output)
+        self.pipeline = Pipeline(self.spec, self.model)
         image = self._input(self.spec.image_input)
         self._dynamic_batch = not isinstance(image.shape[0], int)
 
@@ -101,11 +105,14 @@ class Predictor:
         prepared = self.pipeline.prepare(batch, scale)
         session = self._open_session()
         if tile is not None:
-            outputs = run_tiled(session.run, prepared.feeds, self.spec.image_input,
-                                self.pipeline.output_name, scale, tile)
+            # run_tiled cuts windows out of one named tensor; here that tensor is the model-space one.
+            def run(window):
+                return {"out": self.pipeline.run_tensor(session, window["tensor"], scale)}
+
+            out = run_tiled(run, {"tensor": prepared.tensor}, "tensor", "out", scale, tile)["out"]
         else:
-            outputs = session.run(prepared.feeds)
-        return self.pipeline.finish(outputs, prepared, bgr=color == "bgr")
+            out = self.pipeline.run_tensor(session, prepared.tensor, scale)
+        return self.pipeline.finish(out, prepared, bgr=color == "bgr")
 
     # -- raw tensors ------------------------------------------------------------------------------
 

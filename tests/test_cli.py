@@ -1,6 +1,7 @@
 """The `sdk` command: upscale files and folders safely, describe models."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,8 +126,11 @@ def test_info(runtime_model, capsys):
     assert [i["name"] for i in info["inputs"]] == ["input", "factor"]
     assert info["opset"] == 11 and info["pipeline"]["scale_input"] == "factor"
     assert info["pipeline_source"] == "inferred"
+    assert info["pipeline_sources"]["value_range"] == "inferred"
     assert cli.main(["info", runtime_model]) == 0
-    assert "pipeline  (inferred)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert re.search(r"value_range\s+\[0\.0, 255\.0\]\s+inferred", out)
+    assert "warning" in out and "--value-range 0 1" in out
 
 
 def test_python_dash_m_sdk_and_console_script():

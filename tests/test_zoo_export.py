@@ -14,7 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 import torch.nn.functional as F  # noqa: E402
 
 from sdk.errors import ExportError  # noqa: E402
-from sdk.metadata import PIPELINE_KEY, PipelineSpec  # noqa: E402
+from sdk.spec import PIPELINE_KEY, PipelineSpec  # noqa: E402
 from sdk.zoo.catalog import CARDS  # noqa: E402
 from sdk.zoo.export import export_card, to_onnx  # noqa: E402
 from sdk.zoo.nets import _SRCNNLayers  # noqa: E402

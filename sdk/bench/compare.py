@@ -71,9 +71,9 @@ def plan_rows(selection: list[str], device: str) -> list[Row]:
 
 
 def _default_scale(model) -> int:
-    from ..processing import spec_for
+    from ..spec import resolve
 
-    spec = spec_for(model)
+    spec = resolve(model).spec
     return spec.scale if spec.scale is not None else 3
 
 

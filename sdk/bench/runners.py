@@ -86,9 +86,9 @@ class SdkRunner(Runner):
         start = time.perf_counter()
         prepared = pipeline.prepare(self.batch, self.scale)
         prepared_at = time.perf_counter()
-        outputs = self.predictor.run(prepared.feeds)
+        out = pipeline.run_tensor(self.predictor.session, prepared.tensor, self.scale)
         ran_at = time.perf_counter()
-        pipeline.finish(outputs, prepared)
+        pipeline.finish(out, prepared)
         done = time.perf_counter()
         return prepared_at - start, ran_at - prepared_at, done - ran_at
 
@@ -98,10 +98,11 @@ class SdkRunner(Runner):
 
 def _pipeline_for(model_name: str):
     from ..model import Model
-    from ..processing import Pipeline, spec_for
+    from ..pipeline import Pipeline
+    from ..spec import resolve
 
     model = Model(model_name)
-    return model, Pipeline(spec_for(model), model.name, model.outputs[0].name)
+    return model, Pipeline(resolve(model).spec, model)
 
 
 def ort_session_options(ort, device_kind: str):
@@ -167,7 +168,7 @@ class RawOrtRunner(Runner):
         self.device = str(device)
         self.scale = self.pipeline.check_scale(self.job.scale)
         self.prepared = self.pipeline.prepare(self.batch, self.scale)
-        self.feeds = dict(self.prepared.feeds)
+        self.feeds = self.pipeline.feeds(self.prepared.tensor, self.scale)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def call(self):
@@ -179,7 +180,8 @@ class RawOrtRunner(Runner):
         return None, time.perf_counter() - start, None
 
     def images(self, result) -> np.ndarray:
-        return self.pipeline.finish(dict(zip(self.output_names, result)), self.prepared)
+        out = self.pipeline.output(dict(zip(self.output_names, result)), self.prepared.tensor.shape, self.scale)
+        return self.pipeline.finish(out, self.prepared)
 
 
 class TorchRunner(Runner):
@@ -216,24 +218,25 @@ class TorchRunner(Runner):
         self.module = module.to(self.torch_device).eval()
         self.scale = self.pipeline.check_scale(self.job.scale)
 
-    def _infer(self, feeds: dict) -> dict:
+    def _infer(self, prepared) -> np.ndarray:
         torch = self.torch
+        feeds = self.pipeline.feeds(prepared.tensor, self.scale)
         # Resize's factor is read as numbers by the module: it stays on the host, as in ORT.
         args = [torch.from_numpy(feeds[name]).to(self.torch_device) if feeds[name].ndim > 1 else torch.from_numpy(feeds[name])
                 for name in self.input_names]
         with torch.inference_mode():
             out = self.module(*args)
-        return {self.pipeline.output_name: out.cpu().numpy()}
+        return self.pipeline.output(out.cpu().numpy(), prepared.tensor.shape, self.scale)
 
     def call(self):
         prepared = self.pipeline.prepare(self.batch, self.scale)
-        return self.pipeline.finish(self._infer(prepared.feeds), prepared)
+        return self.pipeline.finish(self._infer(prepared), prepared)
 
     def staged(self):
         start = time.perf_counter()
         prepared = self.pipeline.prepare(self.batch, self.scale)
         prepared_at = time.perf_counter()
-        outputs = self._infer(prepared.feeds)
+        out = self._infer(prepared)
         ran_at = time.perf_counter()
-        self.pipeline.finish(outputs, prepared)
+        self.pipeline.finish(out, prepared)
         return prepared_at - start, ran_at - prepared_at, time.perf_counter() - ran_at

@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..metadata import PipelineSpec
+from ..spec import PipelineSpec
 from .nets import ESPCN, SRCNN, RuntimeScaleSRCNN
 from .resize import scale_factor_tensor
 

@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-
-MODEL_NAMES = ("srcnn", "srcnn3", "espcn")  # the zoo's cards, spelled out to keep torch unimported
+from ..model import BUNDLED as MODEL_NAMES  # the zoo's cards are the bundled models (torch stays unimported)
 
 
 def add_commands(subparsers) -> None:

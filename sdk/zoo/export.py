@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import ExportError
 from ..files import atomic_write
-from ..metadata import PIPELINE_KEY, PipelineSpec
+from ..spec import PIPELINE_KEY, PipelineSpec
 from .catalog import ModelCard
 
 OPSET = 11

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..color import RGB_TO_YCBCR
+
 
 def crop_to_multiple(image: np.ndarray, scale: int) -> np.ndarray:
     """Crop bottom/right so both sides divide by ``scale`` (the benchmark protocol's HR image)."""
@@ -36,13 +38,8 @@ def luma_bt601(image: np.ndarray) -> np.ndarray:
 
     This is the channel the SRCNN paper and its successors report PSNR on.
     """
-    rgb = image.astype(np.float64) / 255.0
-    return 16.0 + rgb @ np.array([65.481, 128.553, 24.966])
-
-
-def luma_full_range(image: np.ndarray) -> np.ndarray:
-    """Full-range BT.601 Y (0..255, float) - the Y of PIL's YCbCr, which ESPCN works on."""
-    return image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    # Studio range squeezes the full-range luma (0..255) into 16..235: MATLAB's 65.481 = 219 x 0.299.
+    return 16.0 + image.astype(np.float64) @ (RGB_TO_YCBCR[0].astype(np.float64) * (219.0 / 255.0))
 
 
 def psnr_y(reference: np.ndarray, estimate: np.ndarray, border: int) -> float:

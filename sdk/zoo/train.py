@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import color
 from .catalog import ModelCard, card as card_named
-from .imaging import bicubic_resize, crop_to_multiple, luma_full_range
+from .imaging import bicubic_resize, crop_to_multiple
 from .nets import rescale_values
 from .photos import load_training_photos
 from .resize import scale_factor_tensor
@@ -129,7 +130,7 @@ class PatchSampler:
 
         def tensor(image: np.ndarray) -> torch.Tensor:
             if luma:
-                return torch.from_numpy(luma_full_range(image) / 255.0).unsqueeze(0)
+                return torch.from_numpy(color.luma(image) / 255.0).unsqueeze(0)
             return torch.from_numpy(image.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
         return _Pair(tensor(low), tensor(high))

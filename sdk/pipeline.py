@@ -1,0 +1,218 @@
+"""The shared pre- and post-processing: one code path for every backend, driven by the model's spec.
+
+    images (N x H x W x 3 uint8 RGB)
+      -> prepare:    model-space tensor (N x C x H x W float32, the model's colour and value range)
+      -> run_tensor: padded to the model's size rules, laid out and cast as the engine wants, run,
+                     and brought back to N x C x sH x sW float32
+      -> finish:     images (N x sH x sW x 3 uint8)
+
+Tiling works between prepare and finish on model-space tensors (or on uint8 windows, calling all
+three per window), so it never needs to know the model's layout, dtype or size rules. Backends only
+ever see the feeds. Nothing here keeps state across calls: one Pipeline serves every thread.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from . import color
+from .errors import InputError, ModelError, SDKError
+from .spec import PIPELINE_KEY, PipelineSpec, static_size
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch in model space, plus what finish needs to rebuild the images."""
+
+    tensor: np.ndarray  # N x C x H x W float32, always NCHW, in the model's colour and value range
+    scale: int
+    chroma: np.ndarray | None = None  # N x 2 x H x W float32 Cb/Cr (0..255) for "y" models
+
+
+class Pipeline:
+    """Pre/post for one model: a spec plus the dtypes and sizes of the model's inputs."""
+
+    def __init__(self, spec: PipelineSpec, model):
+        self.spec = spec
+        self.model_name = model.name
+        self.output_name = model.outputs[0].name
+        self.input_dtype = np.dtype(model.input(spec.image_input).dtype)
+        self.scale_dtype = np.dtype(model.input(spec.scale_input).dtype) if spec.scale_input else None
+        self.static_size = static_size(spec, model)
+        # value = pixel * gain + low on the way in; pixel = (value - low) / gain on the way out.
+        self._gain_in, self._low_in = _affine(spec.value_range)
+        self._gain_out, self._low_out = _affine(spec.out_range)
+
+    @property
+    def runtime_scale(self) -> bool:
+        return self.spec.scale_input is not None
+
+    def check_scale(self, scale) -> int:
+        """The scale to run at, or an InputError naming what to pass."""
+        if scale is None:
+            if self.runtime_scale:
+                raise InputError(f"{self.model_name} takes its scale at run time: pass scale=N (an integer >= 1, e.g. 2, 3 or 4)")
+            return self.spec.scale
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or float(scale) != int(scale):
+            raise InputError(f"scale={scale!r} is not an integer: pass a whole number such as 2, 3 or 4")
+        scale = int(scale)
+        if scale < 1:
+            raise InputError(f"scale={scale} must be a positive integer (1 or more)")
+        if not self.runtime_scale and scale != self.spec.scale:
+            raise InputError(
+                f"{self.model_name} upscales by {self.spec.scale} only: drop scale= or pass {self.spec.scale} "
+                "(the runtime-scale model 'srcnn3' takes any factor)"
+            )
+        return scale
+
+    # -- images -> model space ------------------------------------------------------------------
+
+    def prepare(self, batch: np.ndarray, scale: int) -> Prepared:
+        """N x H x W x 3 uint8 RGB -> the model-space tensor."""
+        chroma = None
+        if self.spec.color == "y":
+            ycbcr = color.rgb_to_ycbcr(batch)
+            tensor, chroma = np.ascontiguousarray(ycbcr[:, :1]), ycbcr[:, 1:]
+        elif self.spec.color == "gray":
+            tensor = color.luma(batch)[:, None]
+        else:
+            pixels = batch[..., ::-1] if self.spec.color == "bgr" else batch
+            tensor = np.empty((batch.shape[0], 3, *batch.shape[1:3]), dtype=np.float32)
+            np.copyto(tensor, pixels.transpose(0, 3, 1, 2), casting="unsafe")
+        if self._gain_in != 1.0:  # the common 0..255 case needs no pass over the data
+            tensor *= self._gain_in
+        if self._low_in:
+            tensor += self._low_in
+        return Prepared(tensor, scale, chroma)
+
+    # -- model space -> engine -> model space ---------------------------------------------------
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size the engine is given for an H x W tensor: the static size, or the next multiple."""
+        if self.static_size is not None:
+            sh, sw = self.static_size
+            if height > sh or width > sw:
+                raise InputError(
+                    f"{self.model_name} was exported with a static {sh}x{sw} input and cannot take {height}x{width}: "
+                    f"run it in tiles that fit, e.g. p(image, scale, tile={max(1, min(sh, sw) - 32)}) "
+                    "(each tile plus its 16-pixel margin on both sides must fit in "
+                    f"{sh}x{sw}; smaller inputs are padded)"
+                )
+            return sh, sw
+        k = self.spec.multiple_of
+        return -(-height // k) * k, -(-width // k) * k
+
+    def feeds(self, tensor: np.ndarray, scale: int) -> dict[str, np.ndarray]:
+        """The engine's feeds for one model-space tensor: padded, laid out and cast for the model."""
+        n, c, height, width = tensor.shape
+        ph, pw = self.padded_size(height, width)
+        if (ph, pw) != (height, width):
+            # Reflection keeps the padding image-like, so the model sees no false edge at the border.
+            mode = "reflect" if height > 1 and width > 1 else "edge"
+            tensor = np.pad(tensor, ((0, 0), (0, 0), (0, ph - height), (0, pw - width)), mode=mode)
+        if self.spec.layout == "NHWC":
+            tensor = np.ascontiguousarray(tensor.transpose(0, 2, 3, 1))
+        if self.input_dtype != tensor.dtype:
+            tensor = tensor.astype(self.input_dtype)
+        feeds = {self.spec.image_input: tensor}
+        if self.runtime_scale:
+            feeds[self.spec.scale_input] = np.array([1.0, 1.0, scale, scale], dtype=self.scale_dtype)
+        return feeds
+
+    def output(self, outputs, shape: tuple, scale: int) -> np.ndarray:
+        """The engine's output for a model-space tensor of ``shape`` -> N x C x sH x sW float32."""
+        out = outputs[self.output_name] if isinstance(outputs, Mapping) else outputs
+        n, c, height, width = shape
+        ph, pw = self.padded_size(height, width)
+        if self.spec.layout == "NHWC" and out.ndim == 4:
+            out = out.transpose(0, 3, 1, 2)
+        expected = (n, c, ph * scale, pw * scale)
+        if tuple(out.shape) != expected:
+            hint = (" If the model needs H and W to be multiples of some k (window attention, U-Nets), declare "
+                    "multiple_of: pipeline={'multiple_of': 8} or `sdk annotate --multiple-of 8`."
+                    if self.spec.multiple_of == 1 and self.static_size is None else "")
+            raise ModelError(
+                f"{self.model_name} returned a {tuple(out.shape)} tensor (as NCHW) for a {(n, c, ph, pw)} input "
+                f"at scale {scale}; expected {expected}. A runtime-scale model that always returns one size has "
+                f"its factor baked in: export it again with the factor as a real input.{hint}"
+            )
+        if (ph, pw) != (height, width):
+            out = out[:, :, : height * scale, : width * scale]
+        if out.dtype != np.float32:
+            out = out.astype(np.float32)
+        return out
+
+    def run_tensor(self, session, tensor: np.ndarray, scale: int) -> np.ndarray:
+        """Run exactly this model-space tensor (no tiling inside) -> N x C x sH x sW float32."""
+        feeds = self.feeds(tensor, scale)
+        try:
+            outputs = session.run(feeds)
+        except Exception as exc:
+            if self.spec.multiple_of > 1 or self.static_size is not None or (
+                    isinstance(exc, SDKError) and type(exc) not in (SDKError, InputError)):
+                raise
+            height, width = tensor.shape[2:]
+            raise InputError(
+                f"{self.model_name} failed on a {height}x{width} input: {exc}. If it needs H and W to be "
+                "multiples of some k (window attention, U-Nets), declare it: pipeline={'multiple_of': 8} or "
+                f"`sdk annotate MODEL -o OUT.onnx --multiple-of 8` (the {PIPELINE_KEY!r} metadata)"
+            ) from exc
+        return self.output(outputs, tensor.shape, scale)
+
+    # -- model space -> images ------------------------------------------------------------------
+
+    def finish(self, out: np.ndarray, prepared: Prepared, bgr: bool = False) -> np.ndarray:
+        """N x C x sH x sW float32 model output -> N x sH x sW x 3 uint8, RGB (or BGR when asked).
+
+        ``out`` is consumed: it may be overwritten (this saves a copy of the largest array).
+        """
+        if not out.flags.writeable:
+            out = out.copy()
+        if self._low_out:
+            out -= self._low_out
+        if self._gain_out != 1.0:
+            out *= 1.0 / self._gain_out
+        if self.spec.color == "y":
+            return _from_y_and_chroma(out, prepared.chroma, flip=bgr)
+        if self.spec.color == "gray":
+            return np.repeat(_to_uint8_nhwc(out), 3, axis=3)  # a gray picture: three equal channels
+        return _to_uint8_nhwc(out, flip=(self.spec.color == "bgr") != bgr)
+
+
+def _affine(value_range: tuple[float, float]) -> tuple[float, float]:
+    low, high = value_range
+    return (high - low) / 255.0, low
+
+
+def _to_uint8_nhwc(tensor: np.ndarray, flip: bool = False) -> np.ndarray:
+    """N x C x H x W float 0..255 -> N x H x W x C uint8, rounded to nearest and clipped."""
+    np.rint(tensor, out=tensor)
+    np.clip(tensor, 0, 255, out=tensor)
+    view = tensor.transpose(0, 2, 3, 1)
+    if flip:
+        view = view[..., ::-1]
+    images = np.empty(view.shape, dtype=np.uint8)
+    np.copyto(images, view, casting="unsafe")
+    return images
+
+
+def _from_y_and_chroma(y: np.ndarray, chroma: np.ndarray, flip: bool = False) -> np.ndarray:
+    """Model Y (N x 1 x sH x sW, 0..255) + low-res chroma (0..255) -> N x sH x sW x 3 uint8 RGB.
+
+    Chroma is upscaled with PIL's bicubic filter, as the ESPCN tutorial does, so our output matches
+    the reference pipeline's.
+    """
+    from PIL import Image
+
+    n, _, height, width = y.shape
+    ycbcr = np.empty((n, 3, height, width), dtype=np.float32)
+    ycbcr[:, 0] = y[:, 0]
+    for i in range(n):
+        for c in range(2):
+            plane = Image.fromarray(chroma[i, c], mode="F").resize((width, height), Image.Resampling.BICUBIC)
+            ycbcr[i, c + 1] = np.asarray(plane)
+    return _to_uint8_nhwc(color.ycbcr_to_rgb(ycbcr), flip)
