@@ -39,6 +39,9 @@ def add_commands(sub) -> None:
     p.add_argument("--no-auth", action="store_true", help="allow a non-loopback --host without a token")
     p.add_argument("--grace", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM (default 30)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    from ..declare import add_pipeline_arguments
+
+    add_pipeline_arguments(p, scale_flag="--model-scale")  # the same pipeline fields as sdk upscale
     p.set_defaults(func=cmd_serve)
 
 
@@ -73,10 +76,11 @@ def cmd_serve(args) -> int:
         from .app import create_app
     except ImportError as exc:
         raise SDKError(f"sdk serve needs the 'serve' extra ({exc.name} is missing): pip install 'deploy-sdk[serve]'") from None
+    from ..declare import pipeline_from_args
     from ..predictor import Predictor
 
     _configure_logging(args.log_level)
-    predictor = Predictor(args.model, backend=args.backend, device=args.device)
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, pipeline=pipeline_from_args(args))
     app = create_app(predictor, settings)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
                             timeout_graceful_shutdown=max(0, int(args.grace)), lifespan="on")
