@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import math
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -18,14 +19,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from .. import memory, tiling
 from ..errors import InputError, SDKError
+from ..footprint import footprint
 from . import coding, protocol
 from .engine import Engine
 from .errors import HTTPError, bad_request, too_large, unprocessable
 from .metrics import Metrics
 from .runner import TileRunner
 from .settings import ServeSettings
-from .windows import plan
 
 log = logging.getLogger("sdk.serve")
 access_log = logging.getLogger("sdk.serve.access")
@@ -130,7 +132,11 @@ class ModelServer:
         self.metrics = Metrics()
         self.engine = Engine(self.runner.run, settings.max_batch, settings.max_delay_ms / 1000.0,
                              self.metrics.observe_engine)
-        self.workers = ThreadPoolExecutor(settings.workers, thread_name_prefix="sdk-serve-worker")
+        # Each admitted image request holds a worker while its tiles wait on the engine, so there is
+        # one per place in the queue, plus a few for the raw-tensor requests' encoding.
+        self.workers = ThreadPoolExecutor(settings.max_queue + settings.workers, thread_name_prefix="sdk-serve-worker")
+        self.margin = tiling.margin_for(tiling.receptive_radius(predictor.model.proto, predictor.spec.image_input, 4))
+        self._plans: dict[int, tiling.Plan] = {}
         self.admitted = 0
         self._latency = 1.0  # a running mean of request seconds, for Retry-After
         self._page = None
@@ -213,59 +219,77 @@ class ModelServer:
         except InputError as exc:
             raise unprocessable(str(exc)) from None
 
-    async def upscale_bytes(self, data: bytes, scale: int, fmt_name: str | None) -> tuple[bytes, str, coding.Decoded, np.ndarray]:
-        self.engine.preparing(+1)  # this request will submit soon: a forming batch may wait for it
+    async def upscale_bytes(self, data: bytes, scale: int, fmt_name: str | None) -> tuple[bytes, str, tuple, tuple]:
+        """Encoded image -> encoded result, in one worker thread that waits on the engine for its tiles."""
+        ticket = _Ticket(self.engine)
         try:
-            decoded = await self.in_worker(coding.decode, data, self.settings.max_pixels)
-        except BaseException:
-            self.engine.preparing(-1)
+            return await self.in_worker(self._upscale_sync, data, scale, fmt_name, ticket)
+        except asyncio.CancelledError:
+            ticket.cancel()  # its queued tiles are dropped before they reach the engine
             raise
-        fmt = coding.output_format(fmt_name, decoded.format)
-        out = await self.upscale_pixels(decoded.rgb, scale, already_preparing=True)
-        body, content_type = await self.in_worker(coding.encode, out, fmt, decoded.icc_profile)
-        return body, content_type, decoded, out
 
-    async def upscale_pixels(self, rgb: np.ndarray, scale: int, already_preparing: bool = False) -> np.ndarray:
-        """Cut into windows of one shape, send them to the engine in chunks of at most max_batch
-        (two chunks in flight, so preparing the next overlaps the engine), paste the centres."""
-        settings = self.settings
-        height, width = rgb.shape[:2]
-        shape, windows = plan(height, width, settings.tile, settings.margin)
-        out = np.empty((height * scale, width * scale, 3), dtype=np.uint8)
-        chunks = [windows[i:i + settings.max_batch] for i in range(0, len(windows), settings.max_batch)]
-        pending = []
-        preparing = already_preparing
+    def _upscale_sync(self, data: bytes, scale: int, fmt_name: str | None, ticket: "_Ticket"):
+        ticket.begin()  # decoding: this request will submit soon, so a forming batch may wait for it
         try:
-            for index, chunk in enumerate(chunks):
-                if not preparing:
-                    self.engine.preparing(+1)
-                    preparing = True
-                tensor, prepared = await self.in_worker(self._prepare, rgb, chunk, shape, scale)
-                pending.append((self.engine.submit(tensor, scale), prepared, chunk))
-                self.engine.preparing(-1)
-                preparing = False
-                while len(pending) > (1 if index + 1 < len(chunks) else 0):
-                    future, prepared, done_chunk = pending.pop(0)
-                    result = await asyncio.wrap_future(future)
-                    await self.in_worker(self._paste, result, prepared, done_chunk, out, scale)
+            decoded, source_format = coding.decode(data, self.settings.max_pixels)
+            fmt = coding.output_format(fmt_name, source_format)
+            height, width = decoded.pixels.shape[:2]
+            coding.check_size(fmt, height * scale, width * scale)
+            self._check_memory(height, width, scale)
+            plan = self._plan(scale)
+            out = tiling.upscale_tiled(decoded.pixels[None], scale, plan,
+                                       lambda windows: self._run_windows(windows, scale, plan.batch, ticket))[0]
         finally:
-            if preparing:
-                self.engine.preparing(-1)
-            for future, _, _ in pending:
-                future.cancel()
-        return out
+            ticket.end()
+        body, content_type = coding.encode(out, fmt, decoded)
+        return body, content_type, (width, height), (out.shape[1], out.shape[0])
 
-    def _prepare(self, rgb, chunk, shape, scale):
-        h, w = shape
-        batch = np.stack([rgb[win.top.start:win.top.start + h, win.left.start:win.left.start + w] for win in chunk])
-        return self.runner.prepare(batch, scale)
+    def _run_windows(self, windows: np.ndarray, scale: int, limit: int, ticket: "_Ticket") -> np.ndarray:
+        """sdk.tiling's window runner: prepare here, run on the engine thread with other requests'
+        windows of the same shape, finish here."""
+        if ticket.cancelled:
+            raise asyncio.CancelledError()
+        ticket.begin()
+        try:
+            tensor, prepared = self.runner.prepare(windows, scale)
+            future = ticket.future = self.engine.submit(tensor, scale, limit)
+        finally:
+            ticket.end()
+        if ticket.cancelled:
+            future.cancel()
+        return self.runner.finish(future.result(), prepared)
 
-    def _paste(self, result, prepared, chunk, out, s):
-        images = self.runner.finish(result, prepared)
-        for image, win in zip(images, chunk):
-            t, l = win.top, win.left
-            out[t.keep_from * s:t.keep_to * s, l.keep_from * s:l.keep_to * s] = image[
-                (t.keep_from - t.start) * s:(t.keep_to - t.start) * s, (l.keep_from - l.start) * s:(l.keep_to - l.start) * s]
+    def _plan(self, scale: int) -> tiling.Plan:
+        """Windows of one shape for every image (so that requests share engine calls); a static-size
+        model's own size, padded at the edges as sdk.tiling pads it."""
+        plan = self._plans.get(scale)
+        if plan is None:
+            margin = self.margin
+            static = self.predictor.pipeline.static_size
+            if static is not None:
+                window = (int(static[0]), int(static[1]))
+                if min(window) <= 2 * margin:
+                    margin = max(0, (min(window) - 1) // 4)
+            else:
+                window = (self.settings.tile + 2 * margin,) * 2
+            plan = self._plans[scale] = tiling.Plan(window, margin, self._batch_limit(window, scale), exact=static is not None)
+        return plan
+
+    def _batch_limit(self, window: tuple[int, int], scale: int) -> int:
+        """Tiles per engine call: --max-batch, fewer when the model's activations would not fit the
+        memory budget, 1 for a model without a dynamic batch axis."""
+        if not self.predictor._dynamic_batch:
+            return 1
+        found = footprint(self.predictor.model, self.predictor.spec, scale)
+        fits = found.pixels_within(memory.budget(None, self.predictor.device)) // (window[0] * window[1])
+        return int(max(1, min(self.settings.max_batch, fits)))
+
+    def _check_memory(self, height: int, width: int, scale: int) -> None:
+        need = height * scale * width * scale * 3
+        room = memory.available()
+        if need > room:
+            raise too_large(f"the {width * scale}x{height * scale} result would need {memory.gib(need)}, more than the "
+                            f"{memory.gib(room)} of memory available; send a smaller image or use a smaller scale")
 
     # -- /v1: images in, images out -------------------------------------------------------------------
 
@@ -283,12 +307,11 @@ class ModelServer:
             body = await self.read_body(request)
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
                 body = await _form_image(request, body)
-            data, content_type, decoded, out = await self.guarded(request, self.upscale_bytes(body, scale, fmt))
+            data, content_type, (w, h), (ow, oh) = await self.guarded(request, self.upscale_bytes(body, scale, fmt))
         ms = (time.perf_counter() - started) * 1000
-        h, w = decoded.rgb.shape[:2]
         return Response(data, media_type=content_type, headers={
             "x-sdk-model": self.name, "x-sdk-backend": self.predictor.backend, "x-sdk-device": self.predictor.device,
-            "x-sdk-scale": str(scale), "x-sdk-input-size": f"{w}x{h}", "x-sdk-output-size": f"{out.shape[1]}x{out.shape[0]}",
+            "x-sdk-scale": str(scale), "x-sdk-input-size": f"{w}x{h}", "x-sdk-output-size": f"{ow}x{oh}",
             "x-sdk-time-ms": f"{ms:.1f}",
         })
 
@@ -436,6 +459,36 @@ def _number(text: str):
         except ValueError:
             pass
     return text
+
+
+class _Ticket:
+    """One image request's link to the engine: whether it is about to submit, and how to call it off."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.cancelled = False
+        self.future = None
+        self._preparing = False
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        with self._lock:
+            if not self._preparing and not self.cancelled:
+                self._preparing = True
+                self.engine.preparing(+1)
+
+    def end(self) -> None:
+        with self._lock:
+            if self._preparing:
+                self._preparing = False
+                self.engine.preparing(-1)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        future = self.future
+        if future is not None:
+            future.cancel()
+        self.end()
 
 
 async def _disconnected(request: Request) -> None:

@@ -33,7 +33,7 @@ def add_commands(sub) -> None:
     p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20,
                    help=f"largest request body in MiB (default {d.max_body_bytes / 2**20:g})")
     p.add_argument("--timeout", type=float, default=d.timeout_s, help=f"seconds per request before 504 (default {d.timeout_s:g})")
-    p.add_argument("--tile", type=int, default=d.tile, help=f"window side in input pixels for batching (default {d.tile})")
+    p.add_argument("--tile", type=int, default=d.tile, help=f"tile side in input pixels (plus the model's margin) for batching across requests (default {d.tile})")
     p.add_argument("--workers", type=int, default=d.workers, help=f"decode/encode threads (default {d.workers})")
     p.add_argument("--token", default=None, help=f"bearer token clients must send (or set {TOKEN_ENV})")
     p.add_argument("--no-auth", action="store_true", help="allow a non-loopback --host without a token")

@@ -30,6 +30,7 @@ class _Job:
     scale: int | None
     future: Future
     call: Callable[[], object] | None = None  # an exclusive job (raw tensors) runs alone
+    limit: int = 0  # most tiles in one call with this job (0: the engine's max_batch)
     arrived: float = field(default_factory=time.monotonic)
 
     @property
@@ -62,10 +63,11 @@ class Engine:
             self._preparing += delta
             self._cond.notify_all()
 
-    def submit(self, tensor: np.ndarray, scale: int) -> Future:
-        """Queue a stack of tiles; the future gets the engine's output for exactly these tiles."""
-        key = ("tiles", tensor.shape[1:], tensor.dtype.str, scale)
-        return self._put(_Job(key, tensor, scale, Future()))
+    def submit(self, tensor: np.ndarray, scale: int, limit: int = 0) -> Future:
+        """Queue a stack of tiles; the future gets the engine's output for exactly these tiles.
+        ``limit`` caps the tiles of the call it joins (memory, or a model without a batch axis)."""
+        key = ("tiles", tensor.shape[1:], tensor.dtype.str, scale, limit)
+        return self._put(_Job(key, tensor, scale, Future(), limit=limit))
 
     def call(self, fn: Callable[[], object]) -> Future:
         """Run ``fn`` on the engine thread, alone (raw-tensor requests share the one engine)."""
@@ -117,21 +119,22 @@ class Engine:
                     self._jobs.popleft()
                     return [first]
                 deadline = first.arrived + self.max_delay_s
+                most = min(self.max_batch, first.limit or self.max_batch)
                 while True:
-                    chosen, total = self._gather(first.key)
+                    chosen, total = self._gather(first.key, most)
                     remaining = deadline - time.monotonic()
-                    if total >= self.max_batch or self._preparing <= 0 or remaining <= 0 or self._closing:
+                    if total >= most or self._preparing <= 0 or remaining <= 0 or self._closing:
                         break
                     self._cond.wait(remaining)
                 for job in chosen:
                     self._jobs.remove(job)
                 return chosen
 
-    def _gather(self, key: tuple) -> tuple[list[_Job], int]:
+    def _gather(self, key: tuple, most: int) -> tuple[list[_Job], int]:
         chosen, total = [], 0
         for job in self._jobs:
             if job.key == key and not job.future.cancelled():
-                if chosen and total + job.size > self.max_batch:
+                if chosen and total + job.size > most:
                     break
                 chosen.append(job)
                 total += job.size

@@ -20,10 +20,10 @@ class ServeSettings:
     max_pixels: int = 4096 * 4096
     max_body_bytes: int = 64 * 1024 * 1024
     timeout_s: float = 60.0
-    # Images are cut into windows of at most tile x tile input pixels, all of one size, so that
-    # images of different sizes share engine calls; an image that fits in one window runs whole.
+    # Images are cut into windows of one size (tile x tile input pixels plus the model's margin of
+    # context, from sdk.tiling) so that images of different sizes share engine calls; an image that
+    # fits in one window runs whole, exactly as Predictor runs it.
     tile: int = 256
-    margin: int = 16
     # Bearer token; None means no authentication (only sensible on the loopback).
     token: str | None = None
     # Threads for decoding, pre/post-processing and encoding (beside the engine's thread).
@@ -38,8 +38,6 @@ class ServeSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise InputError(f"{name}={value!r} must be a number >= 0")
-        if self.margin < 0 or self.tile < 4 * self.margin:
-            raise InputError(f"tile={self.tile} must be at least 4 x margin ({self.margin}) so that each window keeps a centre")
         if self.token is not None and not self.token:
             raise InputError("token must not be empty; pass a long random string, or no token at all")
 
