@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--tile", type=int, default=None, help="run in tiles of N x N input pixels to bound memory")
     p.add_argument("--force", action="store_true", help="replace output files that already exist")
+    add_pipeline_arguments(p, scale_flag="--model-scale")
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("info", help="show a model's inputs, outputs, opset, metadata and pipeline")
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     add_pipeline_arguments(p)
     p.set_defaults(func=cmd_info)
+
+    from .annotate import add_commands as add_annotate
+
+    add_annotate(sub)
 
     for name in COMMAND_MODULES:
         try:
@@ -144,7 +149,7 @@ def cmd_upscale(args) -> int:
     existing = [str(t) for _, t in pairs if t.exists()]
     if existing and not args.force:
         raise SDKError(f"{len(existing)} output file(s) exist, e.g. {existing[0]}; pass --force to replace them")
-    predictor = Predictor(args.model, backend=args.backend, device=args.device)
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, pipeline=pipeline_from_args(args))
     scale = predictor.pipeline.check_scale(args.scale)  # a bad --scale fails before any work
     failures = []
     with predictor, _progress(len(pairs)) as advance:

@@ -60,7 +60,9 @@ class Model:
         if not proto.HasField("graph") or not proto.graph.output:
             raise ModelError(f"{self.path} holds no ONNX graph (empty, truncated, or not ONNX); export it again")
         try:
-            onnx.checker.check_model(proto)
+            # Checked by path when weights live outside the file: the checker finds them beside it.
+            external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+            onnx.checker.check_model(str(self.path) if external else proto)
         except Exception as exc:
             raise ModelError(f"{self.path} is not a valid ONNX model: {exc}; export it again") from exc
         self.proto = proto

@@ -32,6 +32,7 @@ class Job:
     images: tuple  # HxWx3 uint8 arrays, one per image of the batch
     scale: int
     output_path: str  # where the worker saves its uint8 output for the accuracy check
+    pipeline: dict | None = None  # declared pipeline fields (--value-range ...), as Predictor(pipeline=)
 
 
 def make_runner(job: Job) -> "Runner":
@@ -71,7 +72,8 @@ class SdkRunner(Runner):
     def load(self) -> None:
         from ..predictor import Predictor
 
-        self.predictor = Predictor(self.job.model, backend=self.job.backend, device=self.job.device)
+        self.predictor = Predictor(self.job.model, backend=self.job.backend, device=self.job.device,
+                                   pipeline=self.job.pipeline)
         self.device = self.predictor.device
         self.scale = self.predictor.pipeline.check_scale(self.job.scale)
 
@@ -96,13 +98,13 @@ class SdkRunner(Runner):
         return np.stack(list(result))
 
 
-def _pipeline_for(model_name: str):
+def _pipeline_for(model_name: str, declared: dict | None = None):
     from ..model import Model
     from ..pipeline import Pipeline
     from ..spec import resolve
 
     model = Model(model_name)
-    return model, Pipeline(resolve(model).spec, model)
+    return model, Pipeline(resolve(model, declared).spec, model)
 
 
 def ort_session_options(ort, device_kind: str):
@@ -160,7 +162,7 @@ class RawOrtRunner(Runner):
             raise BackendUnavailableError(describe_missing_gpu(device))
         providers = [provider] if kind == "cpu" else [
             (provider, {"device_id": device.index, "cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
-        model, self.pipeline = _pipeline_for(self.job.model)
+        model, self.pipeline = _pipeline_for(self.job.model, self.job.pipeline)
         self.session = ort.InferenceSession(str(model.path), sess_options=ort_session_options(ort, kind),
                                             providers=providers)
         if self.session.get_providers()[0] != provider:
@@ -213,7 +215,7 @@ class TorchRunner(Runner):
         self.torch = torch
         self.torch_device = torch.device("cpu" if requested.kind == "cpu" else f"cuda:{requested.index}")
         self.device = str(requested)
-        model, self.pipeline = _pipeline_for(self.job.model)
+        model, self.pipeline = _pipeline_for(self.job.model, self.job.pipeline)
         module, self.input_names, self.source = reference_module(model)
         self.module = module.to(self.torch_device).eval()
         self.scale = self.pipeline.check_scale(self.job.scale)
