@@ -11,7 +11,6 @@ from pathlib import Path
 from .declare import add_pipeline_arguments, pipeline_from_args
 from .errors import SDKError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 # Modules that add subcommands: each has add_commands(subparsers). Imported when the parser is built,
 # so they must keep their heavy imports (torch, engines) inside their handlers.
 COMMAND_MODULES = ("sdk.zoo.commands", "sdk.bench")
@@ -50,8 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="srcnn3", help="bundled model name or .onnx path (default: srcnn3)")
     p.add_argument("--backend", default="auto", help="backend name or 'auto' (default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--tile", type=int, default=None, help="run in tiles of N x N input pixels to bound memory")
-    p.add_argument("--force", action="store_true", help="replace output files that already exist")
+    p.add_argument("--tile", default="auto", metavar="auto|N|0",
+                   help="auto (default): tiles only when the whole image would not fit the memory budget; "
+                        "N: tiles of N x N input pixels; 0: never tile")
+    p.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="memory one run may use, e.g. 2GiB or 800MB (default: $SDK_MEMORY_BUDGET, else a share "
+                        "of the memory available)")
+    p.add_argument("--force", action="store_true", help="redo outputs that already exist (by default they are skipped)")
+    p.add_argument("--no-exif-orientation", action="store_true",
+                   help="keep the pixels as stored instead of turning photos upright by their EXIF orientation")
     add_pipeline_arguments(p, scale_flag="--model-scale")
     p.set_defaults(func=cmd_upscale)
 
@@ -108,88 +114,21 @@ def cmd_backends(args) -> int:
     return 0
 
 
-def collect_images(inputs: list[str]) -> list[Path]:
-    """Files as given, and the images directly inside each folder, in name order."""
-    found = []
-    for text in inputs:
-        path = Path(text)
-        if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise SDKError(f"input {text!r} does not exist")
-    if not found:
-        raise SDKError(f"no images found in {', '.join(inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return found
-
-
-def plan_outputs(images: list[Path], output: Path) -> list[tuple[Path, Path]]:
-    """Where each image goes. One input may name an output file; otherwise OUT is a folder."""
-    single_file = len(images) == 1 and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir()
-    if not single_file and output.exists() and not output.is_dir():
-        raise SDKError(f"output {output} is a file: pass a folder for the results "
-                       "(or, for one input image, a new file name ending in an image suffix)")
-    pairs = [(images[0], output)] if single_file else [(image, output / image.name) for image in images]
-    sources = {image.resolve() for image in images}
-    targets = [target.resolve() for _, target in pairs]
-    for (_, target), resolved in zip(pairs, targets):
-        if resolved in sources:
-            raise SDKError(f"output {target} would overwrite an input; choose another output folder")
-    if len(set(targets)) != len(targets):
-        raise SDKError("two inputs have the same file name and would write one output; upscale them into separate folders")
-    return pairs
-
-
 def cmd_upscale(args) -> int:
-    from .images import save_atomic
+    from . import jobs
     from .predictor import Predictor
 
-    pairs = plan_outputs(collect_images(args.inputs), Path(args.output))
-    existing = [str(t) for _, t in pairs if t.exists()]
-    if existing and not args.force:
-        raise SDKError(f"{len(existing)} output file(s) exist, e.g. {existing[0]}; pass --force to replace them")
-    predictor = Predictor(args.model, backend=args.backend, device=args.device, pipeline=pipeline_from_args(args))
+    tile = jobs.parse_tile(args.tile)
+    pairs = jobs.plan_outputs(jobs.collect_images(args.inputs), Path(args.output))
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, memory_budget=args.memory_budget,
+                          pipeline=pipeline_from_args(args))
     scale = predictor.pipeline.check_scale(args.scale)  # a bad --scale fails before any work
-    failures = []
-    with predictor, _progress(len(pairs)) as advance:
-        for source, target in pairs:
-            try:
-                save_atomic(predictor(source, scale=scale, tile=args.tile), target)
-            except (SDKError, OSError) as exc:  # one bad image or failed write must not cost the others
-                failures.append(f"{source}: {exc}")
-            advance(source.name)
-    done = len(pairs) - len(failures)
-    print(f"upscaled {done} of {len(pairs)} image(s) x{scale} with {predictor.backend} on {predictor.device}"
-          f" -> {args.output}", file=sys.stderr)
-    for line in failures:
-        print(f"sdk: skipped {line}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-class _progress:
-    """A rich progress bar for more than one image; nothing for one."""
-
-    def __init__(self, total: int):
-        self.total = total
-        self.bar = None
-
-    def __enter__(self):
-        if self.total > 1:
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=False)
-            self.bar.start()
-            self.task = self.bar.add_task("upscaling", total=self.total)
-        return self.advance
-
-    def advance(self, label: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, advance=1, description=label)
-
-    def __exit__(self, *exc_info):
-        if self.bar is not None:
-            self.bar.stop()
+    with jobs.stop_on_signals(), predictor, jobs.JobProgress(len(pairs)) as progress:
+        summary = jobs.run(predictor, pairs, scale, tile=tile, force=args.force, orient=not args.no_exif_orientation,
+                           on_start=progress.start, on_image=progress.image, on_tiles=progress.tiles)
+    for line in summary.lines(scale, f"{predictor.backend} on {predictor.device}", args.output):
+        print(f"sdk: {line}", file=sys.stderr)
+    return summary.exit_code
 
 
 def cmd_info(args) -> int:

@@ -10,6 +10,7 @@ import functools
 import hashlib
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -49,6 +50,7 @@ class Model:
 
         self.path = resolve(model)
         self.name = model if isinstance(model, str) and model in BUNDLED else self.path.stem
+        _check_fits_memory(self.path, self.path.stat().st_size, "model file")
         try:
             # External weights are not needed to read the signature; engines load them from the path.
             proto = onnx.load(str(self.path), load_external_data=False)
@@ -59,10 +61,11 @@ class Model:
             ) from exc
         if not proto.HasField("graph") or not proto.graph.output:
             raise ModelError(f"{self.path} holds no ONNX graph (empty, truncated, or not ONNX); export it again")
+        # Our own checks first: they are the guarantee, whatever onnx's checker happens to catch.
+        check_external_data(proto, self.path)
+        check_declared_sizes(proto, self.path)
         try:
-            # Checked by path when weights live outside the file: the checker finds them beside it.
-            external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
-            onnx.checker.check_model(str(self.path) if external else proto)
+            onnx.checker.check_model(str(self.path))  # by path: external files resolve next to it
         except Exception as exc:
             raise ModelError(f"{self.path} is not a valid ONNX model: {exc}; export it again") from exc
         self.proto = proto
@@ -83,17 +86,7 @@ class Model:
         return digest.hexdigest()
 
     def _external_files(self) -> list[Path]:
-        from onnx.external_data_helper import uses_external_data
-
-        # Exporters put large weights in the main graph's initializers; that is where we look.
-        names = {
-            entry.value
-            for tensor in self.proto.graph.initializer
-            if uses_external_data(tensor)
-            for entry in tensor.external_data
-            if entry.key == "location"
-        }
-        return [self.path.parent / name for name in sorted(names)]
+        return external_files(self.proto, self.path)
 
     def input(self, name: str) -> TensorInfo:
         for info in self.inputs:
@@ -106,11 +99,133 @@ class Model:
 
 
 def _tensor_info(value) -> TensorInfo:
-    from onnx import helper
-
     tensor_type = value.type.tensor_type
     shape = tuple(
         d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim
     )
-    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)) if tensor_type.elem_type else np.dtype("float32")
+    dtype = _np_dtype(tensor_type.elem_type, value.name) if tensor_type.elem_type else np.dtype("float32")
     return TensorInfo(value.name, shape, dtype)
+
+
+def _np_dtype(elem_type: int, name: str) -> np.dtype:
+    from onnx import helper
+
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"tensor {name!r} has ONNX element type {elem_type}, which the SDK cannot handle") from exc
+
+
+# -- hostile files: checked before any engine reads a byte of weights --------------------------------
+
+def _all_tensors(graph) -> Iterator:
+    """Every TensorProto in a graph and its subgraphs (If/Loop bodies, Constant nodes)."""
+    from onnx import AttributeProto
+
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == AttributeProto.TENSOR:
+                yield attr.t
+            elif attr.type == AttributeProto.TENSORS:
+                yield from attr.tensors
+            elif attr.type == AttributeProto.GRAPH:
+                yield from _all_tensors(attr.g)
+            elif attr.type == AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _all_tensors(sub)
+
+
+def _external_entries(proto) -> Iterator[tuple[object, dict]]:
+    from onnx import TensorProto
+
+    for tensor in _all_tensors(proto.graph):
+        if tensor.data_location == TensorProto.EXTERNAL:
+            yield tensor, {entry.key: entry.value for entry in tensor.external_data}
+
+
+def check_external_data(proto, path: Path) -> None:
+    """ModelError unless every external weight file lies inside the model's own folder.
+
+    A model is data a user downloads; its external-data locations must not make an engine read
+    /etc/shadow or a file reached through ``..`` or a symlink that leaves the folder.
+    """
+    folder = path.parent.resolve()
+    sizes: dict[Path, int] = {}
+    for tensor, entries in _external_entries(proto):
+        location = entries.get("location", "")
+        where = f"{path}: tensor {tensor.name!r} keeps its data in {location!r}"
+        if not location:
+            raise ModelError(f"{where}: no file named; export the model again")
+        if Path(location).is_absolute() or location.startswith(("/", "\\")) or ".." in Path(location).parts \
+                or ".." in location.replace("\\", "/").split("/"):
+            raise ModelError(f"{where}, outside the model's folder; external data must be a file next to the model")
+        target = (path.parent / location).resolve()
+        if not target.is_relative_to(folder):
+            raise ModelError(f"{where}, which leads outside the model's folder ({target}); "
+                             "external data must be a file next to the model")
+        if not target.is_file():
+            raise ModelError(f"{where}, which does not exist; copy it next to the model")
+        size = sizes.setdefault(target, target.stat().st_size)
+        try:
+            offset, length = int(entries.get("offset", 0)), int(entries.get("length", size))
+        except ValueError:
+            raise ModelError(f"{where} with an offset or length that is not a number; export the model again") from None
+        if offset < 0 or length < 0 or offset + length > size:
+            raise ModelError(f"{where} at bytes {offset}..{offset + length}, past the end of that {size}-byte file; "
+                             "the data file is truncated or belongs to another model")
+    _check_fits_memory(path, path.stat().st_size + sum(sizes.values()), "model with its external data")
+
+
+def external_files(proto, path: Path) -> list[Path]:
+    names = {entries.get("location", "") for _, entries in _external_entries(proto)}
+    return [path.parent / name for name in sorted(names) if name]
+
+
+def check_declared_sizes(proto, path: Path) -> None:
+    """ModelError for a weight or a static input/output shape too large for this machine's memory,
+    before an engine tries to allocate it."""
+    from .memory import total
+
+    limit = total()
+    for tensor in _all_tensors(proto.graph):
+        count = _product(tensor.dims)
+        if count < 0 or count * _itemsize(tensor.data_type) > limit:
+            raise ModelError(f"{path}: tensor {tensor.name!r} declares shape {list(tensor.dims)}, "
+                             f"more than this machine's memory ({limit / 2**30:.1f} GiB); the file is broken or hostile")
+    for value in [*proto.graph.input, *proto.graph.output]:
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        count = _product(dims)
+        if count < 0 or count * _itemsize(value.type.tensor_type.elem_type) > limit:
+            raise ModelError(f"{path}: {value.name!r} declares a static shape {dims}, more than this machine's "
+                             f"memory ({limit / 2**30:.1f} GiB); export the model with sane or dynamic sizes")
+
+
+def _product(dims) -> int:
+    count = 1
+    for d in dims:
+        if d < 0:
+            return -1
+        count *= int(d)
+    return count
+
+
+def _itemsize(elem_type: int) -> int:
+    from onnx import helper
+
+    try:
+        return max(1, np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).itemsize)
+    except Exception:
+        return 1
+
+
+def _check_fits_memory(path: Path, size: int, what: str) -> None:
+    from .memory import total
+
+    limit = total()
+    if size > limit:
+        raise ModelError(f"{path}: the {what} is {size / 2**30:.1f} GiB, more than this machine's memory "
+                         f"({limit / 2**30:.1f} GiB); it cannot be loaded here - use a machine with more memory")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from typing import Any, Iterable, Mapping
 
@@ -10,15 +9,14 @@ import numpy as np
 
 from .backend import Session, TensorInfo
 from .devices import parse_device
-from .errors import BackendUnavailableError, InputError, SDKError
+from .errors import InputError, SDKError
 from .images import check_color, to_rgb
 from .model import Model
+from . import memory, tiling
+from .footprint import footprint
 from .pipeline import Pipeline
-from .selection import candidates
+from .selection import normalize_name, open_session
 from .spec import resolve, warn_about_guesses
-from .tiling import run_tiled
-
-log = logging.getLogger(__name__)
 
 
 class Predictor:
@@ -29,39 +27,23 @@ class Predictor:
     """
 
     def __init__(self, model, backend: str = "auto", device: str = "auto", pipeline: Mapping[str, Any] | None = None,
-                 **options: Any):
-        if not isinstance(backend, str) or not backend:
-            raise InputError(f"backend must be a name such as 'auto', 'ort-cpu' or 'trt', not {backend!r}")
+                 memory_budget=None, **options: Any):
+        normalize_name(backend)  # a bad backend argument fails before the model is read
         self.model = Model(model)
         resolution = resolve(self.model, pipeline)
         self.spec = resolution.spec
         self.spec_sources = dict(resolution.sources)  # field -> declared / metadata / inferred / default
         warn_about_guesses(resolution, self.model.name)
-        self._session: Session | None = None
-        skipped = []
-        for engine, chosen in candidates(backend.lower(), parse_device(device)):
-            foreign = [key for key in options if not engine.accepts(key)]
-            if backend == "auto" and foreign:
-                # An engine-specific option (precision="fp16" for trt) narrows the choice.
-                log.info("backend %s does not take option(s) %s; trying the next one", engine.name, foreign)
-                skipped.append(f"{engine.name} on {chosen}: does not take option(s) {foreign}")
-                continue
-            try:
-                self._session = engine.create_session(self.model, chosen, options)
-            except BackendUnavailableError as exc:
-                if backend != "auto":
-                    raise
-                # auto goes on to the next backend, but says so: a quiet fallback is what users hate.
-                log.warning("backend %s on %s could not start (%s); trying the next one", engine.name, chosen, exc)
-                skipped.append(f"{engine.name} on {chosen}: {exc}")
-                continue
-            self.backend, self.device = engine.name, str(chosen)
-            break
-        if self._session is None:
-            raise BackendUnavailableError("no backend could start:\n  " + "\n  ".join(skipped))
+        chosen = open_session(self.model, backend, parse_device(device), options)
+        self._session: Session | None = chosen.session
+        self.backend, self.device = chosen.backend, str(chosen.device)
         self.pipeline = Pipeline(self.spec, self.model)
         image = self._input(self.spec.image_input)
         self._dynamic_batch = not isinstance(image.shape[0], int)
+        if memory_budget is not None:
+            memory.parse_size(memory_budget)  # a bad budget fails now, not at the first image
+        self.memory_budget = memory_budget
+        self._margin = tiling.margin_for(tiling.receptive_radius(self.model.proto, self.spec.image_input, 4))
 
     # -- images ---------------------------------------------------------------------------------
 
@@ -70,18 +52,27 @@ class Predictor:
         """The model's fixed scale, or None when it takes the scale at run time."""
         return self.spec.scale
 
-    def __call__(self, image, scale=None, color: str = "rgb", tile: int | None = None) -> np.ndarray:
-        """Upscale one image; returns HxWx3 uint8 in ``color`` order (the order ``image`` is in)."""
-        rgb = to_rgb(image, color)
-        scale = self.pipeline.check_scale(scale)
-        return self._upscale(rgb[None], scale, color, tile)[0]
+    def __call__(self, image, scale=None, color: str = "rgb", tile="auto", progress=None, orient: bool = True) -> np.ndarray:
+        """Upscale one image; returns HxWx3 uint8 in ``color`` order (the order ``image`` is in).
 
-    def predict_batch(self, images: Iterable, scale=None, color: str = "rgb", batch_size: int = 8) -> list[np.ndarray]:
+        tile: "auto" runs tiles only when the whole image would exceed the memory budget; N runs
+        tiles of N x N input pixels; 0 never tiles. progress: a callable(done, total) told after each
+        batch of tiles, or True for a progress bar. orient=False keeps a file's pixels as stored
+        instead of turning them upright by EXIF orientation.
+        """
+        tiling.check_tile(tile)
+        rgb = to_rgb(image, color, orient=orient)
+        scale = self.pipeline.check_scale(scale)
+        return self._upscale(rgb[None], scale, color, tile, progress)[0]
+
+    def predict_batch(self, images: Iterable, scale=None, color: str = "rgb", batch_size: int = 8,
+                      tile="auto") -> list[np.ndarray]:
         """Upscale many images. Every image is checked before any runs, so a bad one costs nothing.
 
         Images of one size run as one batch when the model has a dynamic batch axis.
         """
         scale = self.pipeline.check_scale(scale)
+        tiling.check_tile(tile)
         rgbs = []
         for index, image in enumerate(images):
             try:
@@ -97,22 +88,43 @@ class Predictor:
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
                 batch = np.stack([rgbs[i] for i in chunk])
-                for i, out in zip(chunk, self._upscale(batch, scale, color)):
+                for i, out in zip(chunk, self._upscale(batch, scale, color, tile)):
                     results[i] = out
         return results
 
-    def _upscale(self, batch: np.ndarray, scale: int, color: str, tile: int | None = None) -> np.ndarray:
-        prepared = self.pipeline.prepare(batch, scale)
-        session = self._open_session()
-        if tile is not None:
-            # run_tiled cuts windows out of one named tensor; here that tensor is the model-space one.
-            def run(window):
-                return {"out": self.pipeline.run_tensor(session, window["tensor"], scale)}
+    def _upscale(self, batch: np.ndarray, scale: int, color: str, tile="auto", progress=None) -> np.ndarray:
+        bgr = color == "bgr"
+        plan = self._plan(batch.shape[:3], scale, tile)
+        if plan is None:
+            return self._run_windows(batch, scale, bgr)
+        with _progress_bar(progress) as report:
+            return tiling.upscale_tiled(batch, scale, plan, lambda windows: self._run_windows(windows, scale, bgr), report)
 
-            out = run_tiled(run, {"tensor": prepared.tensor}, "tensor", "out", scale, tile)["out"]
-        else:
-            out = self.pipeline.run_tensor(session, prepared.tensor, scale)
-        return self.pipeline.finish(out, prepared, bgr=color == "bgr")
+    def _run_windows(self, batch: np.ndarray, scale: int, bgr: bool) -> np.ndarray:
+        """N x h x w x 3 uint8 -> N x sh x sw x 3 uint8: the whole pipeline on exactly this batch."""
+        prepared = self.pipeline.prepare(batch, scale)
+        out = self.pipeline.run_tensor(self._open_session(), prepared.tensor, scale)
+        return self.pipeline.finish(out, prepared, bgr=bgr)
+
+    def _plan(self, shape: tuple[int, int, int], scale: int, tile) -> "tiling.Plan | None":
+        """Refuse what cannot fit before any engine call, then choose the tiles (or none)."""
+        n, height, width = shape
+        out_bytes = n * height * scale * width * scale * 3
+        room = memory.available()
+        if out_bytes > room:
+            raise InputError(
+                f"the result would be {width * scale}x{height * scale} pixels ({memory.gib(out_bytes)} as uint8) for "
+                f"{n} image(s), more than the {memory.gib(room)} of memory available; use a smaller scale or image"
+            )
+        found = footprint(self.model, self.spec, scale)
+        budget = memory.budget(self.memory_budget, self.device)
+        if tiling.check_tile(tile) == 0 and found.derived and found.peak(n, height, width) > room:
+            raise InputError(
+                f"running {width}x{height} at x{scale} in one piece needs about {memory.gib(found.peak(n, height, width))}, "
+                f"more than the {memory.gib(room)} available; use tile='auto' (the default) or a tile size"
+            )
+        return tiling.choose_plan(tile, shape, scale, found, budget, self._margin, self._dynamic_batch,
+                                  static_size=getattr(self.pipeline, "static_size", None))
 
     # -- raw tensors ------------------------------------------------------------------------------
 
@@ -182,3 +194,25 @@ def check_feeds(feeds: Mapping[str, np.ndarray], inputs: Iterable[TensorInfo]) -
         if not fits:
             shown = ["?" if not isinstance(d, int) else d for d in info.shape]
             raise InputError(f"feed {info.name!r} has shape {list(value.shape)}; the model wants {shown} (? = any)")
+
+
+class _progress_bar:
+    """``progress`` as the caller gave it: a callable, True for a rich bar on stderr, or nothing."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.bar = None
+
+    def __enter__(self):
+        if self.progress is True:
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("tiles", total=None)
+            return lambda done, total: self.bar.update(self.task, completed=done, total=total)
+        return self.progress or None
+
+    def __exit__(self, *exc_info):
+        if self.bar is not None:
+            self.bar.stop()

@@ -6,12 +6,20 @@ chooses by priority among the backends whose probe says they really work here.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
 
-from .backend import Availability, Backend
+from .backend import Availability, Backend, Session
 from .devices import Device, cuda_gpus
-from .errors import BackendUnavailableError
+from .errors import BackendUnavailableError, InputError
 from .plugins import BackendRecord, Registry, load_plugins
+
+if TYPE_CHECKING:
+    from .model import Model
+
+log = logging.getLogger(__name__)
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,56 @@ def _info(record: BackendRecord, found: Availability) -> BackendInfo:
     )
 
 
+def normalize_name(backend) -> str:
+    """A backend name as the registry spells it (lower case); ``"AUTO"`` is ``"auto"``."""
+    if not isinstance(backend, str) or not backend.strip():
+        raise InputError(f"backend must be a name such as 'auto', 'ort-cpu' or 'trt', not {backend!r}")
+    return backend.strip().lower()
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The session a Predictor runs on, and which backend and device it came from."""
+
+    session: Session
+    backend: str
+    device: Device
+
+
+def create_session(engine: Backend, model: "Model", device: Device, options: Mapping[str, Any]) -> Session:
+    """The one place where the SDK asks a backend for a session (wrap it here to transform models)."""
+    return engine.create_session(model, device, options)
+
+
+def open_session(model: "Model", backend: str, device: Device | None, options: Mapping[str, Any],
+                 registry: Registry | None = None) -> Chosen:
+    """A session for ``model`` on the named backend, or on the best one that starts for ``"auto"``.
+
+    "auto" tries the available backends by priority. A backend that does not take one of ``options``
+    (precision="fp16" is TensorRT's) is passed over, so an engine-specific option chooses among engines;
+    one whose session fails to start is passed over with a warning (a quiet fallback is what users
+    hate). A named backend runs or raises BackendUnavailableError: it never falls back.
+    """
+    name = normalize_name(backend)
+    skipped = []
+    for engine, chosen in candidates(name, device, registry):
+        foreign = [key for key in options if not engine.accepts(key)]
+        if name == AUTO and foreign:
+            log.info("backend %s does not take option(s) %s; trying the next one", engine.name, foreign)
+            skipped.append(f"{engine.name} on {chosen}: does not take option(s) {foreign}")
+            continue
+        try:
+            session = create_session(engine, model, chosen, options)
+        except BackendUnavailableError as exc:
+            if name != AUTO:
+                raise
+            log.warning("backend %s on %s could not start (%s); trying the next one", engine.name, chosen, exc)
+            skipped.append(f"{engine.name} on {chosen}: {exc}")
+            continue
+        return Chosen(session, engine.name, chosen)
+    raise BackendUnavailableError("no backend could start:\n  " + "\n  ".join(skipped))
+
+
 def candidates(name: str, device: Device | None, registry: Registry | None = None) -> list[tuple[Backend, Device]]:
     """The (backend, device) pairs to try, best first; raises when there is none.
 
@@ -87,7 +145,8 @@ def candidates(name: str, device: Device | None, registry: Registry | None = Non
     so that the Predictor can go on to the next one when creating a session fails after all.
     """
     registry = registry or load_plugins()
-    if name != "auto":
+    name = normalize_name(name)
+    if name != AUTO:
         return [_named(name, device, registry)]
     found, reasons = [], []
     for record in registry.by_priority():

@@ -1,45 +1,286 @@
 """Running a large image as overlapping tiles, so memory stays bounded.
 
-Each tile is cut with a margin of context and only its centre is kept, so the stitched result equals
-the whole-image result wherever the margin covers the model's receptive field (SRCNN needs 6 output
-pixels plus the bicubic kernel's 2 input pixels; ESPCN needs 5 input pixels).
+Tiling works at the image level: uint8 windows are cut from the picture, each runs through the whole
+pipeline (pre-processing, engine, post-processing) and only the centre of its uint8 result is written
+into the output. A 12-megapixel x3 job therefore never holds the 1.3 GB float output, only one
+window's tensors.
+
+Every window has the same size (windows at the edges are shifted inwards rather than cut short), so
+windows run as one batch when the model has a dynamic batch axis and static-size models get exactly
+their size. The margin of context around each centre comes from the model's receptive field,
+derived from the graph (:func:`receptive_radius`); with it the stitched result equals the
+whole-image run up to the float rounding of the engine.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from .errors import InputError
 
-DEFAULT_MARGIN = 16  # input pixels of context around each tile
+# Input pixels of context when the graph has layers whose reach we cannot bound (attention,
+# reshapes, global pooling): what the widely used tiling upscalers default to, and enough for
+# ESRGAN-sized nets to agree within a grey level.
+DEFAULT_MARGIN = 32
+# Pixels added to a derived radius: the engine's rounding of sampling positions, and layers
+# (Pad, asymmetric kernels) whose half-width we round down.
+SAFETY = 2
+# Bounds on how many windows go to the engine at once: uint8 windows are small, but this keeps the
+# batch's float tensors within the budget's estimate.
+MAX_BATCH = 16
+
+# Ops that map each pixel to itself (or only mix channels): the receptive field passes through.
+_POINTWISE = {
+    "Abs", "Add", "And", "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Div", "Dropout",
+    "Elu", "Equal", "Erf", "Exp", "Floor", "Gelu", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish",
+    "Identity", "IsInf", "IsNaN", "LeakyRelu", "Less", "LessOrEqual", "Log", "Max", "Mean", "Min", "Mish", "Mod",
+    "Mul", "Neg", "Not", "Or", "PRelu", "Pow", "QuantizeLinear", "DequantizeLinear", "Reciprocal", "Relu",
+    "Round", "Selu", "Sigmoid", "Sign", "Softplus", "Softsign", "Split", "Sqrt", "Sub", "Sum", "Tanh",
+    "ThresholdedRelu", "Where", "Xor",
+}
+# Ops whose outputs describe shapes, not pixels: data that depends on them carries no context.
+_SHAPE_ONLY = {"Shape", "Size", "Constant", "ConstantOfShape"}
+_RESIZE_TAPS = {"cubic": 2, "linear": 1, "bilinear": 1, "nearest": 1}
 
 
-def run_tiled(
-    run: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]],
-    feeds: Mapping[str, np.ndarray],
-    image_input: str,
-    output_name: str,
+@dataclass(frozen=True)
+class Plan:
+    """How to cut one image: windows of ``window`` (h, w) input pixels, ``margin`` pixels of context,
+    ``batch`` windows per engine run; ``exact`` pads an image smaller than the window up to it (a
+    static-size model cannot take anything else)."""
+
+    window: tuple[int, int]
+    margin: int
+    batch: int = 1
+    exact: bool = False
+
+    def count(self, height: int, width: int) -> int:
+        return len(spans(height, self.window[0], self.margin)) * len(spans(width, self.window[1], self.margin))
+
+
+def check_tile(tile):
+    """``tile`` as the Predictor takes it: "auto", 0/None-free int sizes; an InputError otherwise."""
+    if isinstance(tile, str) and tile.lower() == "auto":
+        return "auto"
+    if tile is None:
+        return "auto"
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 0:
+        raise InputError(f"tile={tile!r}: pass 'auto' (the default), 0 (no tiling) or a tile size in input pixels, e.g. 512")
+    return int(tile)
+
+
+def spans(length: int, window: int, margin: int) -> list[tuple[int, int, int]]:
+    """(core start, core end, window start) along one axis.
+
+    Cores tile [0, length) without overlap; each window is ``window`` long (or the whole axis when
+    shorter), starts ``margin`` before its core where it can, and is shifted inwards at the edges, so
+    every core has at least ``margin`` pixels of real context on each side that is not an image edge.
+    """
+    if length <= window:
+        return [(0, length, 0)]
+    step = window - 2 * margin
+    if step < 1:
+        raise InputError(f"tiles of {window} pixels leave nothing inside a margin of {margin}; use tiles larger than {2 * margin}")
+    out = []
+    for start in range(0, length, step):
+        end = min(start + step, length)
+        out.append((start, end, min(max(start - margin, 0), length - window)))
+    return out
+
+
+def upscale_tiled(
+    images: np.ndarray,
     scale: int,
-    tile: int,
-    margin: int = DEFAULT_MARGIN,
-) -> dict[str, np.ndarray]:
-    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
-        raise InputError(f"tile={tile!r} must be a positive whole number of input pixels, e.g. 256")
-    image = feeds[image_input]
-    n, _, height, width = image.shape
-    result = None
-    for top in range(0, height, tile):
-        for left in range(0, width, tile):
-            bottom, right = min(top + tile, height), min(left + tile, width)
-            y0, x0 = max(0, top - margin), max(0, left - margin)
-            y1, x1 = min(height, bottom + margin), min(width, right + margin)
-            window = np.ascontiguousarray(image[:, :, y0:y1, x0:x1])
-            part = run({**feeds, image_input: window})[output_name]
-            if result is None:
-                result = np.empty((n, part.shape[1], height * scale, width * scale), dtype=part.dtype)
-            dy, dx = (top - y0) * scale, (left - x0) * scale
-            h, w = (bottom - top) * scale, (right - left) * scale
-            result[:, :, top * scale:bottom * scale, left * scale:right * scale] = part[:, :, dy:dy + h, dx:dx + w]
-    return {output_name: result}
+    plan: Plan,
+    run_windows: Callable[[np.ndarray], np.ndarray],
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """N x H x W x 3 uint8 -> N x sH x sW x 3 uint8, through ``run_windows`` (k x h x w x 3 uint8 ->
+    k x sh x sw x 3 uint8) on windows of ``plan.window``."""
+    n, height, width, channels = images.shape
+    out = np.empty((n, height * scale, width * scale, channels), dtype=np.uint8)
+    rows = spans(height, plan.window[0], plan.margin)
+    cols = spans(width, plan.window[1], plan.margin)
+    jobs = [(i, row, col) for i in range(n) for row in rows for col in cols]
+    win_h, win_w = min(plan.window[0], height), min(plan.window[1], width)
+    pad_h = plan.window[0] - win_h if plan.exact else 0
+    pad_w = plan.window[1] - win_w if plan.exact else 0
+    done = 0
+    for first in range(0, len(jobs), max(1, plan.batch)):
+        chunk = jobs[first:first + max(1, plan.batch)]
+        windows = np.stack([images[i, r[2]:r[2] + win_h, c[2]:c[2] + win_w] for i, r, c in chunk])
+        if pad_h or pad_w:
+            windows = _pad(windows, pad_h, pad_w)
+        results = run_windows(windows)
+        for (i, (y0, y1, wy), (x0, x1, wx)), result in zip(chunk, results):
+            dy, dx = (y0 - wy) * scale, (x0 - wx) * scale
+            out[i, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
+                result[dy:dy + (y1 - y0) * scale, dx:dx + (x1 - x0) * scale]
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(jobs))
+    return out
+
+
+def _pad(windows: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
+    """Pad at the bottom and right by mirroring, as a static-size model's exporter would have cropped."""
+    mode = "reflect" if min(windows.shape[1:3]) > 1 else "edge"
+    return np.pad(windows, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=mode)
+
+
+# -- the receptive field, from the graph ------------------------------------------------------------
+
+def receptive_radius(proto, image_input: str, scale: int) -> float | None:
+    """How far (in input pixels) an output pixel can see, or None when the graph has a layer whose
+    reach cannot be bounded locally (attention, reshapes, global pooling, unknown ops).
+
+    Each tensor derived from the image carries (radius in input pixels, resolution relative to the
+    input). Convolutions and pools add half their dilated kernel at their resolution, Resize adds its
+    interpolation taps, DepthToSpace/SpaceToDepth change the resolution.
+    """
+    from onnx import numpy_helper
+
+    constants = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    constants[node.output[0]] = attr.t
+    reach: dict[str, tuple[float, float]] = {image_input: (0.0, 1.0)}
+    for node in proto.graph.node:
+        found = [reach[name] for name in node.input if name in reach]
+        if not found or node.op_type in _SHAPE_ONLY:
+            continue
+        radius = max(r for r, _ in found)
+        factor = max(f for _, f in found)
+        attrs = {a.name: a for a in node.attribute}
+        op = node.op_type
+        if op in _POINTWISE or op == "Transpose":
+            pass
+        elif op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"):
+            kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else None
+            if kernel is None and op.startswith("Conv") and len(node.input) > 1 and node.input[1] in constants:
+                kernel = list(constants[node.input[1]].dims[2:])
+            if not kernel:
+                return None
+            dilations = list(attrs["dilations"].ints) if "dilations" in attrs else [1] * len(kernel)
+            strides = list(attrs["strides"].ints) if "strides" in attrs else [1] * len(kernel)
+            half = max((k - 1) * d for k, d in zip(kernel, dilations)) / 2
+            stride = max(strides)
+            if op == "ConvTranspose":
+                factor *= stride
+                radius += half / factor
+            else:
+                radius += half / factor
+                factor /= stride
+        elif op in ("Resize", "Upsample"):
+            mode = attrs["mode"].s.decode() if "mode" in attrs else "nearest"
+            taps = _RESIZE_TAPS.get(mode)
+            if taps is None:
+                return None
+            radius += taps / factor
+            factor *= _resize_factor(node, constants, numpy_helper, scale)
+        elif op == "DepthToSpace":
+            factor *= attrs["blocksize"].i
+        elif op == "SpaceToDepth":
+            block = attrs["blocksize"].i
+            radius += (block - 1) / factor
+            factor /= block
+        elif op == "Pad":
+            pass  # the padding is outside the picture; the tile's own margin covers it
+        else:
+            return None
+        for name in node.output:
+            reach[name] = (radius, factor)
+    outputs = [reach[o.name][0] for o in proto.graph.output if o.name in reach]
+    return max(outputs) if outputs else None
+
+
+def _resize_factor(node, constants, numpy_helper, scale: int) -> float:
+    """The upsampling factor of a Resize: its constant scales, else the run's own scale."""
+    names = node.input[2:3] if node.op_type == "Resize" else node.input[1:2]
+    for name in names:
+        if name in constants:
+            values = numpy_helper.to_array(constants[name])
+            if values.size >= 2 and float(values.ravel()[-1]) > 0:
+                return float(values.ravel()[-1])
+    return float(scale)
+
+
+def margin_for(radius: float | None) -> int:
+    """Input pixels of context per tile side for a receptive radius (None: not derivable)."""
+    if radius is None:
+        return DEFAULT_MARGIN
+    return int(math.ceil(radius)) + SAFETY
+
+
+# -- choosing a plan for one run --------------------------------------------------------------------
+
+_ALIGN = 16  # window sides are rounded down to this, so engines see few distinct shapes
+
+
+def choose_plan(
+    tile,
+    shape: tuple[int, int, int],
+    scale: int,
+    footprint,
+    budget: int,
+    margin: int,
+    dynamic_batch: bool,
+    static_size: tuple[int, int] | None = None,
+    multiple_of: int = 1,
+) -> Plan | None:
+    """The tiles for an N x H x W run at ``scale``, or None to run the whole image at once.
+
+    tile: "auto" (tiles only when the whole run's estimated peak exceeds ``budget``), 0 (never), or a
+    core size in input pixels. A static-size model always runs windows of exactly its size.
+    """
+    tile = check_tile(tile)
+    n, height, width = shape
+    if static_size is not None:
+        window = (int(static_size[0]), int(static_size[1]))
+        if (height, width) == window and n == 1:
+            return None
+        if min(window) <= 2 * margin:
+            margin = max(0, (min(window) - 1) // 4)  # a small static tile: keep half of it as core
+        return Plan(window, margin, _batch(footprint, budget, window, dynamic_batch), exact=True)
+    if tile == 0:
+        return None
+    if tile == "auto":
+        if footprint.peak(n, height, width) <= budget:
+            return None
+        window = _auto_window(footprint, budget, height, width, margin, max(_ALIGN, multiple_of))
+    else:
+        window = (tile + 2 * margin, tile + 2 * margin)
+    if window[0] >= height and window[1] >= width:
+        return None  # one window would be the whole image
+    return Plan(window, margin, _batch(footprint, budget, window, dynamic_batch))
+
+
+def _auto_window(footprint, budget: int, height: int, width: int, margin: int, align: int) -> tuple[int, int]:
+    pixels = footprint.pixels_within(budget)
+    smallest = 2 * margin + max(2 * margin, align)
+    if pixels < smallest * smallest:
+        raise InputError(
+            f"the memory budget ({budget / 2**20:.0f} MiB) is too small for even one {smallest}x{smallest} tile of this "
+            f"model (about {footprint.peak(1, smallest, smallest) / 2**20:.0f} MiB); raise memory_budget= / "
+            "--memory-budget / $SDK_MEMORY_BUDGET"
+        )
+    side = max(smallest, int(math.isqrt(pixels)) // align * align)
+    # A long thin picture gets long thin windows: the budget is pixels, not a square.
+    win_h = min(height, side)
+    win_w = min(width, max(smallest, (pixels // max(1, win_h)) // align * align))
+    if win_w >= width and win_h < height:
+        win_h = min(height, max(smallest, (pixels // width) // align * align))
+    return win_h, win_w
+
+
+def _batch(footprint, budget: int, window: tuple[int, int], dynamic_batch: bool) -> int:
+    if not dynamic_batch:
+        return 1
+    fits = footprint.pixels_within(budget) // max(1, window[0] * window[1])
+    return int(max(1, min(MAX_BATCH, fits)))

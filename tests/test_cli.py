@@ -47,13 +47,16 @@ def test_never_overwrites_an_input(pictures, runtime_model, capsys):
     assert (pictures / "a.png").read_bytes() == before
 
 
-def test_existing_outputs_need_force(pictures, tmp_path, runtime_model, capsys):
+def test_existing_outputs_are_skipped_unless_forced(pictures, tmp_path, runtime_model, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.png").write_bytes(b"precious")
     args = ["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2"]
-    assert cli.main(args) == 1 and "--force" in capsys.readouterr().err
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 existing output(s) (pass --force to redo them)" in err and "upscaled 1 of 1" in err
     assert (out / "a.png").read_bytes() == b"precious"
+    assert Image.open(out / "b.jpg").size == (96, 80)
     assert cli.main(args + ["--force"]) == 0
     assert Image.open(out / "a.png").size == (96, 80)
 

@@ -126,9 +126,10 @@ def test_integral_float_scale_is_fine(runtime):
     assert runtime(np.zeros((4, 4, 3), np.uint8), scale=2.0).shape == (8, 8, 3)
 
 
-def test_bad_tile(runtime):
-    with pytest.raises(sdk.InputError, match="tile=0"):
-        runtime(np.zeros((4, 4, 3), np.uint8), scale=2, tile=0)
+@pytest.mark.parametrize("tile", [-1, 2.5, "big", True])
+def test_bad_tile(runtime, tile):
+    with pytest.raises(sdk.InputError, match="tile="):
+        runtime(np.zeros((4, 4, 3), np.uint8), scale=2, tile=tile)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,80 @@
+"""How much memory a run may use, and what counts as absurd on this machine.
+
+The budget is what one engine run (one tile, or the whole image) may take. Its default is a quarter
+of the memory available when it is asked for, capped at 1.5 GiB: tiles larger than about a thousand
+pixels a side do not run measurably faster (the margins are already a few per cent of the work), so
+more memory would only be taken from the other programs on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from .errors import InputError
+
+ENV = "SDK_MEMORY_BUDGET"
+SHARE = 0.25
+CAP = int(1.5 * 2**30)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
+          "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(value) -> int:
+    """Bytes from an int or a text such as "2GiB", "1.5G", "800MB" (decimal units, or binary with i)."""
+    if isinstance(value, bool):
+        raise InputError(f"memory size {value!r} is not a size; pass bytes or a text such as '2GiB'")
+    if isinstance(value, (int, float)):
+        size = int(value)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match and _UNITS.get(match.group(2).lower())
+        if not match or unit is None:
+            raise InputError(f"memory size {value!r} is not a size; write it like 2GiB, 1.5G or 800MB")
+        size = int(float(match.group(1)) * unit)
+    if size <= 0:
+        raise InputError(f"memory size {value!r} must be more than zero")
+    return size
+
+
+def available() -> int:
+    """Bytes of memory the machine can give now without swapping."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def total() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+def device_memory(device: str) -> int | None:
+    """Total memory of a CUDA device, None for the CPU (or when NVML cannot tell)."""
+    if not device.startswith("cuda"):
+        return None
+    from .devices import gpu, parse_device
+
+    found = gpu(parse_device(device))
+    return found.memory_bytes if found else None
+
+
+def budget(value=None, device: str = "cpu") -> int:
+    """The memory budget in bytes: ``value``, else $SDK_MEMORY_BUDGET, else the default share."""
+    if value is None:
+        value = os.environ.get(ENV) or None
+        if value is not None:
+            try:
+                return parse_size(value)
+            except InputError as exc:
+                raise InputError(f"${ENV}: {exc}") from None
+    if value is not None:
+        return parse_size(value)
+    share = min(int(available() * SHARE), CAP)
+    on_device = device_memory(device)
+    return min(share, int(on_device * SHARE)) if on_device else share
+
+
+def gib(size: float) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**28 else f"{size / 2**20:.0f} MiB"

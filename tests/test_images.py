@@ -1,0 +1,129 @@
+"""Photos as people have them: EXIF orientation, ICC profiles, alpha, bytes and file objects."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+import sdk
+from sdk.images import decode, save_atomic, to_rgb
+
+
+def _exif(orientation: int, **tags) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    for tag, value in tags.items():
+        exif[{"Make": 0x010F, "Model": 0x0110}[tag]] = value
+    return exif
+
+
+@pytest.fixture
+def sideways(tmp_path, photo):
+    """The photo stored as a phone stores a portrait shot: rotated, with orientation 6 in EXIF."""
+    stored = np.ascontiguousarray(np.rot90(photo, 1))  # what the sensor wrote
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(path, quality=98, subsampling=0, exif=_exif(6, Make="Acme"))
+    return path, stored
+
+
+def test_exif_orientation_is_applied_on_read(sideways, photo):
+    path, stored = sideways
+    upright = to_rgb(path)
+    assert upright.shape == photo.shape  # turned back the way every viewer shows it
+    assert np.abs(upright.astype(int) - photo).mean() < 3  # JPEG noise only
+    assert to_rgb(path, orient=False).shape == stored.shape
+
+
+def test_orientation_tag_is_dropped_and_the_rest_of_exif_kept(sideways, tmp_path):
+    path, _ = sideways
+    decoded = decode(path)
+    out = tmp_path / "out.jpg"
+    save_atomic(decoded.pixels, out, source=decoded)
+    exif = Image.open(out).getexif()
+    assert 0x0112 not in exif and exif[0x010F] == "Acme"
+    # Without orientation, the tag is kept, so viewers turn the output the way they turned the input.
+    kept = decode(path, orient=False)
+    save_atomic(kept.pixels, tmp_path / "raw.jpg", source=kept)
+    assert Image.open(tmp_path / "raw.jpg").getexif()[0x0112] == 6
+
+
+def test_predictor_and_cli_turn_photos_upright(sideways, runtime_model, photo, tmp_path):
+    path, _ = sideways
+    predictor = sdk.Predictor(runtime_model, backend="ort-cpu")
+    assert predictor(path, scale=2).shape == (photo.shape[0] * 2, photo.shape[1] * 2, 3)
+    assert predictor(path, scale=2, orient=False).shape == (photo.shape[1] * 2, photo.shape[0] * 2, 3)
+    from sdk import cli
+
+    assert cli.main(["upscale", str(path), "-o", str(tmp_path / "o.png"), "--model", runtime_model, "--scale", "2"]) == 0
+    assert Image.open(tmp_path / "o.png").size == (photo.shape[1] * 2, photo.shape[0] * 2)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+def test_icc_profile_is_kept(tmp_path, photo, runtime_model, suffix):
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # any profile; LAB is not sRGB
+    rgb_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert icc != rgb_icc
+    source = tmp_path / f"in{suffix}"
+    Image.fromarray(photo).save(source, icc_profile=rgb_icc)
+    from sdk import cli
+
+    out = tmp_path / f"out{suffix}"
+    assert cli.main(["upscale", str(source), "-o", str(out), "--model", runtime_model, "--scale", "2"]) == 0
+    assert Image.open(out).info.get("icc_profile") == rgb_icc
+
+
+def test_a_profile_that_is_not_rgb_is_not_copied_onto_rgb_pixels():
+    # A CMYK profile (the colour space sits at bytes 16..20 of its header) cannot describe the RGB
+    # result; one littleCMS cannot read is dropped rather than written onto the wrong pixels.
+    fake_cmyk = bytes(16) + b"CMYK" + bytes(108)
+    cmyk = Image.new("CMYK", (8, 8), (0, 255, 0, 0))
+    cmyk.info["icc_profile"] = fake_cmyk
+    decoded = decode(cmyk)
+    assert decoded.pixels.shape == (8, 8, 3) and decoded.icc_profile is None
+
+
+def test_bytes_and_file_objects(tmp_path, photo, runtime_model):
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    np.testing.assert_array_equal(to_rgb(data), photo)
+    np.testing.assert_array_equal(to_rgb(io.BytesIO(data)), photo)
+    np.testing.assert_array_equal(to_rgb(bytearray(data)), photo)
+    predictor = sdk.Predictor(runtime_model, backend="ort-cpu")
+    np.testing.assert_array_equal(predictor(data, scale=2), predictor(photo, scale=2))
+    with pytest.raises(sdk.InputError, match="not an image"):
+        to_rgb(b"not a picture")
+    with pytest.raises(sdk.InputError, match="cannot read an image from int"):
+        to_rgb(42)
+
+
+def test_alpha_travels_to_formats_that_have_it(tmp_path, photo):
+    alpha = np.tile(np.linspace(0, 255, photo.shape[1]).astype(np.uint8), (photo.shape[0], 1))
+    Image.fromarray(np.dstack([photo, alpha])).save(tmp_path / "a.png")
+    decoded = decode(tmp_path / "a.png")
+    assert decoded.pixels.shape == photo.shape and decoded.alpha.shape == alpha.shape
+    big = np.repeat(np.repeat(decoded.pixels, 2, 0), 2, 1)
+    save_atomic(big, tmp_path / "b.png", source=decoded)
+    save_atomic(big, tmp_path / "b.jpg", source=decoded)
+    written = Image.open(tmp_path / "b.png")
+    assert written.mode == "RGBA" and written.size == (photo.shape[1] * 2, photo.shape[0] * 2)
+    assert abs(int(np.asarray(written)[0, -1, 3]) - 255) <= 2 and np.asarray(written)[0, 0, 3] <= 2
+    assert Image.open(tmp_path / "b.jpg").mode == "RGB"
+
+
+def test_16_bit_grayscale_keeps_its_top_bits(tmp_path):
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    rgb = to_rgb(tmp_path / "g16.png")
+    np.testing.assert_array_equal(rgb[..., 0], (ramp >> 8).astype(np.uint8))
+    with pytest.raises(sdk.InputError, match="16-bit"):
+        to_rgb(np.zeros((4, 4, 3), np.uint16))
+
+
+def test_output_format_follows_the_extension(tmp_path, photo):
+    save_atomic(photo, tmp_path / "x.webp")
+    save_atomic(photo, tmp_path / "x.JPEG")
+    assert Image.open(tmp_path / "x.webp").format == "WEBP" and Image.open(tmp_path / "x.JPEG").format == "JPEG"
+    with pytest.raises(sdk.InputError, match="image format"):
+        save_atomic(photo, tmp_path / "x.unknown")
