@@ -28,7 +28,9 @@ class Predictor:
 
     def __init__(self, model, backend: str = "auto", device: str = "auto", pipeline: Mapping[str, Any] | None = None,
                  memory_budget=None, **options: Any):
-        normalize_name(backend)  # a bad backend argument fails before the model is read
+        normalize_name(backend)  # a bad backend or budget argument fails before the model is read
+        if memory_budget is not None:
+            memory.parse_size(memory_budget)
         self.model = Model(model)
         resolution = resolve(self.model, pipeline)
         self.spec = resolution.spec
@@ -40,10 +42,8 @@ class Predictor:
         self.pipeline = Pipeline(self.spec, self.model)
         image = self._input(self.spec.image_input)
         self._dynamic_batch = not isinstance(image.shape[0], int)
-        if memory_budget is not None:
-            memory.parse_size(memory_budget)  # a bad budget fails now, not at the first image
         self.memory_budget = memory_budget
-        self._margin = tiling.margin_for(tiling.receptive_radius(self.model.proto, self.spec.image_input, 4))
+        self._margins: dict[int, int] = {}  # scale -> tile margin; the receptive field depends on it
 
     # -- images ---------------------------------------------------------------------------------
 
@@ -116,15 +116,19 @@ class Predictor:
                 f"the result would be {width * scale}x{height * scale} pixels ({memory.gib(out_bytes)} as uint8) for "
                 f"{n} image(s), more than the {memory.gib(room)} of memory available; use a smaller scale or image"
             )
-        found = footprint(self.model, self.spec, scale)
+        k = self.spec.multiple_of
+        probe = self.pipeline.static_size or (-(-64 // k) * k,) * 2  # a size the model can really take
+        found = footprint(self.model, self.spec, scale, probe)
         budget = memory.budget(self.memory_budget, self.device)
         if tiling.check_tile(tile) == 0 and found.derived and found.peak(n, height, width) > room:
             raise InputError(
                 f"running {width}x{height} at x{scale} in one piece needs about {memory.gib(found.peak(n, height, width))}, "
                 f"more than the {memory.gib(room)} available; use tile='auto' (the default) or a tile size"
             )
-        return tiling.choose_plan(tile, shape, scale, found, budget, self._margin, self._dynamic_batch,
-                                  static_size=getattr(self.pipeline, "static_size", None))
+        if scale not in self._margins:  # a benign race: two threads compute the same number
+            self._margins[scale] = tiling.margin_for(tiling.receptive_radius(self.model.proto, self.spec.image_input, scale))
+        return tiling.choose_plan(tile, shape, scale, found, budget, self._margins[scale], self._dynamic_batch,
+                                  static_size=self.pipeline.static_size, multiple_of=self.spec.multiple_of)
 
     # -- raw tensors ------------------------------------------------------------------------------
 
