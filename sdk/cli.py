@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo outputs that already exist (by default they are skipped)")
     p.add_argument("--no-exif-orientation", action="store_true",
                    help="keep the pixels as stored instead of turning photos upright by their EXIF orientation")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster: a private local one without ADDRESS, 'auto' for this machine's, "
+                        "or ray://HOST:10001 (put it after the inputs; needs the 'ray' extra)")
     add_pipeline_arguments(p, scale_flag="--model-scale")
     p.set_defaults(func=cmd_upscale)
 
@@ -115,6 +118,10 @@ def cmd_backends(args) -> int:
 
 
 def cmd_upscale(args) -> int:
+    if args.ray is not None:
+        from .scale.ray import cmd_upscale as upscale_on_ray
+
+        return upscale_on_ray(args)
     from . import jobs
     from .predictor import Predictor
 
