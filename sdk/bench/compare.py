@@ -104,21 +104,23 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False, vari
     return rows
 
 
-def _default_scale(model) -> int:
+def _default_scale(model, declared: dict | None = None) -> int:
     from ..spec import resolve
 
-    spec = resolve(model).spec
+    spec = resolve(model, declared).spec
     return spec.scale if spec.scale is not None else 3
 
 
 def run_from_args(args) -> int:
+    from ..declare import pipeline_from_args
     from ..model import Model
     from .inputs import benchmark_images
     from .machine import describe_machine
     from .report import Reporter, write_json, write_markdown, write_plot
 
     model = Model(args.model)
-    scale = args.scale or _default_scale(model)
+    declared = pipeline_from_args(args)
+    scale = args.scale or _default_scale(model, declared)
     tolerance = Tolerance(args.max_abs_diff, args.min_psnr)
     stage_runs = args.runs if args.stage_runs is None else args.stage_runs
     plan = Plan(args.warmup, args.runs, stage_runs, args.timeout, args.schedule == "interleaved")
@@ -127,6 +129,7 @@ def run_from_args(args) -> int:
     machine = describe_machine(args.note)
     config = {
         "model": model.name, "model_file": model.path.name, "model_sha256": model.sha256[:16],
+        "pipeline": declared,
         "scale": scale, "sizes": list(args.size), "batches": list(args.batch),
         "backends": args.backends, "device": args.device, "warmup": args.warmup, "runs": args.runs,
         "stage_runs": stage_runs, "schedule": args.schedule,
@@ -158,7 +161,8 @@ def run_from_args(args) -> int:
             for index, row in enumerate(rows):
                 # Raw rows run on their engine's device; the SDK and torch choose from --device.
                 job = Job(row.kind, row.backend, args.model, row.device if row.kind == "raw" else args.device,
-                          images, scale, str(Path(scratch) / f"{size}-{batch}-{index}.npy"), row.options, flops)
+                          images, scale, str(Path(scratch) / f"{size}-{batch}-{index}.npy"), row.options, flops,
+                          pipeline=declared)
                 m = Measurement(job, device=row.device)
                 if row.reason:
                     m.fail(row.reason)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..declare import add_pipeline_arguments
+
 SCHEDULES = ("interleaved", "sequential")
 
 
@@ -59,3 +61,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--md", dest="md_path", metavar="PATH", help="write the results as a Markdown table")
     parser.add_argument("--plot", dest="plot_path", metavar="PATH", help="write a PNG chart (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    add_pipeline_arguments(parser, scale_flag="--model-scale")

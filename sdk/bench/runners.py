@@ -35,6 +35,7 @@ class Job:
     output_path: str  # where the worker saves its uint8 output for the accuracy check
     options: tuple = ()  # (name, value) Predictor options of this row, e.g. (("optimize", False),)
     flops: float = 0.0  # the floor row: FLOPs of one call of the model
+    pipeline: dict | None = None  # declared pipeline fields (--value-range ...), as Predictor(pipeline=)
 
 
 def make_runner(job: Job) -> "Runner":
@@ -77,7 +78,7 @@ class SdkRunner(Runner):
         from ..predictor import Predictor
 
         self.predictor = Predictor(self.job.model, backend=self.job.backend, device=self.job.device,
-                                   **dict(self.job.options))
+                                   pipeline=self.job.pipeline, **dict(self.job.options))
         self.device = self.predictor.device
         self.scale = self.predictor.pipeline.check_scale(self.job.scale)
 
@@ -102,13 +103,13 @@ class SdkRunner(Runner):
         return np.stack(list(result))
 
 
-def _pipeline_for(model_name: str):
+def _pipeline_for(model_name: str, declared: dict | None = None):
     from ..model import Model
     from ..pipeline import Pipeline
     from ..spec import resolve
 
     model = Model(model_name)
-    return model, Pipeline(resolve(model).spec, model)
+    return model, Pipeline(resolve(model, declared).spec, model)
 
 
 class RawEngineRunner(Runner):
@@ -135,7 +136,7 @@ class RawEngineRunner(Runner):
         found, device = availability(backend, parse_device(self.job.device))
         if not found.ok:
             raise BackendUnavailableError(found.reason)
-        model, self.pipeline = _pipeline_for(self.job.model)
+        model, self.pipeline = _pipeline_for(self.job.model, self.job.pipeline)
         self.scale = self.pipeline.check_scale(self.job.scale)
         self.prepared = self.pipeline.prepare(self.batch, self.scale)
         optimize, options = split_options(dict(self.job.options))
@@ -228,7 +229,7 @@ class TorchRunner(Runner):
         self.torch = torch
         self.torch_device = torch.device("cpu" if requested.kind == "cpu" else f"cuda:{requested.index}")
         self.device = str(requested)
-        model, self.pipeline = _pipeline_for(self.job.model)
+        model, self.pipeline = _pipeline_for(self.job.model, self.job.pipeline)
         module, self.input_names, self.source = reference_module(model)
         self.module = module.to(self.torch_device).eval()
         self.scale = self.pipeline.check_scale(self.job.scale)
