@@ -68,7 +68,8 @@ def compile_config(options: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise InputError(f"unknown openvino option(s) {unknown}; the openvino backend takes {list(OPTIONS)}")
-    precision = ALIASES.get(options.get("precision", "f32"), options.get("precision"))
+    precision = options.get("precision", "f32")
+    precision = ALIASES.get(precision, precision)
     if precision in ELSEWHERE:
         # Another engine's precision: unavailable here, so backend="auto" goes on to that engine.
         raise BackendUnavailableError(f"openvino does not run precision={precision!r} (ort-cpu does); "
