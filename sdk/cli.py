@@ -13,7 +13,7 @@ from .errors import SDKError
 
 # Modules that add subcommands: each has add_commands(subparsers). Imported when the parser is built,
 # so they must keep their heavy imports (torch, engines) inside their handlers.
-COMMAND_MODULES = ("sdk.zoo.commands", "sdk.bench")
+COMMAND_MODULES = ("sdk.zoo.commands", "sdk.bench", "sdk.serve.commands")
 
 
 def main(argv: list[str] | None = None) -> int:
