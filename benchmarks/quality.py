@@ -97,10 +97,10 @@ class Bicubic:
 
 
 class Model:
-    def __init__(self, model: str, backend: str):
+    def __init__(self, model: str, backend: str, options: dict | None = None):
         from sdk import Predictor
 
-        self.predictor = Predictor(model, backend=backend)
+        self.predictor = Predictor(model, backend=backend, **(options or {}))
 
     def serves(self, scale: int) -> bool:
         fixed = self.predictor.scale
@@ -152,6 +152,9 @@ def main(argv=None) -> int:
                         help="bundled model names or .onnx paths (default: the bundled three)")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--backend", default="ort-cpu", help="SDK backend to run the models on")
+    parser.add_argument("--variant", action="append", default=[], metavar="BACKEND:KEY=VALUE[,KEY=VALUE]",
+                        help="also run every model on BACKEND with these Predictor options, e.g. "
+                        "ort-cpu:precision=int8 or openvino:precision=bf16: the cost of an opt-in (repeatable)")
     parser.add_argument("--out", type=Path, default=None, metavar="PREFIX",
                         help="also write PREFIX.md and PREFIX.json")
     args = parser.parse_args(argv)
@@ -167,6 +170,16 @@ def main(argv=None) -> int:
                                 source=model_source(model)))
         except SDKError as exc:
             raise SystemExit(f"quality.py: {model}: {exc}") from None
+        for text in args.variant:
+            from sdk.bench.compare import parse_variant
+
+            try:
+                backend, options = parse_variant(text)
+                label = f"{model} on {backend}, " + ", ".join(f"{k}={v}" for k, v in options)
+                rows.append(measure(label, Model(model, backend, dict(options)), images, args.scales,
+                                    source=model_source(model)))
+            except SDKError as exc:
+                raise SystemExit(f"quality.py: {model} --variant {text}: {exc}") from None
     text = table(rows, args.scales, baseline)
     header = (f"Y-PSNR (dB) on {args.data.name} ({len(images)} images), gain over PIL bicubic in "
               f"brackets; models run by sdk.Predictor on {args.backend}. Published figures use "

@@ -250,3 +250,15 @@ def test_variants_add_sdk_rows_with_typed_options():
     assert [(r.kind, r.options) for r in rows][:2] == [("sdk", ()), ("sdk", (("precision", "int8"),))]
     with pytest.raises(SDKError, match="not among the rows"):
         plan_rows(["ort-cpu"], "cpu", variants=[parse_variant("nonesuch:a=1")])
+
+
+def test_reduced_precision_rows_are_shown_not_judged():
+    from sdk.bench.compare import reduced_precision
+    from sdk.bench.report import NO_RATIO, cells
+
+    assert reduced_precision({"options": {"precision": "int8"}})
+    assert not reduced_precision({"options": {"precision": "fp32"}}) and not reduced_precision({"options": {}})
+    record = {"kind": "sdk", "backend": "x", "options": {"precision": "int8"}, "latency_ms": None,
+              "stages_ms": None, "passed": None, "max_abs_diff": 8, "psnr_db": 48.1, "device": "cpu",
+              "load_s": None, "first_ms": None, "images_per_s": None, "peak_rss_mb": None}
+    assert cells(record, NO_RATIO)["accuracy"] == "not judged (reduced precision)"

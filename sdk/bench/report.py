@@ -88,6 +88,8 @@ def cells(record: dict, ratio: dict) -> dict[str, str]:
     lat, stages = record["latency_ms"], record["stages_ms"] or {}
     if record["kind"] == "floor":
         accuracy = "-"
+    elif record["passed"] is None and record["max_abs_diff"] is not None:
+        accuracy = "not judged (reduced precision)"
     elif record["passed"] is None:
         accuracy = "no reference"
     elif record["kind"] == "reference":
