@@ -13,8 +13,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from sdk import hookimpl
-from sdk.backend import Availability, Backend, Session, TensorInfo
-from sdk.devices import Device, describe_missing_gpu, gpu
+from sdk.backend import Availability, Backend, RawRunner, Session, TensorInfo
+from sdk.devices import Device, cpu_cores, describe_missing_gpu, gpu
 from sdk.errors import BackendUnavailableError, InputError, ModelError, SDKError
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -37,40 +37,42 @@ def _import_ort():
     return onnxruntime
 
 
-def physical_cores() -> int:
-    """Cores this process may use, counting each physical core once: ORT's sweet spot for intra-op
-    threads (hyper-threads share the vector units that convolutions saturate)."""
-    import psutil
+def session_options(ort, options: Mapping[str, Any], device: Device):
+    """The SessionOptions every ORT session of ours uses (the Session and the raw baseline alike)."""
+    session_options = ort.SessionOptions()
+    session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session_options.log_severity_level = 3  # ORT's placement warnings are noise for our users
+    if device.kind == "cpu":
+        session_options.intra_op_num_threads = cpu_cores()
+    for key, value in (options.get("session_config") or {}).items():
+        session_options.add_session_config_entry(str(key), str(value))
+    for key, value in options.items():
+        if key in _OWN_OPTIONS:
+            continue
+        if not hasattr(session_options, key):
+            raise InputError(
+                f"unknown onnxruntime option {key!r}; pass onnxruntime.SessionOptions attributes "
+                f"(e.g. intra_op_num_threads) or one of {sorted(_OWN_OPTIONS)}"
+            )
+        setattr(session_options, key, value)
+    return session_options
 
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    physical = psutil.cpu_count(logical=False) or allowed
-    return max(1, min(physical, allowed))
+
+def inference_session(ort, model, providers: list, options: Mapping[str, Any], device: Device):
+    try:
+        return ort.InferenceSession(str(model.path), sess_options=session_options(ort, options, device),
+                                    providers=providers)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"onnxruntime cannot load {model.path}: {exc}") from exc
 
 
 class OrtSession(Session):
     """An InferenceSession plus, on CUDA, an IO binding that keeps outputs on the device until read."""
 
     def __init__(self, ort, model, providers: list, options: Mapping[str, Any], device: Device):
-        session_options = ort.SessionOptions()
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.log_severity_level = 3  # ORT's placement warnings are noise for our users
-        if device.kind == "cpu":
-            session_options.intra_op_num_threads = physical_cores()
-        for key, value in (options.get("session_config") or {}).items():
-            session_options.add_session_config_entry(str(key), str(value))
-        for key, value in options.items():
-            if key in _OWN_OPTIONS:
-                continue
-            if not hasattr(session_options, key):
-                raise InputError(
-                    f"unknown onnxruntime option {key!r}; pass onnxruntime.SessionOptions attributes "
-                    f"(e.g. intra_op_num_threads) or one of {sorted(_OWN_OPTIONS)}"
-                )
-            setattr(session_options, key, value)
-        try:
-            self._session = ort.InferenceSession(str(model.path), sess_options=session_options, providers=providers)
-        except Exception as exc:
-            raise ModelError(f"onnxruntime cannot load {model.path}: {exc}") from exc
+        self._session = inference_session(ort, model, providers, options, device)
         self.device = device
         self.inputs = tuple(_info(i) for i in self._session.get_inputs())
         self.outputs = tuple(_info(o) for o in self._session.get_outputs())
@@ -147,10 +149,14 @@ class OrtCpuBackend(_OrtBackend):
     def _probe_ort(self, ort, device: Device) -> Availability:
         if CPU not in ort.get_available_providers():
             return Availability.no(f"onnxruntime {ort.__version__} has no CPU provider")
-        return Availability.yes(onnxruntime=ort.__version__, threads=physical_cores())
+        return Availability.yes(onnxruntime=ort.__version__, threads=cpu_cores())
 
     def create_session(self, model, device: Device, options: Mapping[str, Any]) -> Session:
         return OrtSession(_import_ort(), model, [CPU], options, device)
+
+    def raw_runner(self, model, device: Device, options: Mapping[str, Any]) -> RawRunner:
+        return _raw(inference_session(_import_ort(), model, [CPU], options, device),
+                    "bare onnxruntime InferenceSession.run with the ort-cpu session options")
 
 
 class OrtCudaBackend(_OrtBackend):
@@ -175,6 +181,16 @@ class OrtCudaBackend(_OrtBackend):
                                 compute_capability="%d.%d" % found.compute_capability)
 
     def create_session(self, model, device: Device, options: Mapping[str, Any]) -> Session:
+        return self._session(model, device, options)
+
+    def raw_runner(self, model, device: Device, options: Mapping[str, Any]) -> RawRunner:
+        # The same session (provider options, fallback check); timed through its IO binding, which
+        # is what ort-cuda runs too, minus the SDK around it.
+        session = self._session(model, device, options)
+        return RawRunner(session._run_bound, dict, "bare onnxruntime CUDA session with IO binding, ort-cuda settings",
+                         session.close)
+
+    def _session(self, model, device: Device, options: Mapping[str, Any]) -> "OrtSession":
         ort = _import_ort()
         provider_options = {
             "device_id": device.index,
@@ -190,6 +206,11 @@ class OrtCudaBackend(_OrtBackend):
                 f"{session.providers}); check the CUDA and cuDNN libraries onnxruntime-gpu {ort.__version__} needs"
             )
         return session
+
+
+def _raw(session, description: str) -> RawRunner:
+    names = [o.name for o in session.get_outputs()]
+    return RawRunner(lambda feeds: session.run(names, feeds), lambda result: dict(zip(names, result)), description)
 
 
 def _cuda_provider_problem(ort) -> str:

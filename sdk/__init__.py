@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .backend import Availability, Backend, Session, TensorInfo
+from .backend import Availability, Backend, RawRunner, Session, TensorInfo
 from .devices import Device
 from .errors import BackendUnavailableError, ExportError, InputError, ModelError, PluginError, SDKError
 from .hookspecs import hookimpl
@@ -37,7 +37,7 @@ def list_backends(device: str | Device | None = None) -> list:
 
 
 __all__ = [
-    "Availability", "Backend", "BackendUnavailableError", "Device", "ExportError", "InputError",
+    "Availability", "Backend", "RawRunner", "BackendUnavailableError", "Device", "ExportError", "InputError",
     "ModelError", "PipelineSpec", "PluginError", "Predictor", "SDKError", "Session", "TensorInfo",
     "hookimpl", "list_backends", "__version__",
 ]

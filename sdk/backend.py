@@ -12,7 +12,7 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -76,6 +76,22 @@ class Session(ABC):
         self.close()
 
 
+@dataclass(frozen=True)
+class RawRunner:
+    """The bare engine, set up exactly as the backend sets it up for a Session, with no SDK code on
+    the call path: what the benchmark's "raw" row times, so that the SDK's overhead shows.
+
+    ``run(feeds)`` is the engine call alone, on feeds prepared beforehand; it may return the outputs
+    in the engine's own form. ``outputs(result)`` turns that into ``{name: numpy array}`` (untimed,
+    for the accuracy check). ``description`` says in one line what the baseline is.
+    """
+
+    run: Callable[[Mapping[str, np.ndarray]], Any]
+    outputs: Callable[[Any], dict[str, np.ndarray]]
+    description: str
+    close: Callable[[], None] = lambda: None
+
+
 class Backend(ABC):
     """A way to run ONNX models: one engine on one or more kinds of device.
 
@@ -130,6 +146,16 @@ class Backend(ABC):
     @abstractmethod
     def create_session(self, model: "Model", device: "Device", options: Mapping[str, Any]) -> Session:
         """Load ``model`` on ``device``. Raise BackendUnavailableError when it cannot run after all."""
+
+    def raw_runner(self, model: "Model", device: "Device", options: Mapping[str, Any]) -> RawRunner | None:
+        """The bare engine on ``model`` for the benchmark's raw row, or None (the default) when the
+        backend offers no such baseline. ``model`` is the file the backend's Session would get (the
+        optimised one), so the raw row differs from the SDK row by the SDK's own work only."""
+        return None
+
+    @classmethod
+    def offers_raw_runner(cls) -> bool:
+        return cls.raw_runner is not Backend.raw_runner
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} devices={self.devices} priority={self.priority}>"

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on a Ray cluster: a private local one without ADDRESS, 'auto' for this machine's, "
                         "or ray://HOST:10001 (put it after the inputs; needs the 'ray' extra)")
+    add_pipeline_arguments(p, scale_flag="--model-scale")
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("info", help="show a model's inputs, outputs, opset, metadata and pipeline")
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     add_pipeline_arguments(p)
     p.set_defaults(func=cmd_info)
+
+    from .annotate import add_commands as add_annotate
+
+    add_annotate(sub)
 
     for name in COMMAND_MODULES:
         try:
@@ -122,7 +127,8 @@ def cmd_upscale(args) -> int:
 
     tile = jobs.parse_tile(args.tile)
     pairs = jobs.plan_outputs(jobs.collect_images(args.inputs), Path(args.output))
-    predictor = Predictor(args.model, backend=args.backend, device=args.device, memory_budget=args.memory_budget)
+    predictor = Predictor(args.model, backend=args.backend, device=args.device, memory_budget=args.memory_budget,
+                          pipeline=pipeline_from_args(args))
     scale = predictor.pipeline.check_scale(args.scale)  # a bad --scale fails before any work
     with jobs.stop_on_signals(), predictor, jobs.JobProgress(len(pairs)) as progress:
         summary = jobs.run(predictor, pairs, scale, tile=tile, force=args.force, orient=not args.no_exif_orientation,

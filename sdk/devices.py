@@ -124,3 +124,13 @@ def describe_missing_gpu(device: Device) -> str:
     if not gpus:
         return "no CUDA GPU found (NVML reports none: no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides them)"
     return f"{device} does not exist: this machine has {len(gpus)} CUDA GPU(s), cuda:0..cuda:{len(gpus) - 1}"
+
+
+def cpu_cores() -> int:
+    """Cores this process may use, counting each physical core once: the sweet spot for an engine's
+    intra-op threads (hyper-threads share the vector units that convolutions saturate)."""
+    import psutil
+
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    physical = psutil.cpu_count(logical=False) or allowed
+    return max(1, min(physical, allowed))

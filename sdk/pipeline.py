@@ -97,10 +97,9 @@ class Pipeline:
             sh, sw = self.static_size
             if height > sh or width > sw:
                 raise InputError(
-                    f"{self.model_name} was exported with a static {sh}x{sw} input and cannot take {height}x{width}: "
-                    f"run it in tiles that fit, e.g. p(image, scale, tile={max(1, min(sh, sw) - 32)}) "
-                    "(each tile plus its 16-pixel margin on both sides must fit in "
-                    f"{sh}x{sw}; smaller inputs are padded)"
+                    f"{self.model_name} was exported with a static {sh}x{sw} input and cannot take {height}x{width} "
+                    f"in one run: cut it into tiles of at most {sh}x{sw} (the Predictor does, with tile='auto' or "
+                    "tile=N); smaller inputs are padded"
                 )
             return sh, sw
         k = self.spec.multiple_of

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .backend import Availability, Backend, Session
 from .devices import Device, cuda_gpus
 from .errors import BackendUnavailableError, InputError
+from .optimize import OPTION as OPTIMIZE
 from .plugins import BackendRecord, Registry, load_plugins
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
+SDK_OPTIONS = (OPTIMIZE,)  # taken by the SDK itself (sdk.optimize), so every backend accepts them
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,10 @@ class Chosen:
 
 
 def create_session(engine: Backend, model: "Model", device: Device, options: Mapping[str, Any]) -> Session:
-    """The one place where the SDK asks a backend for a session (wrap it here to transform models)."""
-    return engine.create_session(model, device, options)
+    """The one place where the SDK asks a backend for a session: on the optimised model (sdk.optimize)."""
+    from .optimize import optimized_session
+
+    return optimized_session(engine, model, device, options)
 
 
 def open_session(model: "Model", backend: str, device: Device | None, options: Mapping[str, Any],
@@ -121,7 +125,7 @@ def open_session(model: "Model", backend: str, device: Device | None, options: M
     name = normalize_name(backend)
     skipped = []
     for engine, chosen in candidates(name, device, registry):
-        foreign = [key for key in options if not engine.accepts(key)]
+        foreign = [key for key in options if key not in SDK_OPTIONS and not engine.accepts(key)]
         if name == AUTO and foreign:
             log.info("backend %s does not take option(s) %s; trying the next one", engine.name, foreign)
             skipped.append(f"{engine.name} on {chosen}: does not take option(s) {foreign}")

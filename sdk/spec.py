@@ -192,6 +192,10 @@ def check_declared(declared: Mapping[str, Any] | None) -> dict[str, Any]:
         values["layout"] = values["layout"].upper()
     if isinstance(values.get("color"), str):
         values["color"] = values["color"].lower()
+    # The two that steer inference are checked now; the rest are checked with the whole spec.
+    for name, allowed in (("color", COLORS), ("layout", LAYOUTS)):
+        if name in values and values[name] not in allowed:
+            raise InputError(f"pipeline=: {name} {values[name]!r} is not one of {', '.join(allowed)}")
     return values
 
 
@@ -310,8 +314,10 @@ def _scale_by_shape_inference(model, image, layout: str) -> int | None:
                 if not dim.HasField("dim_value"):
                     dim.dim_value = _PROBE_SIDE if index in spatial else (1 if index == 0 else 3)
             side = dims[spatial[0]].dim_value
+    # Forget the exporter's symbolic shapes, so that inference starts from the concrete input only.
     for output in proto.graph.output:
-        output.type.tensor_type.shape.Clear()
+        output.type.tensor_type.ClearField("shape")
+    del proto.graph.value_info[:]
     try:
         inferred = shape_inference.infer_shapes(proto, data_prop=True)
     except Exception:  # shape inference is a best effort; the op scan still runs

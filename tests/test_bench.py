@@ -17,7 +17,8 @@ from sdk.errors import SDKError
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_KEYS = {"backend", "kind", "available", "reason", "load_s", "first_ms", "latency_ms", "images_per_s",
-               "stages_ms", "peak_rss_mb", "max_abs_diff", "psnr_db", "passed", "size", "batch", "device"}
+               "stages_ms", "peak_rss_mb", "max_abs_diff", "psnr_db", "passed", "size", "batch", "device",
+               "options", "compile_s", "gflop", "floor_ms", "sgemm_gflops"}
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
@@ -29,8 +30,13 @@ def test_smoke_run_writes_the_documented_json_and_outputs_pass(tmp_path):
     """CI's smoke test: the bundled srcnn3 at 24x24, one timed run, through the real CLI."""
     from sdk.cli import main
 
+    from sdk import list_backends
+
     out = tmp_path / "bench.json"
+    # Every row but torch.compile, whose compiling takes minutes on a small machine.
+    everything_but_compile = [r.name for r in list_backends()] + ["raw", "floor"]
     code = main(["bench", "--model", "srcnn3", "--size", "24", "--scale", "3", "--warmup", "0", "--runs", "1",
+                 "--backends", *everything_but_compile,
                  "--json", str(out), "--md", str(tmp_path / "bench.md"), "--plot", str(tmp_path / "bench.png"),
                  "--quiet"])
     document = json.loads(out.read_text())
@@ -40,13 +46,14 @@ def test_smoke_run_writes_the_documented_json_and_outputs_pass(tmp_path):
     results = document["results"]
     for record in results:
         assert set(record) == RESULT_KEYS
-        assert record["kind"] in ("sdk", "raw", "reference")
+        assert record["kind"] in ("sdk", "raw", "reference", "floor")
         assert record["available"] or record["reason"], f"{record['backend']} is unavailable without a reason"
     # Every discovered backend is listed, available or not.
-    from sdk import list_backends
-
     assert {r.name for r in list_backends()} <= {r["backend"] for r in results if r["kind"] == "sdk"}
-    assert {r["backend"] for r in results if r["kind"] == "raw"} == {"ort-cpu", "ort-cuda"}
+    # Every backend that offers a raw baseline through the plugin contract gets a raw row.
+    assert {r["backend"] for r in results if r["kind"] == "raw"} >= {"ort-cpu", "ort-cuda"}
+    floor = _row(results, "floor", "sgemm")
+    assert floor["available"] and floor["gflop"] > 0 and floor["floor_ms"] > 0 and floor["sgemm_gflops"] > 0
     for kind, backend in (("sdk", "ort-cpu"), ("raw", "ort-cpu")):
         record = _row(results, kind, backend)
         assert record["available"], record["reason"]
@@ -98,6 +105,44 @@ def test_a_named_backend_brings_its_raw_baseline_and_the_reference():
     assert [(r.kind, r.backend) for r in rows] == [("sdk", "ort-cpu"), ("raw", "ort-cpu"), ("reference", "torch")]
 
 
+def test_all_adds_compiled_torch_the_floor_and_unoptimised_rows_on_request():
+    from sdk.bench.compare import plan_rows
+
+    rows = plan_rows(["all"], "cpu", unoptimized=True)
+    kinds = [(r.kind, r.backend, r.options) for r in rows]
+    assert ("peer", "torch", ()) in kinds and ("floor", "sgemm", ()) in kinds
+    assert ("sdk", "ort-cpu", (("optimize", False),)) in kinds
+
+
+def test_a_backend_without_a_raw_baseline_gets_no_raw_row(monkeypatch):
+    from backends.onnxruntime import OrtCpuBackend
+    from sdk.backend import Backend
+    from sdk.bench.compare import plan_rows
+
+    assert OrtCpuBackend.offers_raw_runner()
+    monkeypatch.setattr(OrtCpuBackend, "raw_runner", Backend.raw_runner)
+    assert not OrtCpuBackend.offers_raw_runner()
+    assert ("raw", "ort-cpu") not in [(r.kind, r.backend) for r in plan_rows(["ort-cpu"], "cpu")]
+
+
+def test_the_core_benchmark_names_no_engine():
+    import re
+
+    for path in (ROOT / "sdk" / "bench").glob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"onnxruntime|openvino|tensorrt|ort-cpu|ort-cuda", text, re.I), path.name
+
+
+def test_flops_are_counted_from_the_graph():
+    from sdk.bench.flops import model_flops
+    from sdk.model import Model
+
+    # conv 9x9 3->64, 1x1 64->32, 5x5 32->3 on 768x768: the 23.6 GFLOP of DESIGN.md.
+    expected = 2 * 768 * 768 * (64 * 3 * 81 + 32 * 64 + 3 * 32 * 25)
+    assert model_flops(Model("srcnn3"), 256, 1, 3) == expected
+    assert model_flops(Model("srcnn"), 128, 2, 3) == 2 * expected / 4
+
+
 def test_gpu_rows_say_why_they_cannot_run_on_a_cpu_only_machine():
     from sdk.bench.compare import plan_rows
     from sdk.devices import cuda_gpus
@@ -105,8 +150,9 @@ def test_gpu_rows_say_why_they_cannot_run_on_a_cpu_only_machine():
     if cuda_gpus():
         pytest.skip("this machine has a GPU")
     rows = {(r.kind, r.backend): r for r in plan_rows(["all"], "auto")}
-    assert "GPU" in rows[("raw", "ort-cuda")].reason
+    # The raw row cannot run for the reason the backend's own probe gives.
     assert rows[("sdk", "ort-cuda")].reason
+    assert rows[("raw", "ort-cuda")].reason == rows[("sdk", "ort-cuda")].reason
     # Forcing every row onto the CPU leaves the CUDA baseline unavailable, with the reason.
     cpu_rows = {(r.kind, r.backend): r for r in plan_rows(["raw"], "cpu")}
     assert "runs on cuda" in cpu_rows[("raw", "ort-cuda")].reason

@@ -26,22 +26,35 @@ def nchw(image):
     return image.transpose(2, 0, 1)[None].astype(np.float32)
 
 
+def assert_within_one_level(out, expected):
+    """The optimisation pass computes the same function in another order: float rounding may move a
+    value across a .5 boundary, never further (sdk.optimize's own tests bound the float error)."""
+    assert out.shape == expected.shape
+    assert np.abs(out.astype(np.int16) - expected).max() <= 1
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_runtime_scale_matches_bare_onnxruntime(runtime_model, photo, scale):
+    factor = np.array([1, 1, scale, scale], np.float32)
+    expected = to_image(bare(runtime_model, {"input": nchw(photo), "factor": factor}))
+    # Unoptimised, the Predictor is the bare session plus the documented conversion, bit for bit.
+    plain = sdk.Predictor(runtime_model, backend="ort-cpu", optimize=False)
+    np.testing.assert_array_equal(plain(photo, scale=scale), expected)
     predictor = sdk.Predictor(runtime_model, backend="ort-cpu")
     out = predictor(photo, scale=scale)
     assert out.shape == (photo.shape[0] * scale, photo.shape[1] * scale, 3)
     assert out.dtype == np.uint8 and out.flags.c_contiguous
-    factor = np.array([1, 1, scale, scale], np.float32)
-    expected = to_image(bare(runtime_model, {"input": nchw(photo), "factor": factor}))
-    np.testing.assert_array_equal(out, expected)
+    assert_within_one_level(out, expected)
 
 
 def test_fixed_scale_matches_bare_onnxruntime(fixed_model, photo):
+    expected = to_image(bare(fixed_model, {"input": nchw(photo)}))
+    plain = sdk.Predictor(fixed_model, backend="ort-cpu", optimize=False)
+    np.testing.assert_array_equal(plain(photo), expected)
     predictor = sdk.Predictor(fixed_model, backend="ort-cpu")
     assert predictor.scale == 3
     out = predictor(photo)
-    np.testing.assert_array_equal(out, to_image(bare(fixed_model, {"input": nchw(photo)})))
+    assert_within_one_level(out, expected)
     np.testing.assert_array_equal(predictor(photo, scale=3), out)
 
 

@@ -14,10 +14,12 @@ import numpy as np
 
 from ..errors import SDKError
 from .metrics import Tolerance, compare_images, latency_summary, stage_means
-from .runners import RAW_ENGINES, Job
+from .runners import Job
 from .schedule import Measurement, Plan, measure
 
 REFERENCE = "torch"
+PEER = "torch-compiled"
+FLOOR = "floor"
 
 
 @dataclass(frozen=True)
@@ -28,70 +30,74 @@ class Row:
     backend: str
     device: str
     reason: str = ""
+    options: tuple = ()  # Predictor options of an SDK row, e.g. (("optimize", False),)
 
 
-def plan_rows(selection: list[str], device: str) -> list[Row]:
-    """The rows for ``--backends``: SDK backends by priority, their raw baselines, then torch."""
-    from ..devices import describe_missing_gpu, parse_device
+def plan_rows(selection: list[str], device: str, unoptimized: bool = False) -> list[Row]:
+    """The rows for ``--backends``: SDK backends by priority, each with the raw baseline it offers
+    (``Backend.raw_runner``), then torch eager, torch compiled and the fp32 floor."""
+    from ..devices import parse_device
+    from ..plugins import load_plugins
     from ..selection import list_backends
 
     parsed = parse_device(device)
     records = list_backends(parsed)
-    names = [r.name for r in records]
-    raw_names = [f"raw-{engine}" for engine in RAW_ENGINES]
+    registry = load_plugins()
+    names = [r.name for r in records if not r.load_error]
+    offering = [n for n in names if registry.get(n) and registry.get(n).backend.offers_raw_runner()]
+    raw_names = [f"raw-{name}" for name in offering]
     tokens = [t.strip().lower() for item in selection for t in item.split(",") if t.strip()]
-    known = {"all", "raw", REFERENCE, *names, *raw_names}
+    known = {"all", "raw", REFERENCE, PEER, FLOOR, *names, *raw_names}
     unknown = [t for t in tokens if t not in known]
     if unknown:
-        raise SDKError(f"unknown --backends {unknown}; choose from all, raw, {REFERENCE}, "
+        raise SDKError(f"unknown --backends {unknown}; choose from all, raw, {REFERENCE}, {PEER}, {FLOOR}, "
                        f"{', '.join(names)}, {', '.join(raw_names)}")
     everything = "all" in tokens or not tokens
-    chosen = [r for r in records if everything or r.name in tokens]
-    raw = [e for e in RAW_ENGINES
-           if everything or "raw" in tokens or f"raw-{e}" in tokens or e in [r.name for r in chosen]]
-    rows = [Row("sdk", r.name, device if parsed else "/".join(r.devices) or "?", "" if r.available else r.reason)
-            for r in chosen]
-    for engine in raw:
-        kind = "cpu" if RAW_ENGINES[engine] == "CPUExecutionProvider" else "cuda"
-        target = parsed or parse_device(kind)
-        reason = ""
-        if importlib.util.find_spec("onnxruntime") is None:
-            reason = "onnxruntime is not installed: pip install onnxruntime"
-        elif target.kind != kind:
-            reason = f"the raw {engine} baseline runs on {kind}, not {target}"
-        elif kind == "cuda":
-            from ..devices import gpu
-
-            reason = "" if gpu(target) else describe_missing_gpu(target)
-        rows.append(Row("raw", engine, str(target), reason))
+    chosen = [r for r in records if not r.load_error and (everything or r.name in tokens)]
+    rows = []
+    for r in chosen:
+        where = device if parsed else "/".join(r.devices) or "?"
+        rows.append(Row("sdk", r.name, where, "" if r.available else r.reason))
+        if unoptimized:
+            rows.append(Row("sdk", r.name, where, "" if r.available else r.reason, (("optimize", False),)))
+    for r in records:
+        if r.name in offering and (everything or "raw" in tokens or f"raw-{r.name}" in tokens or r in chosen):
+            rows.append(Row("raw", r.name, device if parsed else "/".join(r.devices), "" if r.available else r.reason))
     torch_missing = importlib.util.find_spec("torch") is None
-    rows.append(Row("reference", REFERENCE, device,
-                    "torch is not installed (pip install torch==2.13.0): no reference, no accuracy check" if torch_missing else ""))
+    why = "torch is not installed (pip install torch==2.13.0): no reference, no accuracy check" if torch_missing else ""
+    rows.append(Row("reference", REFERENCE, device, why))
+    if everything or PEER in tokens:
+        rows.append(Row("peer", REFERENCE, device, why))
+    if everything or FLOOR in tokens:
+        rows.append(Row("floor", "sgemm", "cpu"))
     return rows
 
 
-def _default_scale(model) -> int:
+def _default_scale(model, declared: dict | None = None) -> int:
     from ..spec import resolve
 
-    spec = resolve(model).spec
+    spec = resolve(model, declared).spec
     return spec.scale if spec.scale is not None else 3
 
 
 def run_from_args(args) -> int:
+    from ..declare import pipeline_from_args
     from ..model import Model
     from .inputs import benchmark_images
     from .machine import describe_machine
     from .report import Reporter, write_json, write_markdown, write_plot
 
     model = Model(args.model)
-    scale = args.scale or _default_scale(model)
+    declared = pipeline_from_args(args)
+    scale = args.scale or _default_scale(model, declared)
     tolerance = Tolerance(args.max_abs_diff, args.min_psnr)
     stage_runs = args.runs if args.stage_runs is None else args.stage_runs
     plan = Plan(args.warmup, args.runs, stage_runs, args.timeout, args.schedule == "interleaved")
-    rows = plan_rows(args.backends, args.device)
+    rows = plan_rows(args.backends, args.device, getattr(args, "unoptimized", False))
     machine = describe_machine(args.note)
     config = {
         "model": model.name, "model_file": model.path.name, "model_sha256": model.sha256[:16],
+        "pipeline": declared,
         "scale": scale, "sizes": list(args.size), "batches": list(args.batch),
         "backends": args.backends, "device": args.device, "warmup": args.warmup, "runs": args.runs,
         "stage_runs": stage_runs, "schedule": args.schedule,
@@ -99,8 +105,12 @@ def run_from_args(args) -> int:
         "inputs": "scikit-image photos (astronaut, then coffee, chelsea, rocket for a batch), centre-cropped "
                   "and resized to size x size with PIL bicubic",
         "reference": "",
-        "raw_baseline": "bare onnxruntime InferenceSession, ORT_ENABLE_ALL, intra-op threads = physical cores "
-                        "on CPU (the ort-cpu settings); fed a tensor prepared before timing; latency = session.run",
+        "raw_baseline": "each backend's own bare engine (Backend.raw_runner) on the model file its Session gets, "
+                        "set up with the same settings, fed a tensor prepared before timing; latency = the engine call",
+        "peer": "the same PyTorch module in channels_last memory format under torch.compile (inductor), compiled "
+                "before the warm-up (compile_s), so no timed call includes compiling",
+        "floor": "model FLOPs (convolutions and matrix products, counted from the graph at each size) at the "
+                 "float32 sgemm rate of numpy's BLAS, measured as a row of the same interleaved run",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(shlex.quote(a) for a in sys.argv),
     }
@@ -110,19 +120,23 @@ def run_from_args(args) -> int:
     groups = [(size, batch) for size in args.size for batch in args.batch]
     with tempfile.TemporaryDirectory(prefix="sdk-bench-") as scratch, reporter.progress(
             len(groups) * len(rows) * plan.steps_per_row()) as tick:
+        from .flops import model_flops
+
         for size, batch in groups:
             images = tuple(benchmark_images(size, batch))
+            flops = model_flops(model, size, batch, scale)
             measurements = []
             for index, row in enumerate(rows):
                 # Raw rows run on their engine's device; the SDK and torch choose from --device.
                 job = Job(row.kind, row.backend, args.model, row.device if row.kind == "raw" else args.device,
-                          images, scale, str(Path(scratch) / f"{size}-{batch}-{index}.npy"))
+                          images, scale, str(Path(scratch) / f"{size}-{batch}-{index}.npy"), row.options, flops,
+                          pipeline=declared)
                 m = Measurement(job, device=row.device)
                 if row.reason:
                     m.fail(row.reason)
                 measurements.append(m)
             measure(measurements, plan, lambda label, n, s=size, b=batch: tick(f"{s}px b{b} {label}", n))
-            group = judge(measurements, size, batch, tolerance)
+            group = judge(measurements, size, batch, tolerance, flops)
             reference = next((m for m in measurements if m.job.kind == "reference"), None)
             if reference is not None and not config["reference"]:
                 config["reference"] = reference.source or reference.reason
@@ -145,15 +159,18 @@ def run_from_args(args) -> int:
     return 1 if failed or crashed else 0
 
 
-def judge(measurements: list[Measurement], size: int, batch: int, tolerance: Tolerance) -> list[dict]:
+def judge(measurements: list[Measurement], size: int, batch: int, tolerance: Tolerance,
+          flops: float = 0.0) -> list[dict]:
     """Result records (the JSON schema) for one size and batch, with accuracy against torch."""
     reference = next((m for m in measurements if m.job.kind == "reference" and m.available), None)
     expected = np.load(reference.job.output_path) if reference is not None else None
     results = []
     for m in measurements:
         record = {
-            "backend": m.job.backend, "kind": m.job.kind, "size": size, "batch": batch, "device": m.device,
-            "available": m.available, "reason": m.reason, "load_s": None, "first_ms": None,
+            "backend": m.job.backend, "kind": m.job.kind, "options": dict(m.job.options), "size": size,
+            "batch": batch, "device": m.device, "available": m.available, "reason": m.reason, "load_s": None,
+            "compile_s": m.compile_s, "first_ms": None, "gflop": flops / 1e9 if flops else None, "floor_ms": None,
+            "sgemm_gflops": None,
             "latency_ms": None, "images_per_s": None, "stages_ms": None, "peak_rss_mb": None,
             "max_abs_diff": None, "psnr_db": None, "passed": None,
         }
@@ -163,7 +180,11 @@ def judge(measurements: list[Measurement], size: int, batch: int, tolerance: Tol
             record.update(load_s=m.load_s, first_ms=m.first_ms, latency_ms=latency,
                           images_per_s=batch / (latency["mean"] / 1e3), stages_ms=stages,
                           peak_rss_mb=m.peak_rss_mb)
-            if expected is not None:
+            if m.job.kind == "floor" and m.sgemm_flops:
+                # The sgemm ran (almost) the model's FLOPs; scale its time to exactly that many.
+                record["floor_ms"] = latency["mean"] * flops / m.sgemm_flops
+                record["sgemm_gflops"] = m.sgemm_flops / 1e9 / (latency["mean"] / 1e3)
+            elif expected is not None:
                 try:
                     diff, psnr = compare_images(expected, np.load(m.job.output_path))
                 except ValueError as exc:

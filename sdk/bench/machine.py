@@ -10,8 +10,8 @@ import os
 import platform
 from importlib import metadata
 
-LIBRARIES = ("deploy-sdk", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "openvino",
-             "tensorrt", "pillow", "scikit-image")
+# The engines' own versions come from the backends' probes (see describe_machine), not from a list.
+LIBRARIES = ("deploy-sdk", "numpy", "onnx", "torch", "pillow", "scikit-image")
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
 
 
@@ -44,7 +44,7 @@ def _versions() -> dict[str, str]:
 def describe_machine(note: str = "") -> dict:
     import psutil
 
-    from ..selection import gpu_summary
+    from ..selection import gpu_summary, list_backends
 
     info = _cpuinfo()
     flags = set(info.get("flags", "").split())
@@ -60,6 +60,9 @@ def describe_machine(note: str = "") -> dict:
         "os": platform.platform(),
         "python": platform.python_version(),
         "libraries": _versions(),
+        # Each backend's probe details (engine version, GPU ...) and the distribution that provides it.
+        "backends": {b.name: {"distribution": f"{b.distribution} {b.version}", "available": b.available, **b.details}
+                     for b in list_backends() if not b.load_error},
         # How busy the machine was when the run began: other jobs make absolute times unreliable.
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "note": note,

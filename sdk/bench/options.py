@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..declare import add_pipeline_arguments
+
 SCHEDULES = ("interleaved", "sequential")
 
 
@@ -30,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=_positive, nargs="+", default=[1], metavar="B",
                         help="images per call; several values run one after the other (default: 1)")
     parser.add_argument("--backends", nargs="+", default=["all"], metavar="NAME",
-                        help="'all' (default), or backend names, 'torch', 'raw', 'raw-ort-cpu', 'raw-ort-cuda' "
-                        "(commas or spaces). torch always runs: it is the accuracy reference")
+                        help="'all' (default), or backend names, 'raw' (every backend's own raw baseline), "
+                        "'raw-NAME', 'torch-compiled', 'floor' (commas or spaces). torch eager always runs: it is "
+                        "the accuracy reference")
+    parser.add_argument("--unoptimized", action="store_true",
+                        help="also run every SDK backend with optimize=False (the graph as it is): the "
+                        "optimisation pass's before/after in one run")
     parser.add_argument("--device", default="auto",
                         help="auto (each backend's own default), cpu, cuda or cuda:N for every row")
     parser.add_argument("--warmup", type=_count, default=3, help="untimed calls after the first one (default: 3)")
@@ -52,3 +58,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--md", dest="md_path", metavar="PATH", help="write the results as a Markdown table")
     parser.add_argument("--plot", dest="plot_path", metavar="PATH", help="write a PNG chart (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    add_pipeline_arguments(parser, scale_flag="--model-scale")

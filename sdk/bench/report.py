@@ -1,7 +1,9 @@
 """Showing results: the terminal table with its progress bar, and JSON, Markdown and PNG files.
 
-Ratios are derived here, never stored: ``vs torch`` = torch's mean latency / the row's (above 1 is
-faster than the PyTorch eager reference); ``vs raw`` = the SDK row's median latency over the bare
+Ratios are derived here, never stored: ``vs torch`` = torch eager's mean latency / the row's (above 1
+is faster than the PyTorch eager reference); ``vs compiled`` = the same against channels_last +
+torch.compile; ``of floor`` = the fp32 floor's time / the row's (the fraction of the machine's sgemm
+rate the row reaches on the model's FLOPs); ``vs raw`` = the SDK row's median latency over the bare
 engine's, as a percentage overhead (medians: a noisy shared machine skews means).
 """
 
@@ -15,17 +17,27 @@ from pathlib import Path
 from ..errors import SDKError
 from ..files import atomic_file, atomic_write
 
-LABELS = {"sdk": "{}", "raw": "raw {}", "reference": "{} (reference)"}
+LABELS = {"sdk": "{}", "raw": "raw {}", "reference": "{} eager (reference)", "peer": "{} channels_last+compile",
+          "floor": "fp32 floor ({})"}
 # Two tables, so that each fits a terminal: how fast, then where the time goes and how right.
-SPEED_COLUMNS = ("backend", "device", "load s", "first ms", "mean ms", "p50 ms", "p90 ms", "p99 ms", "min ms",
-                 "img/s", "vs torch", "vs raw")
-DETAIL_COLUMNS = ("backend", "pre ms", "infer ms", "post ms", "peak RSS MB", "max diff", "PSNR dB", "accuracy")
+SPEED_COLUMNS = ("backend", "device", "load s", "first ms", "mean ms", "p50 ms", "p90 ms", "min ms",
+                 "img/s", "vs torch", "vs compiled", "of floor", "vs raw")
+DETAIL_COLUMNS = ("backend", "compile s", "pre ms", "infer ms", "post ms", "peak RSS MB", "max diff", "PSNR dB",
+                  "accuracy")
 LEFT = {"backend", "device", "accuracy"}
 OVERHEAD_TARGET_PCT = 3.0
 
 
 def label(record: dict) -> str:
-    return LABELS[record["kind"]].format(record["backend"])
+    text = LABELS[record["kind"]].format(record["backend"])
+    options = record.get("options") or {}
+    if options:
+        text += " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")"
+    return text
+
+
+def _key(record: dict) -> tuple:
+    return record["kind"], record["backend"], tuple(sorted((record.get("options") or {}).items()))
 
 
 def groups(results: list[dict]) -> list[tuple[tuple[int, int], list[dict]]]:
@@ -36,18 +48,29 @@ def groups(results: list[dict]) -> list[tuple[tuple[int, int], list[dict]]]:
     return list(found.items())
 
 
-def ratios(group: list[dict]) -> dict[int, tuple[float | None, float | None]]:
-    """id(record) -> (speed vs torch, SDK overhead % vs the raw engine) for one size and batch."""
+def ratios(group: list[dict]) -> dict[int, dict[str, float | None]]:
+    """id(record) -> {"torch", "compiled", "floor", "overhead"} for one size and batch: speed vs torch
+    eager and vs compiled torch, fraction of the fp32 floor, SDK overhead % vs the raw engine."""
     measured = [r for r in group if r["latency_ms"]]
     torch = next((r for r in measured if r["kind"] == "reference"), None)
+    compiled = next((r for r in measured if r["kind"] == "peer"), None)
+    floor = next((r for r in measured if r["kind"] == "floor" and r.get("floor_ms")), None)
     raw = {r["backend"]: r for r in measured if r["kind"] == "raw"}
     out = {}
     for r in measured:
-        vs_torch = torch["latency_ms"]["mean"] / r["latency_ms"]["mean"] if torch else None
-        base = raw.get(r["backend"]) if r["kind"] == "sdk" else None
-        overhead = (r["latency_ms"]["p50"] / base["latency_ms"]["p50"] - 1) * 100 if base else None
-        out[id(r)] = (vs_torch, overhead)
+        mean = r["latency_ms"]["mean"]
+        base = raw.get(r["backend"]) if r["kind"] == "sdk" and not r.get("options") else None
+        out[id(r)] = {
+            "torch": torch["latency_ms"]["mean"] / mean if torch else None,
+            "compiled": compiled["latency_ms"]["mean"] / mean if compiled else None,
+            "floor": floor["floor_ms"] / mean if floor and r["kind"] != "floor" else None,
+            "overhead": (r["latency_ms"]["p50"] / base["latency_ms"]["p50"] - 1) * 100 if base else None,
+            "overhead_ms": r["latency_ms"]["p50"] - base["latency_ms"]["p50"] if base else None,
+        }
     return out
+
+
+NO_RATIO = {"torch": None, "compiled": None, "floor": None, "overhead": None, "overhead_ms": None}
 
 
 def _num(value, digits: int = 1) -> str:
@@ -60,25 +83,29 @@ def _ms(value) -> str:
     return f"{value:,.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def cells(record: dict, ratio: tuple[float | None, float | None]) -> dict[str, str]:
+def cells(record: dict, ratio: dict) -> dict[str, str]:
     """One row's strings by column; the same strings serve the terminal and Markdown."""
     lat, stages = record["latency_ms"], record["stages_ms"] or {}
-    if record["passed"] is None:
+    if record["kind"] == "floor":
+        accuracy = "-"
+    elif record["passed"] is None:
         accuracy = "no reference"
     elif record["kind"] == "reference":
         accuracy = "reference"
     else:
         accuracy = "PASS" if record["passed"] else "FAIL"
     psnr = "-" if record["max_abs_diff"] is None else ("inf" if record["psnr_db"] is None else f"{record['psnr_db']:.1f}")
-    vs_torch, overhead = ratio
     lat = lat or {}
     return {
         "backend": label(record), "device": record["device"] or "-", "load s": _num(record["load_s"], 2),
         "first ms": _ms(record["first_ms"]), "mean ms": _ms(lat.get("mean")), "p50 ms": _ms(lat.get("p50")),
         "p90 ms": _ms(lat.get("p90")), "p99 ms": _ms(lat.get("p99")), "min ms": _ms(lat.get("min")),
         "img/s": _num(record["images_per_s"], 2),
-        "vs torch": "-" if vs_torch is None else f"{vs_torch:.2f}x",
-        "vs raw": "-" if overhead is None else f"{overhead:+.1f}%",
+        "vs torch": "-" if ratio["torch"] is None else f"{ratio['torch']:.2f}x",
+        "vs compiled": "-" if ratio["compiled"] is None else f"{ratio['compiled']:.2f}x",
+        "of floor": "-" if ratio["floor"] is None else f"{ratio['floor'] * 100:.0f}%",
+        "vs raw": "-" if ratio["overhead"] is None else f"{ratio['overhead']:+.1f}%",
+        "compile s": _num(record.get("compile_s"), 1),
         "pre ms": _ms(stages.get("pre")), "infer ms": _ms(stages.get("infer")), "post ms": _ms(stages.get("post")),
         "peak RSS MB": _num(record["peak_rss_mb"], 0), "max diff": _num(record["max_abs_diff"], 0),
         "PSNR dB": psnr, "accuracy": accuracy,
@@ -116,18 +143,27 @@ def summary_lines(group: list[dict]) -> list[str]:
     """The headline ratios of one size/batch, in words."""
     found = ratios(group)
     lines = []
+    floor = next((r for r in group if r["kind"] == "floor" and r.get("floor_ms")), None)
+    if floor:
+        lines.append(f"fp32 floor: {floor['gflop']:.2f} GFLOP per call at {floor['sgemm_gflops']:.0f} GFLOP/s "
+                     f"(numpy sgemm, measured in this run) = {floor['floor_ms']:.1f} ms")
     for r in group:
-        if r["kind"] != "sdk" or id(r) not in found:
+        if r["kind"] not in ("sdk", "peer") or id(r) not in found:
             continue
-        vs_torch, overhead = found[id(r)]
-        parts = [f"{r['backend']}: {r['images_per_s']:.2f} img/s"]
-        if vs_torch is not None:
-            parts.append(f"{vs_torch:.2f}x torch")
-        if overhead is not None:
-            verdict = "within" if overhead <= OVERHEAD_TARGET_PCT else "over"
-            parts.append(f"SDK vs raw engine {overhead:+.1f}% (p50 latency; {verdict} the {OVERHEAD_TARGET_PCT:g}% target)")
+        ratio = found[id(r)]
+        parts = [f"{label(r)}: {r['images_per_s']:.2f} img/s"]
+        if ratio["torch"] is not None:
+            parts.append(f"{ratio['torch']:.2f}x torch eager")
+        if ratio["compiled"] is not None and r["kind"] != "peer":
+            parts.append(f"{ratio['compiled']:.2f}x torch compiled")
+        if ratio["floor"] is not None:
+            parts.append(f"{ratio['floor'] * 100:.0f}% of the fp32 floor")
+        if ratio["overhead"] is not None:
+            verdict = "within" if ratio["overhead"] <= OVERHEAD_TARGET_PCT else "over"
+            parts.append(f"SDK vs raw engine {ratio['overhead']:+.1f}% / {ratio['overhead_ms']:+.2f} ms "
+                         f"(p50 latency; {verdict} the {OVERHEAD_TARGET_PCT:g}% target)")
         share = prepost_share(r)
-        if share is not None:
+        if share is not None and r["kind"] == "sdk":
             parts.append(f"SDK pre+post {share:.1f}% of the call (timed within the same calls: no row-to-row noise)")
         lines.append(", ".join(parts))
     return lines
@@ -180,7 +216,7 @@ class Reporter:
             for column in columns:
                 table.add_column(column, justify="left" if column in LEFT else "right", no_wrap=column == "backend")
             for record in measured:
-                values = cells(record, found.get(id(record), (None, None)))
+                values = cells(record, found.get(id(record), NO_RATIO))
                 colour = {"PASS": "green", "FAIL": "red"}.get(values["accuracy"])
                 if colour:
                     values["accuracy"] = f"[{colour}]{values['accuracy']}[/]"
@@ -221,28 +257,36 @@ def summary_markdown(document: dict) -> list[str]:
     heads = [f"{size}px" + (f" x{batch}" if batch > 1 or len({b for (_, b), _ in parts}) > 1 else "")
              for (size, batch), _ in parts]
     lines = ["| backend | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
-    names: list[tuple[str, str]] = []
+    keys: list[tuple] = []
+    first: dict[tuple, dict] = {}
     for _, group in parts:
         for r in group:
-            if r["latency_ms"] and (r["kind"], r["backend"]) not in names:
-                names.append((r["kind"], r["backend"]))
-    for kind, backend in names:
+            if r["latency_ms"] and _key(r) not in keys:
+                keys.append(_key(r))
+                first[_key(r)] = r
+    for key in keys:
         row = []
         for _, group in parts:
-            record = next((r for r in group if r["kind"] == kind and r["backend"] == backend and r["latency_ms"]), None)
+            record = next((r for r in group if _key(r) == key and r["latency_ms"]), None)
             if record is None:
                 row.append("-")
                 continue
-            vs_torch, overhead = ratios(group)[id(record)]
+            ratio = ratios(group)[id(record)]
             text = f"{record['images_per_s']:.2f} img/s"
-            if kind != "reference" and vs_torch is not None:
-                text += f", {vs_torch:.2f}x torch"
-            if overhead is not None:
-                text += f", {overhead:+.1f}% vs raw"
+            if record["kind"] == "floor":
+                text = f"{record['floor_ms']:.1f} ms ({record['sgemm_gflops']:.0f} GFLOP/s)"
+            if record["kind"] not in ("reference", "floor") and ratio["torch"] is not None:
+                text += f", {ratio['torch']:.2f}x eager"
+            if record["kind"] not in ("peer", "floor") and ratio["compiled"] is not None:
+                text += f", {ratio['compiled']:.2f}x compiled"
+            if ratio["floor"] is not None:
+                text += f", {ratio['floor'] * 100:.0f}% of floor"
+            if ratio["overhead"] is not None:
+                text += f", {ratio['overhead']:+.1f}% vs raw"
             if record["passed"] is False:
                 text += ", FAIL"
             row.append(text)
-        lines.append(f"| {label({'kind': kind, 'backend': backend})} | " + " | ".join(row) + " |")
+        lines.append(f"| {label(first[key])} | " + " | ".join(row) + " |")
     return lines
 
 
@@ -261,8 +305,10 @@ def markdown(document: dict) -> str:
         f"schedule; inputs: {config['inputs']}",
         f"- Reference: torch eager ({config['reference'] or 'unavailable'}); accuracy PASS when uint8 max abs "
         f"diff <= {tol['max_abs_diff']:g} and PSNR >= {tol['min_psnr_db']:g} dB",
-        "- `vs torch` = torch mean latency / row mean latency (above 1: faster than PyTorch eager); "
-        "`vs raw` = SDK p50 latency over the bare engine's (raw: session.run on a prepared tensor, no pre/post)",
+        "- `vs torch` (`eager`) = torch eager mean latency / row mean latency (above 1: faster than PyTorch eager); "
+        "`vs compiled` = the same against torch channels_last + torch.compile; `of floor` = the fp32 floor's time "
+        "(model FLOPs at numpy's measured sgemm rate) / the row's; `vs raw` = SDK p50 latency over the bare engine's "
+        "(raw: the backend's own engine call on a prepared tensor, no pre/post)",
         f"- Command: `{config['command']}`", "",
     ]
     lines += summary_markdown(document) + [""]
@@ -274,7 +320,7 @@ def markdown(document: dict) -> str:
             lines += ["| " + " | ".join(columns) + " |",
                       "|" + "|".join("---" if c in LEFT else "---:" for c in columns) + "|"]
             for record in measured:
-                values = cells(record, found.get(id(record), (None, None)))
+                values = cells(record, found.get(id(record), NO_RATIO))
                 lines.append("| " + " | ".join(values[c] for c in columns) + " |")
             lines.append("")
         lines += [f"- {line}" for line in summary_lines(group)]
@@ -287,7 +333,7 @@ def write_markdown(document: dict, path: Path) -> None:
     atomic_write(path, markdown(document))
 
 
-COLOURS = {"sdk": "#1f77b4", "raw": "#ff7f0e", "reference": "#7f7f7f"}
+COLOURS = {"sdk": "#1f77b4", "raw": "#ff7f0e", "reference": "#7f7f7f", "peer": "#555555", "floor": "#2ca02c"}
 
 
 def write_plot(document: dict, path: Path) -> None:
@@ -308,12 +354,14 @@ def write_plot(document: dict, path: Path) -> None:
         values = [r["images_per_s"] for r in measured]
         axis.barh([label(r) for r in measured], values, color=[COLOURS[r["kind"]] for r in measured])
         for y, r in enumerate(measured):
-            vs_torch, overhead = found[id(r)]
+            ratio = found[id(r)]
             text = f" {r['images_per_s']:.2f} img/s"
-            if vs_torch is not None and r["kind"] != "reference":
-                text += f"  {vs_torch:.2f}x torch"
-            if overhead is not None:
-                text += f"  ({overhead:+.1f}% vs raw)"
+            if ratio["torch"] is not None and r["kind"] not in ("reference", "floor"):
+                text += f"  {ratio['torch']:.2f}x eager"
+            if ratio["compiled"] is not None and r["kind"] not in ("peer", "floor"):
+                text += f"  {ratio['compiled']:.2f}x compiled"
+            if ratio["overhead"] is not None:
+                text += f"  ({ratio['overhead']:+.1f}% vs raw)"
             if r["passed"] is False:
                 text += "  FAIL"
             axis.text(r["images_per_s"], y, text, va="center", fontsize=8)

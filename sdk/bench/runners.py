@@ -16,9 +16,10 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, SDKError
 
-KINDS = ("sdk", "raw", "reference")
-# Engines that have a bare baseline: the SDK backend it shadows -> ONNX Runtime provider.
-RAW_ENGINES = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider"}
+# sdk: a Predictor; raw: a backend's own bare engine (Backend.raw_runner); reference: torch eager,
+# the accuracy reference; peer: the strongest PyTorch a CPU user would run (channels_last +
+# torch.compile); floor: numpy's sgemm on as many FLOPs as the model needs (the fp32 hardware floor).
+KINDS = ("sdk", "raw", "reference", "peer", "floor")
 
 
 @dataclass(frozen=True)
@@ -26,21 +27,26 @@ class Job:
     """Everything a worker needs (picklable: it crosses the process boundary)."""
 
     kind: str
-    backend: str  # SDK backend name, engine name for "raw", "torch" for the reference
+    backend: str  # SDK backend name (for sdk and raw rows), "torch", or "sgemm" for the floor
     model: str
     device: str  # "auto", "cpu", "cuda", "cuda:N"
     images: tuple  # HxWx3 uint8 arrays, one per image of the batch
     scale: int
     output_path: str  # where the worker saves its uint8 output for the accuracy check
+    options: tuple = ()  # (name, value) Predictor options of this row, e.g. (("optimize", False),)
+    flops: float = 0.0  # the floor row: FLOPs of one call of the model
+    pipeline: dict | None = None  # declared pipeline fields (--value-range ...), as Predictor(pipeline=)
 
 
 def make_runner(job: Job) -> "Runner":
     if job.kind == "sdk":
         return SdkRunner(job)
     if job.kind == "raw":
-        return RawOrtRunner(job)
-    if job.kind == "reference":
+        return RawEngineRunner(job)
+    if job.kind in ("reference", "peer"):
         return TorchRunner(job)
+    if job.kind == "floor":
+        return FloorRunner(job)
     raise SDKError(f"unknown row kind {job.kind!r}; expected one of {KINDS}")
 
 
@@ -71,7 +77,8 @@ class SdkRunner(Runner):
     def load(self) -> None:
         from ..predictor import Predictor
 
-        self.predictor = Predictor(self.job.model, backend=self.job.backend, device=self.job.device)
+        self.predictor = Predictor(self.job.model, backend=self.job.backend, device=self.job.device,
+                                   pipeline=self.job.pipeline, **dict(self.job.options))
         self.device = self.predictor.device
         self.scale = self.predictor.pipeline.check_scale(self.job.scale)
 
@@ -96,83 +103,59 @@ class SdkRunner(Runner):
         return np.stack(list(result))
 
 
-def _pipeline_for(model_name: str):
+def _pipeline_for(model_name: str, declared: dict | None = None):
     from ..model import Model
     from ..pipeline import Pipeline
     from ..spec import resolve
 
     model = Model(model_name)
-    return model, Pipeline(resolve(model).spec, model)
+    return model, Pipeline(resolve(model, declared).spec, model)
 
 
-def ort_session_options(ort, device_kind: str):
-    """The SessionOptions ``ort-cpu`` / ``ort-cuda`` use, set by hand, so the comparison is fair."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    if device_kind == "cpu":
-        options.intra_op_num_threads = cpu_threads()
-    return options
+class RawEngineRunner(Runner):
+    """A backend's bare engine (``Backend.raw_runner``) fed a tensor prepared beforehand.
 
-
-def cpu_threads() -> int:
-    """Intra-op threads for CPU rows: the rule ort-cpu uses (physical cores this process may use)."""
-    try:
-        from backends.onnxruntime import physical_cores
-    except ImportError:  # the built-in plugin is not importable: apply the same rule here
-        import os
-
-        import psutil
-
-        allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, min(psutil.cpu_count(logical=False) or allowed, allowed))
-    return physical_cores()
-
-
-class RawOrtRunner(Runner):
-    """A bare ``onnxruntime.InferenceSession`` fed a tensor prepared beforehand: the engine alone.
-
-    The SDK's pipeline prepares that tensor once, before timing, and turns the output into pixels
-    after it, only for the accuracy check; no SDK code runs in the timed calls.
+    It runs the model file the backend's Session gets - the optimised one, for this factor - so the
+    row differs from the SDK row by the SDK's own work alone. The SDK's pipeline prepares the feeds
+    once, before timing, and turns the output into pixels after it, only for the accuracy check.
     """
 
     has_stages = False
 
     def load(self) -> None:
-        from ..devices import describe_missing_gpu, gpu, parse_device
+        from ..devices import parse_device
+        from ..optimize import optimized_model, split_options
+        from ..optimize.graph import shape_inputs
+        from ..plugins import load_plugins
+        from ..selection import availability
 
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise BackendUnavailableError(f"onnxruntime is not installed ({exc}): pip install onnxruntime") from exc
-        provider = RAW_ENGINES.get(self.job.backend)
-        if provider is None:
-            raise SDKError(f"no raw baseline for {self.job.backend!r}; there is one for {sorted(RAW_ENGINES)}")
-        kind = "cpu" if provider == "CPUExecutionProvider" else "cuda"
-        requested = parse_device(self.job.device)
-        device = requested if requested is not None else parse_device(kind)
-        if device.kind != kind:
-            raise BackendUnavailableError(f"the raw {self.job.backend} baseline runs on {kind}, not {device}")
-        if provider not in ort.get_available_providers():
-            raise BackendUnavailableError(f"onnxruntime {ort.__version__} has no {provider} (the CPU build?); "
-                                          "install onnxruntime-gpu for CUDA")
-        if kind == "cuda" and gpu(device) is None:
-            raise BackendUnavailableError(describe_missing_gpu(device))
-        providers = [provider] if kind == "cpu" else [
-            (provider, {"device_id": device.index, "cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
-        model, self.pipeline = _pipeline_for(self.job.model)
-        self.session = ort.InferenceSession(str(model.path), sess_options=ort_session_options(ort, kind),
-                                            providers=providers)
-        if self.session.get_providers()[0] != provider:
-            raise BackendUnavailableError(f"onnxruntime fell back to {self.session.get_providers()} instead of {provider}")
-        self.device = str(device)
+        record = load_plugins().get(self.job.backend)
+        if record is None:
+            raise BackendUnavailableError(f"backend {self.job.backend!r} is not installed")
+        backend = record.backend
+        found, device = availability(backend, parse_device(self.job.device))
+        if not found.ok:
+            raise BackendUnavailableError(found.reason)
+        model, self.pipeline = _pipeline_for(self.job.model, self.job.pipeline)
         self.scale = self.pipeline.check_scale(self.job.scale)
         self.prepared = self.pipeline.prepare(self.batch, self.scale)
-        self.feeds = self.pipeline.feeds(self.prepared.tensor, self.scale)
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        optimize, options = split_options(dict(self.job.options))
+        baked = shape_inputs(model.proto) if optimize else []
+        target = model
+        if optimize:
+            every = self.pipeline.feeds(self.prepared.tensor, self.scale)
+            values = {name: every[name] for name in baked}
+            target = optimized_model(model, values or None) or model
+            if target is model:
+                baked = []  # the pass changed nothing: the original model, factor fed at run time
+        runner = backend.raw_runner(target, device, options)
+        if runner is None:
+            raise BackendUnavailableError(f"backend {backend.name!r} offers no raw baseline (Backend.raw_runner)")
+        self.runner, self.source, self.device = runner, runner.description, str(device)
+        self.feeds = {k: v for k, v in self.pipeline.feeds(self.prepared.tensor, self.scale).items() if k not in baked}
 
     def call(self):
-        return self.session.run(self.output_names, self.feeds)
+        return self.runner.run(self.feeds)
 
     def staged(self):
         start = time.perf_counter()
@@ -180,12 +163,43 @@ class RawOrtRunner(Runner):
         return None, time.perf_counter() - start, None
 
     def images(self, result) -> np.ndarray:
-        out = self.pipeline.output(dict(zip(self.output_names, result)), self.prepared.tensor.shape, self.scale)
+        out = self.pipeline.output(self.runner.outputs(result), self.prepared.tensor.shape, self.scale)
         return self.pipeline.finish(out, self.prepared)
 
 
+class FloorRunner(Runner):
+    """numpy's float32 matrix product on as many FLOPs as one call of the model: the time an engine
+    running at the machine's sgemm rate would take. Timed interleaved with the other rows, so the
+    floor is measured under the same noise."""
+
+    has_stages = False
+
+    def load(self) -> None:
+        if self.job.flops <= 0:
+            raise BackendUnavailableError("the model's FLOPs could not be counted from its graph")
+        side = max(64, int(round((self.job.flops / 2) ** (1 / 3))))
+        rng = np.random.default_rng(0)
+        self.a = rng.standard_normal((side, side), dtype=np.float32)
+        self.b = rng.standard_normal((side, side), dtype=np.float32)
+        self.out = np.empty((side, side), dtype=np.float32)
+        self.sgemm_flops = 2.0 * side**3
+        self.source = f"numpy {np.__version__} float32 matmul {side}x{side} @ {side}x{side}"
+
+    def call(self):
+        np.matmul(self.a, self.b, out=self.out)
+
+    def staged(self):
+        start = time.perf_counter()
+        self.call()
+        return None, time.perf_counter() - start, None
+
+    def images(self, result):
+        return None
+
+
 class TorchRunner(Runner):
-    """The PyTorch eager module, in the tutorial's pipeline: float tensor in, float out, then pixels.
+    """The PyTorch module, in the tutorial's pipeline: float tensor in, float out, then pixels.
+    Eager for the reference row; channels_last + torch.compile for the "peer" row.
 
     It uses the SDK's own pre/post so that a difference in the pictures can only come from the
     engine. TF32 stays off on CUDA: the reference must be a true float32 computation.
@@ -209,21 +223,42 @@ class TorchRunner(Runner):
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
         else:
-            torch.set_num_threads(cpu_threads())
+            from ..devices import cpu_cores
+
+            torch.set_num_threads(cpu_cores())
         self.torch = torch
         self.torch_device = torch.device("cpu" if requested.kind == "cpu" else f"cuda:{requested.index}")
         self.device = str(requested)
-        model, self.pipeline = _pipeline_for(self.job.model)
+        model, self.pipeline = _pipeline_for(self.job.model, self.job.pipeline)
         module, self.input_names, self.source = reference_module(model)
         self.module = module.to(self.torch_device).eval()
         self.scale = self.pipeline.check_scale(self.job.scale)
+        self.memory_format = torch.contiguous_format
+        if self.job.kind == "peer":
+            self._compile()
+
+    def _compile(self) -> None:
+        """channels_last + torch.compile, compiled here on the benchmark's own input, so that the
+        compile time is reported apart (``compile_s``) and never lands in a timed call."""
+        torch = self.torch
+        self.memory_format = torch.channels_last
+        self.module = self.module.to(memory_format=torch.channels_last)
+        try:
+            self.module = torch.compile(self.module)
+            start = time.perf_counter()
+            self._infer(self.pipeline.prepare(self.batch, self.scale))
+            self.compile_s = time.perf_counter() - start
+        except Exception as exc:  # inductor needs a C++ compiler; without one there is no such row
+            raise BackendUnavailableError(f"torch.compile failed here ({type(exc).__name__}: {exc}); "
+                                          "it needs a working C++ compiler (g++)") from exc
+        self.source += ", channels_last + torch.compile (inductor)"
 
     def _infer(self, prepared) -> np.ndarray:
         torch = self.torch
         feeds = self.pipeline.feeds(prepared.tensor, self.scale)
         # Resize's factor is read as numbers by the module: it stays on the host, as in ORT.
-        args = [torch.from_numpy(feeds[name]).to(self.torch_device) if feeds[name].ndim > 1 else torch.from_numpy(feeds[name])
-                for name in self.input_names]
+        args = [torch.from_numpy(feeds[name]).to(self.torch_device, memory_format=self.memory_format)
+                if feeds[name].ndim > 1 else torch.from_numpy(feeds[name]) for name in self.input_names]
         with torch.inference_mode():
             out = self.module(*args)
         return self.pipeline.output(out.cpu().numpy(), prepared.tensor.shape, self.scale)

@@ -28,6 +28,8 @@ class Measurement:
     source: str = ""
     load_s: float | None = None
     first_ms: float | None = None
+    compile_s: float | None = None
+    sgemm_flops: float | None = None
     has_stages: bool = True
     times: list[float] = field(default_factory=list)
     stages: list[tuple] = field(default_factory=list)
@@ -148,7 +150,8 @@ def measure(measurements: list[Measurement], plan: Plan, tick: Callable[[str, in
 
 
 def _label(m: Measurement) -> str:
-    return {"sdk": m.job.backend, "raw": f"raw {m.job.backend}", "reference": m.job.backend}[m.job.kind]
+    return {"sdk": m.job.backend, "raw": f"raw {m.job.backend}", "reference": m.job.backend,
+            "peer": f"{m.job.backend} compiled", "floor": "fp32 floor"}[m.job.kind]
 
 
 def balanced_orders(n: int) -> list[list[int]]:
@@ -217,6 +220,7 @@ def _run_group(context, group: list[Measurement], plan: Plan, tick, targets: dic
             info = reply[1]
             m.load_s, m.first_ms, m.device = info["load_s"], info["first_ms"], info["device"]
             m.has_stages, m.source = info["has_stages"], info["source"]
+            m.compile_s, m.sgemm_flops = info.get("compile_s"), info.get("sgemm_flops")
             workers.append(worker)
             done_steps[id(m)] += 1
             tick(_label(m), 1)

@@ -43,7 +43,9 @@ def serve(conn, job) -> None:
         result = runner.call()
         first = time.perf_counter() - loaded
         # Any call's pictures will do for the accuracy check; the first one is already at hand.
-        np.save(job.output_path, runner.images(result))
+        images = runner.images(result)
+        if images is not None:  # the floor row computes no picture
+            np.save(job.output_path, images)
     except BackendUnavailableError as exc:
         conn.send(("unavailable", str(exc)))
         return
@@ -51,7 +53,9 @@ def serve(conn, job) -> None:
         conn.send(("error", _describe(exc)))
         return
     conn.send(("ready", {"load_s": loaded - start, "first_ms": first * 1e3, "device": runner.device,
-                         "has_stages": runner.has_stages, "source": getattr(runner, "source", "")}))
+                         "has_stages": runner.has_stages, "source": getattr(runner, "source", ""),
+                         "compile_s": getattr(runner, "compile_s", None),
+                         "sgemm_flops": getattr(runner, "sgemm_flops", None)}))
     while True:
         try:
             message = conn.recv()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+
+import numpy as np
 from typing import Any, Mapping
 
-from sdk import Availability, Backend, BackendUnavailableError, InputError, Session
+from sdk import Availability, Backend, BackendUnavailableError, InputError, RawRunner, Session
 
 # The first release line with the ``openvino`` namespace API used here (Core, OVDict, share_outputs).
 MIN_OPENVINO = (2024, 0)
@@ -113,3 +115,19 @@ class OpenVinoBackend(Backend):
 
         config = compile_config(options)  # bad options fail before anything heavy is imported
         return OpenVinoSession(core(), model, config)
+
+    def raw_runner(self, model, device, options: Mapping[str, Any]) -> RawRunner:
+        """One compiled model and infer request with the session's settings, called directly."""
+        from .session import compile_model
+
+        compiled = compile_model(core(), model, compile_config(options))
+        request = compiled.create_infer_request()
+        names = [info.name for info in model.outputs]
+
+        def run(feeds):
+            return request.infer(feeds, share_inputs=True, share_outputs=True)
+
+        def outputs(result):
+            return {name: np.array(result[name], copy=True) for name in names}
+
+        return RawRunner(run, outputs, "bare OpenVINO infer request (compiled with the openvino backend's settings)")

@@ -15,18 +15,22 @@ import numpy as np
 from sdk import BackendUnavailableError, SDKError, Session, TensorInfo
 
 
+def compile_model(core, model, config: Mapping[str, Any]):
+    try:
+        # From the path, not from bytes: OpenVINO then finds external weight files beside it.
+        network = core.read_model(str(model.path))
+        return core.compile_model(network, "CPU", dict(config))
+    except Exception as exc:  # an operator or attribute OpenVINO lacks: another backend may run it
+        raise BackendUnavailableError(
+            f"openvino cannot compile {model.path}: {type(exc).__name__}: {str(exc).strip()}; "
+            "run this model with backend='ort-cpu' (or 'auto')"
+        ) from exc
+
+
 class OpenVinoSession(Session):
     def __init__(self, core, model, config: Mapping[str, Any]):
         self.model_path = model.path
-        try:
-            # From the path, not from bytes: OpenVINO then finds external weight files beside it.
-            network = core.read_model(str(model.path))
-            self._compiled = core.compile_model(network, "CPU", dict(config))
-        except Exception as exc:  # an operator or attribute OpenVINO lacks: another backend may run it
-            raise BackendUnavailableError(
-                f"openvino cannot compile {model.path}: {type(exc).__name__}: {str(exc).strip()}; "
-                "run this model with backend='ort-cpu' (or 'auto')"
-            ) from exc
+        self._compiled = compile_model(core, model, config)
         # The SDK feeds and reads tensors by the ONNX names; OpenVINO ports may carry several names.
         self.inputs = tuple(_info(self._compiled.inputs, info.name, model) for info in model.inputs)
         self.outputs = tuple(_info(self._compiled.outputs, info.name, model) for info in model.outputs)

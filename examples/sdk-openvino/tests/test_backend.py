@@ -39,13 +39,29 @@ def test_matches_ort_cpu_at_runtime_scale(openvino, ort, image, scale):
     assert _max_diff(ours, theirs) <= 1
 
 
-def test_one_compiled_model_serves_every_size_and_factor(openvino, ort, image):
-    session = openvino._session
+def test_one_compiled_model_per_factor_serves_every_size(openvino, ort, image):
+    # The SDK rewrites the model once per factor (sdk.optimize), so each factor gets its own
+    # compiled model; within a factor every image size reuses it.
+    wrapper = openvino._session
+    for scale, crop in [(2, image[:17, :31]), (3, image), (2, image[5:, 3:]), (3, image[:9])]:
+        assert _max_diff(openvino(crop, scale=scale), ort(crop, scale=scale)) <= 1
+    factors = [key for key in wrapper.loaded_factors if dict(key)["factor"][2] in (2.0, 3.0)]
+    assert len(factors) == 2  # (earlier tests on this Predictor may have loaded other factors)
+    for key in factors:
+        session = wrapper.session_for(key)
+        assert len(session._idle) == 1  # calls one after another reuse one infer request
+
+
+def test_unoptimised_one_compiled_model_serves_every_size_and_factor(srcnn3_path, image):
+    from sdk import Predictor
+
+    plain = Predictor(srcnn3_path, backend="openvino", optimize=False)
+    session = plain._session
     compiled = session._compiled
     for scale, crop in [(2, image[:17, :31]), (3, image), (4, image[5:, 3:])]:
-        assert _max_diff(openvino(crop, scale=scale), ort(crop, scale=scale)) <= 1
+        assert plain(crop, scale=scale).shape[0] == crop.shape[0] * scale
     assert session._compiled is compiled
-    assert len(session._idle) == 1  # calls one after another reuse one infer request
+    assert len(session._idle) == 1
 
 
 def test_batches_match_ort_cpu(openvino, ort, image):
@@ -61,7 +77,7 @@ def test_bgr_in_gives_bgr_out(openvino, image):
 
 
 def test_raw_outputs_are_writeable_float32_arrays_of_their_own(openvino, image):
-    feeds = openvino.pipeline.prepare(image[None], 2).feeds
+    feeds = openvino.pipeline.feeds(openvino.pipeline.prepare(image[None], 2).tensor, 2)
     first = openvino.run(feeds)["output"]
     second = openvino.run(feeds)["output"]
     assert first.dtype == np.float32 and first.flags.writeable and first.flags.owndata
@@ -117,7 +133,7 @@ def test_a_closed_session_says_so(srcnn3_path, image):
     session = predictor._session
     predictor.close()
     with pytest.raises(SDKError, match="closed"):
-        session.run(predictor.pipeline.prepare(image[None], 2).feeds)
+        session.run(predictor.pipeline.feeds(predictor.pipeline.prepare(image[None], 2).tensor, 2))
     session.close()  # twice is harmless
 
 

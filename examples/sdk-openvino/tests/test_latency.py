@@ -29,7 +29,7 @@ def test_latency_openvino_vs_ort_cpu(srcnn3_path, capsys):
     rows = []
     for backend in ("ort-cpu", "openvino"):
         with Predictor(srcnn3_path, backend=backend, device="cpu") as predictor:
-            feeds = predictor.pipeline.prepare(image[None], 3).feeds
+            feeds = predictor.pipeline.feeds(predictor.pipeline.prepare(image[None], 3).tensor, 3)
             engine = _median_seconds(lambda: predictor.run(feeds))
             whole = _median_seconds(lambda: predictor(image, scale=3))
             rows.append((backend, engine, whole))

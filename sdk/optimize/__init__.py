@@ -1,0 +1,99 @@
+"""The graph optimisation pass: models rewritten once, before any backend sees them.
+
+    graph.py    pure-ONNX helpers: which inputs set output shapes, baking their values in, saving
+    resize.py   an integer-factor Resize -> edge Pad + polyphase Conv + DepthToSpace, checked
+                against ONNX's reference implementation
+    passes.py   the pass over a whole graph, and its version
+    cache.py    rewritten models on disk, keyed on (model content, factor, pass version)
+    session.py  one engine session per runtime factor, behind one Session
+
+:func:`optimized_session` is what the SDK calls instead of ``backend.create_session`` (in
+``sdk.selection.create_session``). Every
+backend takes the option ``optimize`` (default True); ``optimize=False`` gives the backend the model
+file exactly as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+OPTION = "optimize"  # in sdk.selection.SDK_OPTIONS: every backend accepts it
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """(optimize?, the options for the backend)."""
+    rest = dict(options)
+    optimize = rest.pop(OPTION, True)
+    if not isinstance(optimize, bool):
+        raise InputError(f"optimize={optimize!r} must be True (the default: rewrite the graph for speed) or False")
+    return optimize, rest
+
+
+def optimized_model(model, values: Mapping | None = None, cache_dir: Path | None = None):
+    """The :class:`sdk.model.Model` to load: the rewritten model from the cache (made on a miss), or
+    None when the pass changes nothing. ``values`` bakes runtime shape inputs in first."""
+    import numpy as np
+
+    from ..model import Model
+    from .cache import OptimizedCache, OptimizeKey
+    from .graph import load_with_weights, specialise
+    from .passes import PASS_VERSION, optimise
+
+    factor = tuple((name, tuple(float(v) for v in np.asarray(value).ravel())) for name, value in sorted(values.items())) \
+        if values else None
+    key = OptimizeKey(model.sha256, factor, PASS_VERSION)
+    cache = OptimizedCache(cache_dir)
+    record = cache.get(key)
+    if record is None:
+        proto = load_with_weights(model.path)
+        if values:
+            shapes = {i.name: i for i in model.inputs}
+            proto = specialise(proto, {name: np.asarray(value, dtype=shapes[name].dtype) for name, value in values.items()})
+        rewritten, rewrites = optimise(proto)
+        for rewrite in rewrites:
+            log.info("optimise %s%s: %s", model.name, f" {dict(factor)}" if factor else "", rewrite)
+        record = cache.put(key, rewritten, rewrites)
+    if not record["changed"]:
+        return None
+    optimized = Model(cache.paths(key)[0])
+    optimized.name = model.name  # messages should name the user's model, not a digest
+    return optimized
+
+
+def optimized_session(backend, model, device, options: Mapping[str, Any], cache_dir: Path | None = None):
+    """``backend.create_session`` on the optimised model (per factor for runtime-scale models)."""
+    import numpy as np
+
+    from .graph import shape_inputs
+    from .session import FactorSession
+
+    optimize, rest = split_options(options)
+    if not optimize:
+        return backend.create_session(model, device, rest)
+    names = shape_inputs(model.proto)
+    if not names:
+        optimized = optimized_model(model, None, cache_dir)
+        return backend.create_session(optimized or model, device, rest)
+    generic = backend.create_session(model, device, rest)
+    dtypes = {i.name: i.dtype for i in model.inputs}
+
+    def create(key):
+        values = {name: np.asarray(v, dtype=dtypes[name]) for name, v in key}
+        try:
+            optimized = optimized_model(model, values, cache_dir)
+        except InputError:
+            raise
+        except Exception as exc:  # a rewrite that fails must cost speed, never the call
+            log.warning("could not optimise %s for %s (%s); running it as it is", model.name, dict(key), exc)
+            return None
+        if optimized is None:
+            return None
+        return backend.create_session(optimized, device, rest)
+
+    return FactorSession(generic, create, names)

@@ -1,0 +1,103 @@
+"""One engine session per runtime factor, behind the one Session the Predictor holds.
+
+A runtime-scale model (srcnn3) takes its factor as an input, so its Resize can only be rewritten
+once the factor is known. :class:`FactorSession` looks at the factor of each call and runs a
+session made on the model rewritten for that factor, creating it the first time (a small LRU
+bounds how many stay loaded). Factors the pass leaves alone run on one session of the original
+model, which is also created up front so that a backend that cannot run the model at all says so
+when the Predictor is made, not on the first call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ..backend import Session
+from ..errors import InputError, SDKError
+
+log = logging.getLogger(__name__)
+
+MAX_SESSIONS = 4  # factors kept loaded at once; a fifth evicts the least recently used
+
+# The values of the shape inputs of one call, e.g. (("factor", (1.0, 1.0, 3.0, 3.0)),)
+FactorKey = tuple[tuple[str, tuple[float, ...]], ...]
+
+
+def factor_key(feeds: Mapping[str, np.ndarray], names: list[str]) -> FactorKey:
+    key = []
+    for name in names:
+        values = np.asarray(feeds[name], dtype=np.float64).ravel()
+        if not np.all(np.isfinite(values)):
+            raise InputError(f"input {name!r} holds {values.tolist()}: every value must be a finite number")
+        key.append((name, tuple(float(v) for v in values)))
+    return tuple(key)
+
+
+class FactorSession(Session):
+    """A Session whose calls go to a per-factor session (``create(key)``) or the generic one.
+
+    ``create(key)`` returns a Session on the model rewritten for ``key`` (its inputs lack the
+    factor), or None when the pass changed nothing for that factor.
+    """
+
+    def __init__(self, generic: Session, create: Callable[[FactorKey], Session | None], names: list[str],
+                 max_sessions: int = MAX_SESSIONS):
+        self._generic = generic
+        self._create = create
+        self._names = list(names)
+        self._max = max(1, int(max_sessions))
+        self._sessions: OrderedDict[FactorKey, Session | None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.inputs = tuple(generic.inputs)
+        self.outputs = tuple(generic.outputs)
+
+    def session_for(self, key: FactorKey) -> Session:
+        with self._lock:
+            if self._closed:
+                raise SDKError("this session is closed; create a new Predictor")
+            if key in self._sessions:
+                self._sessions.move_to_end(key)
+                found = self._sessions[key]
+            else:
+                found = self._create(key)
+                self._sessions[key] = found
+                while len(self._sessions) > self._max:
+                    _, evicted = self._sessions.popitem(last=False)
+                    if evicted is not None:
+                        evicted.close()
+            return found if found is not None else self._generic
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.session_for(factor_key(feeds, self._names))
+        if session is self._generic:
+            return session.run(feeds)
+        return session.run({name: value for name, value in feeds.items() if name not in self._names})
+
+    @property
+    def loaded_factors(self) -> list[FactorKey]:
+        """The factors that have a session of their own now, least recently used first."""
+        with self._lock:
+            return [key for key, session in self._sessions.items() if session is not None]
+
+    def __getattr__(self, name: str):
+        # Engine-specific inspection (ORT's .providers, OpenVINO's .ov_property) reaches the engine.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._generic, name)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for session in self._sessions.values():
+                if session is not None:
+                    session.close()
+            self._sessions.clear()
+            self._generic.close()
