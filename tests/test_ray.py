@@ -5,6 +5,7 @@ One two-CPU cluster on 127.0.0.1 serves the whole module; every wait is bounded.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,10 +140,16 @@ class TileCountingUpscaler(Upscaler):
 
 
 def test_the_model_and_its_settings_travel_and_big_images_are_tiled(cluster, runtime_model, tmp_path, photo):
-    copy = tmp_path / "travelling.onnx"
-    copy.write_bytes(Path(runtime_model).read_bytes())
-    shipped = ship_model(copy)
-    copy.unlink()  # the actors must not need the driver's file
+    import onnx
+
+    # A model whose weights live in a file beside it: both must travel.
+    folder = tmp_path / "travelling"
+    folder.mkdir()
+    onnx.save_model(onnx.load(runtime_model), str(folder / "net.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="net.weights", size_threshold=0)
+    assert (folder / "net.weights").stat().st_size > 0
+    shipped = ship_model(folder / "net.onnx")
+    shutil.rmtree(folder)  # the actors must not need the driver's files
     big = np.asarray(Image.fromarray(photo).resize((160, 128)))
     images = [photo, big]  # two sizes: a ragged column
     dataset = ray.data.from_items([{"image": image, "index": i} for i, image in enumerate(images)])
