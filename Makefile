@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e '.[cpu,export,bench,dev,ray]'
+	$(PIP) install --quiet -e '.[cpu,export,bench,serve,dev,ray]'
 	touch $@
 
 install: $(VENV)/.installed

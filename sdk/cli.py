@@ -13,7 +13,7 @@ from .errors import SDKError
 
 # Modules that add subcommands: each has add_commands(subparsers). Imported when the parser is built,
 # so they must keep their heavy imports (torch, engines) inside their handlers.
-COMMAND_MODULES = ("sdk.zoo.commands", "sdk.bench")
+COMMAND_MODULES = ("sdk.zoo.commands", "sdk.bench", "sdk.serve.commands")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show a model's inputs, outputs, opset, metadata and pipeline")
     p.add_argument("model", help="bundled model name or .onnx path")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--probe", action="store_true",
+                   help="also run the model on ort-cpu/auto under each common value range and say which one "
+                        "reproduces its input (a hint for --value-range; see README)")
     add_pipeline_arguments(p)
     p.set_defaults(func=cmd_info)
 
@@ -164,6 +167,14 @@ def cmd_info(args) -> int:
     warning = describe_guesses(resolution, model.name) if resolution else None
     if warning:
         info["pipeline_warning"] = warning
+    if args.probe and resolution:
+        from .predictor import Predictor
+        from .probe import detect_value_range
+
+        with Predictor(model.path, pipeline=resolution.spec) as predictor:
+            found = detect_value_range(predictor)
+        info["probe"] = {"value_range": found.value_range, "reason": found.reason,
+                         "psnr_db": {f"{lo:g}..{hi:g}": round(db, 2) for (lo, hi), db in found.scores.items()}}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -188,6 +199,8 @@ def cmd_info(args) -> int:
         print(f"          {name:13} {text:24} {resolution.sources[name]}")
     if warning:
         print(f"warning   {warning}")
+    if "probe" in info:
+        print(f"probe     value range {info['probe']['reason']}")
     return 0
 
 

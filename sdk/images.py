@@ -244,12 +244,34 @@ def save_atomic(array: np.ndarray, path: Path, overwrite: bool = True, source: D
     With ``source`` (what :func:`decode` read), its ICC profile and EXIF are written where the format
     allows, and its alpha plane, upscaled bicubically to the output's size, where the format has one.
     """
-    from PIL import Image
-
     path = Path(path)
     fmt = output_format(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; remove it or choose another output")
+    picture, options = _picture(array, fmt, source)
+    with atomic_file(path) as handle:
+        try:
+            picture.save(handle, format=fmt, **options)
+        except (ValueError, RuntimeError) as exc:  # Pillow's encoders refusing a size or a tag
+            raise InputError(f"cannot write {path} as {fmt}: {exc}") from exc
+
+
+def encode(array: np.ndarray, fmt: str, source: Decoded | None = None, **options) -> bytes:
+    """The encoded bytes of a picture in Pillow format ``fmt`` ("PNG", "JPEG", "WEBP" ...), carrying
+    ``source``'s profile, EXIF and alpha as :func:`save_atomic` does (the server answers with these)."""
+    picture, defaults = _picture(array, fmt, source)
+    buffer = io.BytesIO()
+    try:
+        picture.save(buffer, format=fmt, **{**defaults, **options})
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise InputError(f"cannot encode a {array.shape[1]}x{array.shape[0]} picture as {fmt}: {exc}") from exc
+    return buffer.getvalue()
+
+
+def _picture(array: np.ndarray, fmt: str, source: Decoded | None):
+    """The PIL picture and encoder options for writing ``array`` as ``fmt``, with what ``source`` carries."""
+    from PIL import Image
+
     picture = Image.fromarray(array)
     options = dict(_SAVE_OPTIONS.get(fmt, {}))
     if source is not None:
@@ -260,8 +282,4 @@ def save_atomic(array: np.ndarray, path: Path, overwrite: bool = True, source: D
         if source.alpha is not None and fmt in _KEEPS_ALPHA:
             alpha = Image.fromarray(source.alpha).resize(picture.size, Image.Resampling.BICUBIC)
             picture.putalpha(alpha)
-    with atomic_file(path) as handle:
-        try:
-            picture.save(handle, format=fmt, **options)
-        except (ValueError, RuntimeError) as exc:  # Pillow's encoders refusing a size or a tag
-            raise InputError(f"cannot write {path} as {fmt}: {exc}") from exc
+    return picture, options

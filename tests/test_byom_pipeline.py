@@ -157,3 +157,19 @@ def test_no_warning_when_everything_is_declared(runtime_model, caplog):
     with caplog.at_level(logging.WARNING, logger="sdk"):
         sdk.Predictor(runtime_model, backend="ort-cpu", pipeline={"color": "rgb", "value_range": (0, 255)})
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_value_range_probe_on_the_trained_bundled_models():
+    """What the README reports: clear on SRCNN (0..255), ambiguous on ESPCN, so it keeps nothing there."""
+    from sdk.probe import detect_value_range
+
+    found = detect_value_range(sdk.Predictor("srcnn", backend="ort-cpu"))
+    assert found.value_range == (0.0, 255.0)
+    assert found.scores[(0.0, 255.0)] > 40 > found.scores[(0.0, 1.0)] + 20
+    assert detect_value_range(sdk.Predictor("espcn", backend="ort-cpu")).value_range is None
+
+
+def test_info_probe(capsys):
+    assert cli.main(["info", "srcnn3", "--probe", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["probe"]["value_range"] == [0.0, 255.0] and "0..255" in info["probe"]["psnr_db"]

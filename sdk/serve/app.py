@@ -1,0 +1,519 @@
+"""The ASGI app: routes, admission, limits, batching through the engine thread, errors at the edge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from .. import memory, tiling
+from ..errors import InputError, SDKError
+from ..footprint import footprint
+from . import coding, protocol
+from .engine import Engine
+from .errors import HTTPError, bad_request, too_large, unprocessable
+from .metrics import Metrics
+from .runner import TileRunner
+from .settings import ServeSettings
+
+log = logging.getLogger("sdk.serve")
+access_log = logging.getLogger("sdk.serve.access")
+
+SERVER_NAME = "deploy-sdk"
+# Reachable without the token: orchestrators' probes, and the page itself (it holds no data; its
+# calls carry the token the user types in).
+PUBLIC_PATHS = {"/", "/v2/health/live", "/v2/health/ready"}
+
+
+def create_app(predictor, settings: ServeSettings | None = None, **overrides) -> Starlette:
+    settings = settings or ServeSettings()
+    if overrides:
+        settings = settings.replace(**overrides)
+    server = ModelServer(predictor, settings)
+    routes = [
+        Route("/", server.page, methods=["GET"]),
+        Route("/metrics", server.metrics_endpoint, methods=["GET"]),
+        Route("/v1/models", server.list_models, methods=["GET"]),
+        Route("/v1/models/{name}/upscale", server.upscale_endpoint, methods=["POST"]),
+        Route("/v2", server.server_metadata, methods=["GET"]),
+        Route("/v2/health/live", server.live, methods=["GET"]),
+        Route("/v2/health/ready", server.ready, methods=["GET"]),
+        Route("/v2/models/{name}", server.model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/ready", server.model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/infer", server.infer_endpoint, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=server.lifespan,
+                    exception_handlers={404: server.not_found, 405: server.not_allowed})
+    app.state.server = server
+    return _Gate(app, server)
+
+
+class _Gate:
+    """Outermost layer: token check, metrics and one access-log line per request (plain ASGI, so it
+    adds microseconds, not a middleware stack)."""
+
+    def __init__(self, app: Starlette, server: "ModelServer"):
+        self.app = app
+        self.server = server
+        self.state = app.state
+
+    def __getattr__(self, name):  # routes, url_path_for ... as on the Starlette app
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status, sent = 500, 0
+
+        async def send_wrapper(message):
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        token = self.server.settings.token
+        try:
+            if token is not None and scope["path"] not in PUBLIC_PATHS and not _authorized(scope, token):
+                response = _error(401, "missing or wrong token: send 'Authorization: Bearer <token>'",
+                                  {"www-authenticate": "Bearer"})
+                await response(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            seconds = time.perf_counter() - started
+            self.server.observe(route, scope["method"], status, seconds)
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client") or ("", 0)
+                access_log.info(json.dumps({
+                    "ts": round(time.time(), 3), "client": client[0], "method": scope["method"],
+                    "path": scope["path"], "route": route, "status": status, "ms": round(seconds * 1000, 2),
+                    "bytes_out": sent, "error": scope.get("sdk.error"),
+                }, separators=(",", ":")))
+
+
+def _authorized(scope, token: str) -> bool:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, given = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                return hmac.compare_digest(given.strip().encode(), token.encode())
+    return False
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class ModelServer:
+    """One model, one engine thread, a pool of worker threads, and the request handlers."""
+
+    def __init__(self, predictor, settings: ServeSettings):
+        self.predictor = predictor
+        self.settings = settings
+        self.name = predictor.model.name
+        self.runner = TileRunner(predictor)
+        self.metrics = Metrics()
+        self.engine = Engine(self.runner.run, settings.max_batch, settings.max_delay_ms / 1000.0,
+                             self.metrics.observe_engine)
+        # Each admitted image request holds a worker while its tiles wait on the engine, so there is
+        # one per place in the queue, plus a few for the raw-tensor requests' encoding.
+        self.workers = ThreadPoolExecutor(settings.max_queue + settings.workers, thread_name_prefix="sdk-serve-worker")
+        self.margin = tiling.margin_for(tiling.receptive_radius(predictor.model.proto, predictor.spec.image_input, 4))
+        self._plans: dict[int, tiling.Plan] = {}
+        self.admitted = 0
+        self._latency = 1.0  # a running mean of request seconds, for Retry-After
+        self._page = None
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        yield
+        # uvicorn calls this after in-flight requests are done (or the grace period is over).
+        self.close()
+
+    def close(self) -> None:
+        self.engine.close(timeout=30)
+        self.workers.shutdown(wait=False, cancel_futures=True)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.metrics.requests.labels(route, method, str(status)).inc()
+        self.metrics.latency.labels(route).observe(seconds)
+        if status < 400 and route.endswith(("/upscale", "/infer")):
+            self._latency = 0.9 * self._latency + 0.1 * seconds
+
+    # -- the work shared by both inference endpoints ------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def admission(self):
+        """A place in the bounded queue, or a 503 telling the client when to come back."""
+        if self.admitted >= self.settings.max_queue:
+            self.metrics.rejected.inc()
+            retry = max(1, math.ceil(self._latency * self.admitted / max(1, self.settings.max_batch)))
+            raise HTTPError(503, f"the server is busy ({self.admitted} requests in flight, --max-queue "
+                                 f"{self.settings.max_queue}); retry in {retry} s", {"retry-after": str(retry)})
+        self.admitted += 1
+        self.metrics.in_flight.set(self.admitted)
+        try:
+            yield
+        finally:
+            self.admitted -= 1
+            self.metrics.in_flight.set(self.admitted)
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large(f"the body is {int(declared)} bytes; this server takes at most {limit} (--max-body)")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(f"the body is over {limit} bytes (--max-body)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def guarded(self, request: Request, work):
+        """Run ``work`` within the request timeout; a client that hangs up cancels it (its queued
+        tiles are dropped before they reach the engine)."""
+        task = asyncio.ensure_future(work)
+        watcher = asyncio.ensure_future(_disconnected(request))
+        try:
+            done, _ = await asyncio.wait({task, watcher}, timeout=self.settings.timeout_s or None,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        if watcher in done:
+            raise HTTPError(499, "the client closed the connection")
+        raise HTTPError(504, f"the request took longer than {self.settings.timeout_s:g} s (--timeout); "
+                             "send a smaller image or retry when the server is less busy")
+
+    async def in_worker(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.workers, fn, *args)
+
+    def check_scale(self, text) -> int:
+        try:
+            if isinstance(text, str):
+                text = _number(text)
+            return self.predictor.pipeline.check_scale(text)
+        except InputError as exc:
+            raise unprocessable(str(exc)) from None
+
+    async def upscale_bytes(self, data: bytes, scale: int, fmt_name: str | None) -> tuple[bytes, str, tuple, tuple]:
+        """Encoded image -> encoded result, in one worker thread that waits on the engine for its tiles."""
+        ticket = _Ticket(self.engine)
+        try:
+            return await self.in_worker(self._upscale_sync, data, scale, fmt_name, ticket)
+        except asyncio.CancelledError:
+            ticket.cancel()  # its queued tiles are dropped before they reach the engine
+            raise
+
+    def _upscale_sync(self, data: bytes, scale: int, fmt_name: str | None, ticket: "_Ticket"):
+        ticket.begin()  # decoding: this request will submit soon, so a forming batch may wait for it
+        try:
+            decoded, source_format = coding.decode(data, self.settings.max_pixels)
+            fmt = coding.output_format(fmt_name, source_format)
+            height, width = decoded.pixels.shape[:2]
+            coding.check_size(fmt, height * scale, width * scale)
+            self._check_memory(height, width, scale)
+            plan = self._plan(scale)
+            out = tiling.upscale_tiled(decoded.pixels[None], scale, plan,
+                                       lambda windows: self._run_windows(windows, scale, plan.batch, ticket))[0]
+        finally:
+            ticket.end()
+        body, content_type = coding.encode(out, fmt, decoded)
+        return body, content_type, (width, height), (out.shape[1], out.shape[0])
+
+    def _run_windows(self, windows: np.ndarray, scale: int, limit: int, ticket: "_Ticket") -> np.ndarray:
+        """sdk.tiling's window runner: prepare here, run on the engine thread with other requests'
+        windows of the same shape, finish here."""
+        if ticket.cancelled:
+            raise asyncio.CancelledError()
+        ticket.begin()
+        try:
+            tensor, prepared = self.runner.prepare(windows, scale)
+            future = ticket.future = self.engine.submit(tensor, scale, limit)
+        finally:
+            ticket.end()
+        if ticket.cancelled:
+            future.cancel()
+        return self.runner.finish(future.result(), prepared)
+
+    def _plan(self, scale: int) -> tiling.Plan:
+        """Windows of one shape for every image (so that requests share engine calls); a static-size
+        model's own size, padded at the edges as sdk.tiling pads it."""
+        plan = self._plans.get(scale)
+        if plan is None:
+            margin = self.margin
+            static = self.predictor.pipeline.static_size
+            if static is not None:
+                window = (int(static[0]), int(static[1]))
+                if min(window) <= 2 * margin:
+                    margin = max(0, (min(window) - 1) // 4)
+            else:
+                window = (self.settings.tile + 2 * margin,) * 2
+            plan = self._plans[scale] = tiling.Plan(window, margin, self._batch_limit(window, scale), exact=static is not None)
+        return plan
+
+    def _batch_limit(self, window: tuple[int, int], scale: int) -> int:
+        """Tiles per engine call: --max-batch, fewer when the model's activations would not fit the
+        memory budget, 1 for a model without a dynamic batch axis."""
+        if not self.predictor._dynamic_batch:
+            return 1
+        found = footprint(self.predictor.model, self.predictor.spec, scale)
+        fits = found.pixels_within(memory.budget(None, self.predictor.device)) // (window[0] * window[1])
+        return int(max(1, min(self.settings.max_batch, fits)))
+
+    def _check_memory(self, height: int, width: int, scale: int) -> None:
+        need = height * scale * width * scale * 3
+        room = memory.available()
+        if need > room:
+            raise too_large(f"the {width * scale}x{height * scale} result would need {memory.gib(need)}, more than the "
+                            f"{memory.gib(room)} of memory available; send a smaller image or use a smaller scale")
+
+    # -- /v1: images in, images out -------------------------------------------------------------------
+
+    async def upscale_endpoint(self, request: Request) -> Response:
+        return await self._handle(request, self._upscale, v2=False)
+
+    async def _upscale(self, request: Request) -> Response:
+        self._check_model(request)
+        scale = self.check_scale(request.query_params.get("scale"))
+        fmt = request.query_params.get("format")
+        if fmt is not None:
+            coding.output_format(fmt, None)  # a bad format is refused before any work
+        async with self.admission():
+            started = time.perf_counter()
+            body = await self.read_body(request)
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                body = await _form_image(request, body)
+            data, content_type, (w, h), (ow, oh) = await self.guarded(request, self.upscale_bytes(body, scale, fmt))
+        ms = (time.perf_counter() - started) * 1000
+        return Response(data, media_type=content_type, headers={
+            "x-sdk-model": self.name, "x-sdk-backend": self.predictor.backend, "x-sdk-device": self.predictor.device,
+            "x-sdk-scale": str(scale), "x-sdk-input-size": f"{w}x{h}", "x-sdk-output-size": f"{ow}x{oh}",
+            "x-sdk-time-ms": f"{ms:.1f}",
+        })
+
+    # -- /v2: the Open Inference Protocol ------------------------------------------------------------
+
+    async def infer_endpoint(self, request: Request) -> Response:
+        return await self._handle(request, self._infer, v2=True)
+
+    async def _infer(self, request: Request) -> Response:
+        self._check_model(request)
+        async with self.admission():
+            body = await self.read_body(request)
+            parsed = protocol.parse_request(body, request.headers.get(protocol.HEADER_LENGTH))
+            outputs = await self.guarded(request, self._infer_outputs(parsed))
+        data, headers = await self.in_worker(protocol.encode_response, self.name, parsed, outputs)
+        return Response(data, headers=headers)
+
+    async def _infer_outputs(self, parsed: protocol.InferRequest) -> list[protocol.InferOutput]:
+        images = [i for i in parsed.inputs if i.datatype == "BYTES"]
+        if images:
+            return await self._infer_images(parsed, images)
+        feeds = {i.name: i.data for i in parsed.inputs}
+        try:
+            from ..predictor import check_feeds
+
+            check_feeds(feeds, self.predictor.inputs)
+        except InputError as exc:
+            raise bad_request(str(exc)) from None
+        results = await asyncio.wrap_future(self.engine.call(lambda: self.predictor.run(feeds)))
+        wanted = [o.get("name") for o in parsed.outputs] if parsed.outputs else list(results)
+        unknown = [n for n in wanted if n not in results]
+        if unknown:
+            raise bad_request(f"unknown output(s) {unknown}; the model's outputs are {list(results)}")
+        return [protocol.InferOutput(n, np.asarray(results[n])) for n in wanted]
+
+    async def _infer_images(self, parsed, images) -> list[protocol.InferOutput]:
+        if len(parsed.inputs) != 1:
+            raise bad_request("an image request has one BYTES input (the encoded images) and nothing else; "
+                              "put scale and format in the request's parameters")
+        scale = self.check_scale(parsed.parameters.get("scale"))
+        fmt = parsed.parameters.get("format")
+        if fmt is not None and not isinstance(fmt, str):
+            raise unprocessable("parameters.format must be a string: png, jpeg or webp")
+        if fmt is not None:
+            coding.output_format(fmt, None)
+        if parsed.outputs and [o.get("name") for o in parsed.outputs] != ["image"]:
+            raise bad_request("an image request has one output, 'image' (the encoded results)")
+        encoded = await asyncio.gather(*(self.upscale_bytes(e, scale, fmt) for e in images[0].data))
+        return [protocol.InferOutput("image", [e[0] for e in encoded], shape=images[0].shape)]
+
+    def _model_doc(self) -> dict:
+        def tensors(infos):
+            return [{"name": t.name, "datatype": protocol.datatype_of(t.dtype),
+                     "shape": [d if isinstance(d, int) else -1 for d in t.shape]} for t in infos]
+
+        return {"name": self.name, "versions": ["1"], "platform": "onnx", "inputs": tensors(self.predictor.inputs),
+                "outputs": tensors(self.predictor.outputs),
+                "parameters": {"backend": self.predictor.backend, "device": self.predictor.device,
+                               "scale": self.predictor.scale, "image_input": {"name": "image", "datatype": "BYTES"}}}
+
+    async def server_metadata(self, request: Request) -> Response:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ours = version("deploy-sdk")
+        except PackageNotFoundError:  # pragma: no cover - a source checkout without install
+            ours = "unknown"
+        return JSONResponse({"name": SERVER_NAME, "version": ours, "extensions": ["binary_tensor_data"]})
+
+    async def live(self, request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        return JSONResponse({"ready": True})
+
+    async def model_metadata(self, request: Request) -> Response:
+        return await self._handle(request, self._metadata, v2=True)
+
+    async def _metadata(self, request: Request) -> Response:
+        self._check_model(request)
+        return JSONResponse(self._model_doc())
+
+    async def model_ready(self, request: Request) -> Response:
+        return await self._handle(request, self._model_ready, v2=True)
+
+    async def _model_ready(self, request: Request) -> Response:
+        self._check_model(request)
+        return JSONResponse({"name": self.name, "ready": True})
+
+    # -- the rest ---------------------------------------------------------------------------------------
+
+    async def list_models(self, request: Request) -> Response:
+        doc = self._model_doc()
+        doc["runtime_scale"] = self.predictor.scale is None
+        return JSONResponse({"models": [doc]})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        self.metrics.queue_depth.set(self.engine.queued)
+        body, content_type = self.metrics.render()
+        return Response(body, headers={"content-type": content_type})
+
+    async def page(self, request: Request) -> Response:
+        if self._page is None:
+            self._page = resources.files("sdk.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+        return HTMLResponse(self._page)
+
+    async def not_found(self, request: Request, exc) -> Response:
+        return _error(404, f"no such endpoint {request.url.path}; see /v2 and /v1/models/{self.name}/upscale")
+
+    async def not_allowed(self, request: Request, exc) -> Response:
+        return _error(405, f"{request.method} is not allowed on {request.url.path}")
+
+    def _check_model(self, request: Request) -> None:
+        name = request.path_params["name"]
+        if name != self.name:
+            raise HTTPError(404, f"model {name!r} is not served here; this server serves {self.name!r}")
+
+    async def _handle(self, request: Request, handler, v2: bool) -> Response:
+        """Every failure becomes {"error": message} with its status; nothing else leaves the server."""
+        try:
+            return await handler(request)
+        except HTTPError as exc:
+            request.scope["sdk.error"] = exc.message
+            return _error(exc.status, exc.message, exc.headers)
+        except InputError as exc:
+            request.scope["sdk.error"] = str(exc)
+            return _error(400, str(exc))
+        except SDKError as exc:
+            log.error("request failed: %s", exc)
+            request.scope["sdk.error"] = str(exc)
+            return _error(500, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("request %s %s failed", request.method, request.url.path)
+            request.scope["sdk.error"] = "internal error"
+            return _error(500, "internal server error; the server log has the details")
+
+
+def _number(text: str):
+    """A query parameter as a number when it is one; otherwise as given, for check_scale to refuse."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+class _Ticket:
+    """One image request's link to the engine: whether it is about to submit, and how to call it off."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.cancelled = False
+        self.future = None
+        self._preparing = False
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        with self._lock:
+            if not self._preparing and not self.cancelled:
+                self._preparing = True
+                self.engine.preparing(+1)
+
+    def end(self) -> None:
+        with self._lock:
+            if self._preparing:
+                self._preparing = False
+                self.engine.preparing(-1)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        future = self.future
+        if future is not None:
+            future.cancel()
+        self.end()
+
+
+async def _disconnected(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _form_image(request: Request, body: bytes) -> bytes:
+    """The image of a multipart form: the field 'image', else the only file."""
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form_request = Request(request.scope, replay)
+    try:
+        form = await form_request.form(max_files=4, max_fields=16)
+    except Exception as exc:  # python-multipart's errors are many; all mean a malformed form
+        raise bad_request(f"the multipart form cannot be read ({exc}); send the image as the field 'image'") from None
+    item = form.get("image")
+    if item is None:
+        files = [v for _, v in form.multi_items() if hasattr(v, "read")]
+        if len(files) != 1:
+            raise bad_request("the multipart form has no field 'image' (and not exactly one file)")
+        item = files[0]
+    if isinstance(item, str):
+        return item.encode("latin-1")
+    return await item.read()

@@ -1,0 +1,83 @@
+"""Encoded image bytes <-> pixels for the server: sdk.images does the reading and writing (EXIF
+orientation, ICC profile, EXIF, alpha, as ``sdk upscale`` keeps them); this adds the pixel limit,
+checked from the image header before decoding, so a decompression bomb (a small file that claims
+billions of pixels) is refused before a byte of it is inflated.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+
+from .. import images
+from ..errors import InputError
+from .errors import bad_request, too_large, unprocessable
+
+# Answer formats: query name -> (Pillow format, content type).
+FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
+_ALIASES = {"jpg": "jpeg"}
+_FROM_PILLOW = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp"}
+# The server answers quickly rather than small: zlib level 1 costs a fraction of level 3's time.
+_FAST = {"PNG": {"compress_level": 1}}
+
+
+def output_format(name: str | None, decoded_format: str | None = None) -> str:
+    """The format to answer in: the one asked for, else the input's own, else PNG."""
+    if name is None:
+        return decoded_format or "png"
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in FORMATS:
+        raise unprocessable(f"format={name!r} is not one of {sorted(FORMATS)}")
+    return key
+
+
+def decode(data: bytes, max_pixels: int) -> tuple[images.Decoded, str | None]:
+    """(what sdk.images read, the input's format among FORMATS or None); HTTP errors for bad bytes."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise bad_request("the request has no image: send the encoded image (PNG, JPEG, WebP ...) as the body")
+    with warnings.catch_warnings():
+        # Pillow warns (and past twice its own limit raises) about huge images; our limit comes first.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))  # parses the header only
+        except Image.DecompressionBombError as exc:
+            raise too_large(f"the image is too large to decode ({exc}); this server takes at most {max_pixels} pixels") from None
+        except UnidentifiedImageError:
+            raise bad_request(f"the body ({len(data)} bytes) is not an image in a format Pillow reads; "
+                              "send PNG, JPEG or WebP bytes") from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise bad_request(f"the image header is damaged ({exc}); send PNG, JPEG or WebP bytes") from None
+        width, height = img.size
+        if width * height > max_pixels:
+            raise too_large(f"the image is {width}x{height} = {width * height} pixels; this server takes at most "
+                            f"{max_pixels} (--max-pixels); downscale it or split it")
+        source_format = _FROM_PILLOW.get(img.format or "")
+        try:
+            img.load()
+            decoded = images.decode(img)
+        except InputError as exc:
+            raise bad_request(str(exc)) from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise bad_request(f"the image is damaged and cannot be decoded ({exc})") from None
+    return decoded, source_format
+
+
+def check_size(fmt: str, height: int, width: int) -> None:
+    """422 when the answer's format cannot hold a picture this large (WebP: 16383 pixels a side)."""
+    pil_format = FORMATS[fmt][0]
+    limit = images.MAX_SIDE.get(pil_format)
+    if limit is not None and max(height, width) > limit:
+        raise unprocessable(f"a {width}x{height} result does not fit in {fmt} (at most {limit} pixels a side); "
+                            "ask for format=png or a smaller scale")
+
+
+def encode(pixels: np.ndarray, fmt: str, source: images.Decoded | None) -> tuple[bytes, str]:
+    pil_format, content_type = FORMATS[fmt]
+    try:
+        return images.encode(pixels, pil_format, source, **_FAST.get(pil_format, {})), content_type
+    except InputError as exc:
+        raise unprocessable(str(exc)) from None

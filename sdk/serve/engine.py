@@ -1,0 +1,170 @@
+"""One engine thread that batches tiles across requests.
+
+Requests hand in prepared tensors (N x C x h x w float32, already in the model's space); the thread
+stacks those of one (h, w, scale) into a single engine call of at most ``max_batch`` tiles and hands
+each request its slice of the output. Everything else (decoding, pre/post-processing, encoding)
+runs in the request's worker threads, so the engine never waits on them. The thread waits up to
+``max_delay`` for a fuller batch only while some request is still preparing a tensor: with nobody
+coming it runs at once, so a lone request pays no batching delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    key: tuple
+    tensor: np.ndarray | None
+    scale: int | None
+    future: Future
+    call: Callable[[], object] | None = None  # an exclusive job (raw tensors) runs alone
+    limit: int = 0  # most tiles in one call with this job (0: the engine's max_batch)
+    arrived: float = field(default_factory=time.monotonic)
+
+    @property
+    def size(self) -> int:
+        return 1 if self.tensor is None else len(self.tensor)
+
+
+class Engine:
+    """Runs ``run_batch(tensor, scale) -> tensor`` on one thread, batching submissions."""
+
+    def __init__(self, run_batch: Callable[[np.ndarray, int], np.ndarray], max_batch: int, max_delay_s: float,
+                 observe: Callable[[int, float], None] | None = None):
+        self._run_batch = run_batch
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self._observe = observe or (lambda size, seconds: None)
+        self._jobs: deque[_Job] = deque()
+        self._cond = threading.Condition()
+        self._preparing = 0
+        self._closing = False
+        self.calls = 0
+        self._thread = threading.Thread(target=self._loop, name="sdk-serve-engine", daemon=True)
+        self._thread.start()
+
+    # -- the request side ------------------------------------------------------------------------
+
+    def preparing(self, delta: int) -> None:
+        """A request says it is about to submit (+1) or has submitted / given up (-1)."""
+        with self._cond:
+            self._preparing += delta
+            self._cond.notify_all()
+
+    def submit(self, tensor: np.ndarray, scale: int, limit: int = 0) -> Future:
+        """Queue a stack of tiles; the future gets the engine's output for exactly these tiles.
+        ``limit`` caps the tiles of the call it joins (memory, or a model without a batch axis)."""
+        key = ("tiles", tensor.shape[1:], tensor.dtype.str, scale, limit)
+        return self._put(_Job(key, tensor, scale, Future(), limit=limit))
+
+    def call(self, fn: Callable[[], object]) -> Future:
+        """Run ``fn`` on the engine thread, alone (raw-tensor requests share the one engine)."""
+        return self._put(_Job(("call",), None, None, Future(), call=fn))
+
+    def _put(self, job: _Job) -> Future:
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("the engine is shutting down")
+            self._jobs.append(job)
+            self._cond.notify_all()
+        return job.future
+
+    @property
+    def queued(self) -> int:
+        with self._cond:
+            return sum(j.size for j in self._jobs)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Finish what is queued, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    # -- the engine thread --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._run(batch)
+
+    def _next_batch(self) -> list[_Job] | None:
+        with self._cond:
+            while True:
+                while not self._jobs and not self._closing:
+                    self._cond.wait()
+                if not self._jobs:
+                    return None
+                # Cancelled jobs (timed-out or disconnected clients) give their place up here.
+                live = [j for j in self._jobs if not j.future.cancelled()]
+                if len(live) != len(self._jobs):
+                    self._jobs = deque(live)
+                    continue
+                first = self._jobs[0]
+                if first.call is not None:
+                    self._jobs.popleft()
+                    return [first]
+                deadline = first.arrived + self.max_delay_s
+                most = min(self.max_batch, first.limit or self.max_batch)
+                while True:
+                    chosen, total = self._gather(first.key, most)
+                    remaining = deadline - time.monotonic()
+                    if total >= most or self._preparing <= 0 or remaining <= 0 or self._closing:
+                        break
+                    self._cond.wait(remaining)
+                for job in chosen:
+                    self._jobs.remove(job)
+                return chosen
+
+    def _gather(self, key: tuple, most: int) -> tuple[list[_Job], int]:
+        chosen, total = [], 0
+        for job in self._jobs:
+            if job.key == key and not job.future.cancelled():
+                if chosen and total + job.size > most:
+                    break
+                chosen.append(job)
+                total += job.size
+        return chosen, total
+
+    def _run(self, batch: list[_Job]) -> None:
+        batch = [j for j in batch if j.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            if batch[0].call is not None:
+                result = batch[0].call()
+                size = 1
+            else:
+                tensors = [j.tensor for j in batch]
+                stacked = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
+                size = len(stacked)
+                result = self._run_batch(stacked, batch[0].scale)
+        except BaseException as exc:  # every waiting request gets the error; the thread goes on
+            for job in batch:
+                job.future.set_exception(exc)
+            return
+        finally:
+            self.calls += 1
+        self._observe(size, time.perf_counter() - started)
+        if batch[0].call is not None:
+            batch[0].future.set_result(result)
+            return
+        offset = 0
+        for job in batch:
+            job.future.set_result(result[offset:offset + job.size])
+            offset += job.size

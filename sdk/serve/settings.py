@@ -1,0 +1,48 @@
+"""What an operator can tune about a server, in one frozen record (the CLI and create_app share it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    # Batching: tiles per engine call, and how long the engine waits for more while a request that
+    # is about to submit is still decoding (it never waits when nobody is coming).
+    max_batch: int = 8
+    max_delay_ms: float = 5.0
+    # Back-pressure: requests admitted at once (decoding, queued, running, encoding); past it, 503.
+    max_queue: int = 64
+    # Hostile uploads: input pixels (read from the header, before decoding) and body bytes.
+    max_pixels: int = 4096 * 4096
+    max_body_bytes: int = 64 * 1024 * 1024
+    timeout_s: float = 60.0
+    # Images are cut into windows of one size (tile x tile input pixels plus the model's margin of
+    # context, from sdk.tiling) so that images of different sizes share engine calls; an image that
+    # fits in one window runs whole, exactly as Predictor runs it.
+    tile: int = 256
+    # Bearer token; None means no authentication (only sensible on the loopback).
+    token: str | None = None
+    # Threads for decoding, pre/post-processing and encoding (beside the engine's thread).
+    workers: int = 4
+
+    def __post_init__(self):
+        for name in ("max_batch", "max_queue", "max_pixels", "max_body_bytes", "tile", "workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name}={value!r} must be a positive whole number")
+        for name in ("max_delay_ms", "timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise InputError(f"{name}={value!r} must be a number >= 0")
+        if self.token is not None and not self.token:
+            raise InputError("token must not be empty; pass a long random string, or no token at all")
+
+    def replace(self, **changes) -> "ServeSettings":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise InputError(f"unknown server setting(s) {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
