@@ -252,3 +252,19 @@ def test_bundled_models_carry_their_pipeline(name, caplog):
         predictor = sdk.Predictor(name, backend="ort-cpu")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert set(predictor.spec_sources.values()) <= {"metadata", "default"}
+
+
+def test_annotated_fp16_and_multiple_of_need_no_hints(image, tmp_path, caplog):
+    odd = image[:19, :23].copy()
+    unet = NeedsMultipleOf8()
+    annotate(export(NeedsMultipleOf8(), tmp_path / "unet.onnx"), tmp_path / "unet-a.onnx",
+             {"value_range": (0, 1), "multiple_of": 8, "color": "rgb"})
+    half = Net(4)
+    annotate(export(Net(4), tmp_path / "half.onnx", dtype=torch.float16), tmp_path / "half-a.onnx",
+             {"value_range": (0, 1), "color": "rgb"})
+    with caplog.at_level(logging.WARNING, logger="sdk"):
+        unet_p = sdk.Predictor(tmp_path / "unet-a.onnx", backend="ort-cpu")
+        half_p = sdk.Predictor(tmp_path / "half-a.onnx", backend="ort-cpu")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert max_diff(unet_p(odd), reference(unet, odd, pad_to=(24, 24))) <= 1
+    assert psnr(half_p(image), reference(half, image)) >= 40

@@ -260,3 +260,11 @@ def test_builtin_backends_on_a_cpu_machine(fresh_plugins):
     assert not cuda.available
     # The reason names what is missing: the GPU build of onnxruntime, or a GPU.
     assert "onnxruntime-gpu" in cuda.reason or "GPU" in cuda.reason
+
+
+@pytest.mark.parametrize("auto", ["AUTO", "Auto", " auto "])
+def test_auto_in_any_casing_is_auto(site, runtime_model, monkeypatch, caplog, auto):
+    assert sdk.Predictor(runtime_model, backend=auto).backend == "fake-fast"  # falls back past fake-flaky
+    assert "fake-flaky" in caplog.text
+    monkeypatch.setenv("SDK_LOAD_PLUGINS", "picky,onnxruntime")
+    assert sdk.Predictor(runtime_model, backend=auto, turbo=True).backend == "fake-picky"  # options narrow it
