@@ -19,7 +19,8 @@ from sdk.errors import BackendUnavailableError, InputError, ModelError, SDKError
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 # Keys of **options that are not SessionOptions attributes.
-_OWN_OPTIONS = {"provider_options", "session_config", "cudnn_conv_algo_search"}
+_OWN_OPTIONS = {"provider_options", "session_config", "cudnn_conv_algo_search", "precision"}
+PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32",)}
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
     "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
@@ -73,6 +74,7 @@ class OrtSession(Session):
 
     def __init__(self, ort, model, providers: list, options: Mapping[str, Any], device: Device):
         self._session = inference_session(ort, model, providers, options, device)
+        self.model_path = model.path  # the file really loaded (optimised, quantised): for inspection
         self.device = device
         self.inputs = tuple(_info(i) for i in self._session.get_inputs())
         self.outputs = tuple(_info(o) for o in self._session.get_outputs())
@@ -152,10 +154,12 @@ class OrtCpuBackend(_OrtBackend):
         return Availability.yes(onnxruntime=ort.__version__, threads=cpu_cores())
 
     def create_session(self, model, device: Device, options: Mapping[str, Any]) -> Session:
-        return OrtSession(_import_ort(), model, [CPU], options, device)
+        ort = _import_ort()
+        return OrtSession(ort, _at_precision(ort, model, options, device), [CPU], options, device)
 
     def raw_runner(self, model, device: Device, options: Mapping[str, Any]) -> RawRunner:
-        return _raw(inference_session(_import_ort(), model, [CPU], options, device),
+        ort = _import_ort()
+        return _raw(inference_session(ort, _at_precision(ort, model, options, device), [CPU], options, device),
                     "bare onnxruntime InferenceSession.run with the ort-cpu session options")
 
 
@@ -192,6 +196,7 @@ class OrtCudaBackend(_OrtBackend):
 
     def _session(self, model, device: Device, options: Mapping[str, Any]) -> "OrtSession":
         ort = _import_ort()
+        _at_precision(ort, model, options, device)
         provider_options = {
             "device_id": device.index,
             # EXHAUSTIVE pays a benchmark per new input shape; images come in many shapes.
@@ -206,6 +211,21 @@ class OrtCudaBackend(_OrtBackend):
                 f"{session.providers}); check the CUDA and cuDNN libraries onnxruntime-gpu {ort.__version__} needs"
             )
         return session
+
+
+def _at_precision(ort, model, options: Mapping[str, Any], device: Device):
+    """The model to load for ``precision`` (default fp32: the model itself)."""
+    precision = options.get("precision", "fp32")
+    allowed = PRECISIONS[device.kind]
+    if precision not in allowed:
+        # Unavailable rather than a bad input: under backend="auto" another engine may run it.
+        raise BackendUnavailableError(f"onnxruntime on {device.kind} runs precision {' or '.join(map(repr, allowed))}, "
+                                      f"not {precision!r} (openvino takes 'bf16'; trt takes 'fp16')")
+    if precision == "int8":
+        from .ort_int8 import int8_model
+
+        return int8_model(model, ort)
+    return model
 
 
 def _raw(session, description: str) -> RawRunner:

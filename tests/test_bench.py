@@ -236,3 +236,17 @@ def test_a_bundled_model_is_rebuilt_from_the_zoo_with_the_files_weights():
 
     module, names, source = reference_module(Model("srcnn3"))
     assert source.startswith("sdk.zoo srcnn3") and names == ["input", "factor"]
+
+
+def test_variants_add_sdk_rows_with_typed_options():
+    from sdk.bench.compare import parse_variant, plan_rows
+
+    assert parse_variant("ort-cpu:precision=int8,optimize=false") == (
+        "ort-cpu", (("optimize", False), ("precision", "int8")))
+    assert parse_variant("openvino:threads=2") == ("openvino", (("threads", 2),))
+    with pytest.raises(SDKError, match="BACKEND:KEY=VALUE"):
+        parse_variant("ort-cpu")
+    rows = plan_rows(["ort-cpu"], "cpu", variants=[parse_variant("ort-cpu:precision=int8")])
+    assert [(r.kind, r.options) for r in rows][:2] == [("sdk", ()), ("sdk", (("precision", "int8"),))]
+    with pytest.raises(SDKError, match="not among the rows"):
+        plan_rows(["ort-cpu"], "cpu", variants=[parse_variant("nonesuch:a=1")])

@@ -256,3 +256,11 @@ def test_least_recently_used_factor_sessions_are_closed(runtime_model, photo):
         predictor(photo[:8, :8], scale=scale)
     factors = [dict(key)["factor"][2] for key in predictor.session.loaded_factors]
     assert factors == [float(s) for s in range(3, MAX_SESSIONS + 3)]
+
+
+def test_the_rewritten_model_declares_its_fixed_scale():
+    from sdk.spec import resolve
+
+    rewritten = optimized_model(Model("srcnn3"), {"factor": np.array([1, 1, 4, 4], np.float32)})
+    spec = resolve(rewritten).spec
+    assert spec.scale == 4 and spec.scale_input is None

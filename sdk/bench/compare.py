@@ -33,7 +33,32 @@ class Row:
     options: tuple = ()  # Predictor options of an SDK row, e.g. (("optimize", False),)
 
 
-def plan_rows(selection: list[str], device: str, unoptimized: bool = False) -> list[Row]:
+def parse_variant(text: str) -> tuple[str, tuple]:
+    """"NAME:precision=int8,optimize=false" -> ("NAME", (("optimize", False), ("precision", "int8")))."""
+    name, sep, rest = text.partition(":")
+    pairs = [p for p in rest.split(",") if p.strip()]
+    if not sep or not name.strip() or not pairs or any("=" not in p for p in pairs):
+        raise SDKError(f"--variant {text!r}: write BACKEND:KEY=VALUE[,KEY=VALUE], e.g. NAME:precision=int8")
+    options = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        options[key.strip()] = _typed(value.strip())
+    return name.strip().lower(), tuple(sorted(options.items()))
+
+
+def _typed(value: str):
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def plan_rows(selection: list[str], device: str, unoptimized: bool = False, variants=()) -> list[Row]:
     """The rows for ``--backends``: SDK backends by priority, each with the raw baseline it offers
     (``Backend.raw_runner``), then torch eager, torch compiled and the fp32 floor."""
     from ..devices import parse_device
@@ -60,6 +85,12 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False) -> l
         rows.append(Row("sdk", r.name, where, "" if r.available else r.reason))
         if unoptimized:
             rows.append(Row("sdk", r.name, where, "" if r.available else r.reason, (("optimize", False),)))
+        for name, options in variants:
+            if name == r.name:
+                rows.append(Row("sdk", r.name, where, "" if r.available else r.reason, options))
+    missing = sorted({name for name, _ in variants} - {r.name for r in chosen})
+    if missing:
+        raise SDKError(f"--variant names backend(s) {missing} that are not among the rows; choose from {names}")
     for r in records:
         if r.name in offering and (everything or "raw" in tokens or f"raw-{r.name}" in tokens or r in chosen):
             rows.append(Row("raw", r.name, device if parsed else "/".join(r.devices), "" if r.available else r.reason))
@@ -93,7 +124,8 @@ def run_from_args(args) -> int:
     tolerance = Tolerance(args.max_abs_diff, args.min_psnr)
     stage_runs = args.runs if args.stage_runs is None else args.stage_runs
     plan = Plan(args.warmup, args.runs, stage_runs, args.timeout, args.schedule == "interleaved")
-    rows = plan_rows(args.backends, args.device, getattr(args, "unoptimized", False))
+    variants = [parse_variant(v) for v in getattr(args, "variant", [])]
+    rows = plan_rows(args.backends, args.device, getattr(args, "unoptimized", False), variants)
     machine = describe_machine(args.note)
     config = {
         "model": model.name, "model_file": model.path.name, "model_sha256": model.sha256[:16],

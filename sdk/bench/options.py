@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unoptimized", action="store_true",
                         help="also run every SDK backend with optimize=False (the graph as it is): the "
                         "optimisation pass's before/after in one run")
+    parser.add_argument("--variant", action="append", default=[], metavar="BACKEND:KEY=VALUE[,KEY=VALUE]",
+                        help="an extra SDK row of BACKEND with these Predictor options, e.g. precision=int8 or "
+                        "optimize=false (repeatable; values true/false/numbers are typed)")
     parser.add_argument("--device", default="auto",
                         help="auto (each backend's own default), cpu, cuda or cuda:N for every row")
     parser.add_argument("--warmup", type=_count, default=3, help="untimed calls after the first one (default: 3)")

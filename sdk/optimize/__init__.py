@@ -55,6 +55,7 @@ def optimized_model(model, values: Mapping | None = None, cache_dir: Path | None
         if values:
             shapes = {i.name: i for i in model.inputs}
             proto = specialise(proto, {name: np.asarray(value, dtype=shapes[name].dtype) for name, value in values.items()})
+            _fix_declared_scale(proto, values)
         rewritten, rewrites = optimise(proto)
         for rewrite in rewrites:
             log.info("optimise %s%s: %s", model.name, f" {dict(factor)}" if factor else "", rewrite)
@@ -64,6 +65,31 @@ def optimized_model(model, values: Mapping | None = None, cache_dir: Path | None
     optimized = Model(cache.paths(key)[0])
     optimized.name = model.name  # messages should name the user's model, not a digest
     return optimized
+
+
+def _fix_declared_scale(proto, values: Mapping) -> None:
+    """The rewritten model has no scale input any more: its ``sdk.pipeline`` metadata (if any) must
+    then declare the fixed scale it now has, or anything that reads it would look for the input."""
+    import dataclasses
+
+    import numpy as np
+
+    from ..spec import PIPELINE_KEY, PipelineSpec
+
+    entry = next((p for p in proto.metadata_props if p.key == PIPELINE_KEY), None)
+    if entry is None:
+        return
+    try:
+        spec = PipelineSpec.from_json(entry.value)
+    except Exception:
+        return  # not ours to repair; resolve() reports it on the original model
+    if spec.scale_input not in values:
+        return
+    factor = float(np.asarray(values[spec.scale_input]).ravel()[-1])
+    if factor.is_integer() and factor >= 1:
+        entry.value = dataclasses.replace(spec, scale_input=None, scale=int(factor)).to_json()
+    else:
+        proto.metadata_props.remove(entry)
 
 
 def optimized_session(backend, model, device, options: Mapping[str, Any], cache_dir: Path | None = None):

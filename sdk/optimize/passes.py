@@ -13,7 +13,7 @@ import numpy as np
 from .resize import Rewrite, cached_taps, describe, kernel_2d
 
 # Bump whenever a rewrite changes: it is part of the on-disk cache key, so old results are not reused.
-PASS_VERSION = 1
+PASS_VERSION = 2
 _FLOATS = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
 
 

@@ -12,6 +12,9 @@ from sdk import Availability, Backend, BackendUnavailableError, InputError, RawR
 # The first release line with the ``openvino`` namespace API used here (Core, OVDict, share_outputs).
 MIN_OPENVINO = (2024, 0)
 PRECISIONS = ("f32", "bf16", "f16")
+# The names the other backends use for the same precisions, and ones only other engines run.
+ALIASES = {"fp32": "f32", "fp16": "f16"}
+ELSEWHERE = ("int8",)
 HINTS = ("LATENCY", "THROUGHPUT")
 OPTIONS = ("precision", "threads", "performance_hint", "ov_config")
 
@@ -66,6 +69,11 @@ def compile_config(options: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise InputError(f"unknown openvino option(s) {unknown}; the openvino backend takes {list(OPTIONS)}")
     precision = options.get("precision", "f32")
+    precision = ALIASES.get(precision, precision)
+    if precision in ELSEWHERE:
+        # Another engine's precision: unavailable here, so backend="auto" goes on to that engine.
+        raise BackendUnavailableError(f"openvino does not run precision={precision!r} (ort-cpu does); "
+                                      f"it runs {PRECISIONS}")
     if precision not in PRECISIONS:
         raise InputError(f"precision={precision!r}: use one of {PRECISIONS} (f32 matches the other backends)")
     hint = str(options.get("performance_hint", "LATENCY")).upper()
