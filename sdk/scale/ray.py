@@ -219,7 +219,10 @@ def upscale_files(
     if gpus_per_actor is None:
         gpus_per_actor = 1 if gpus else 0
     if actors is None:
-        actors = int(gpus // gpus_per_actor) if gpus_per_actor else len([n for n in ray.nodes() if n["Alive"]])
+        # Ray Data spreads an actor pool over the nodes. Nodes without CPUs (a head node started with
+        # --num-cpus=0, as clusters often are) take no actor.
+        cpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+        actors = int(gpus // gpus_per_actor) if gpus_per_actor else len(cpu_nodes)
     summary.actors = max(1, min(int(actors), len(todo)))
 
     dataset = ray.data.from_items([{"source": str(source), "target": str(target)} for source, target in todo])
