@@ -29,10 +29,10 @@ if str(ROOT) not in sys.path:  # run from a source checkout without installing
 
 from sdk.errors import SDKError  # noqa: E402
 from sdk.files import atomic_write  # noqa: E402
+from sdk.images import IMAGE_SUFFIXES  # noqa: E402
 from sdk.model import BUNDLED  # noqa: E402
 from sdk.zoo.imaging import crop_to_multiple, downscale, psnr_y, upscale  # noqa: E402
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 # Published Set5 figures (Dong et al., TPAMI 2015; MATLAB bicubic), for orientation beside ours.
 PUBLISHED = {
     "paper: bicubic (MATLAB)": {2: 33.66, 3: 30.39, 4: 28.42},

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import shutil
 import statistics
@@ -76,62 +77,75 @@ def time_ray_job(folder: Path, out: Path, args, actors: int, cores: int) -> floa
     summary = upscale_files([folder], out, model=args.model, scale=args.scale, backend="ort-cpu", actors=actors,
                             batch_size=1, options={"intra_op_num_threads": max(1, cores // actors)})
     seconds = time.perf_counter() - started
-    if summary.failed or summary.done != args.images:
+    if summary.failures or summary.written != args.images:
         raise SystemExit(f"the Ray job with {actors} actor(s) did not upscale every image: {summary}")
     return seconds
 
 
 def per_image_costs(args) -> dict:
-    """Seconds per 512x512 x3 image on this machine: the engine, the decode and the encode."""
+    """What one 512x512 x3 image costs on this machine: the engine, the decode and the encode.
+
+    Both wall seconds and the process's CPU seconds (all its threads: core-seconds) are measured. The
+    estimate uses the CPU seconds: on a machine shared with other work, wall time measures the
+    neighbours too, while the core-seconds an image consumes change much less.
+    """
     from PIL import Image
     from skimage import data
 
     from sdk import Predictor
     from sdk.images import save_atomic, to_rgb
 
+    stages = ("engine", "decode", "encode")
+    wall = {stage: [] for stage in stages}
+    cpu = {stage: [] for stage in stages}
+
+    def timed(stage, work):
+        w, c = time.perf_counter(), time.process_time()
+        result = work()
+        wall[stage].append(time.perf_counter() - w)
+        cpu[stage].append(time.process_time() - c)
+        return result
+
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch) / "in.png"
         Image.fromarray(data.astronaut()).resize((TARGET_SIDE, TARGET_SIDE)).save(source)
         with Predictor(args.model, backend="ort-cpu") as predictor:
-            image = to_rgb(source)
-            result = predictor(image, scale=args.scale)  # warm-up
-            engine, decode, encode = [], [], []
+            predictor(to_rgb(source), scale=args.scale)  # warm-up
             for _ in range(args.cost_runs):
-                t0 = time.perf_counter()
-                image = to_rgb(source)
-                t1 = time.perf_counter()
-                result = predictor(image, scale=args.scale)
-                t2 = time.perf_counter()
-                save_atomic(result, Path(scratch) / "out.png")
-                t3 = time.perf_counter()
-                decode.append(t1 - t0)
-                engine.append(t2 - t1)
-                encode.append(t3 - t2)
-    return {"engine_s": statistics.median(engine), "decode_s": statistics.median(decode),
-            "encode_s": statistics.median(encode), "runs": args.cost_runs}
+                image = timed("decode", lambda: to_rgb(source))
+                result = timed("engine", lambda: predictor(image, scale=args.scale))
+                timed("encode", lambda: save_atomic(result, Path(scratch) / "out.png"))
+    return {"runs": args.cost_runs,
+            "cpu_s": {stage: statistics.median(cpu[stage]) for stage in stages},
+            "wall_s": {stage: statistics.median(wall[stage]) for stage in stages},
+            "wall_min_s": {stage: min(wall[stage]) for stage in stages}}
 
 
-def estimate(costs: dict, cores: int, ray_efficiency: float, scale: int) -> dict:
+def estimate(costs: dict, ray_efficiency: float, scale: int) -> dict:
     """Nodes for TARGET_IMAGES in TARGET_SECONDS, from the measured costs and the ASSUMED machines."""
     needed_rate = TARGET_IMAGES / TARGET_SECONDS
-    # CPU node: the measured whole-image cost on `cores` cores, in core-seconds, spread over a node's cores.
-    core_seconds = (costs["engine_s"] + costs["decode_s"] + costs["encode_s"]) * cores
+    cpu = costs["cpu_s"]
+    io_core_seconds = cpu["decode"] + cpu["encode"]
+    core_seconds = cpu["engine"] + io_core_seconds
     cpu_node_rate = ASSUMED["cpu_node_cores"] * ASSUMED["cpu_core_scaling"] / core_seconds * ray_efficiency
-    # GPU node: the engine time from the FLOPs of SRCNN at the output size (measured graph, assumed GPU
-    # speed); decoding and encoding stay on the node's CPU cores at the measured per-core cost.
+    # GPU node: the engine time from SRCNN's FLOPs at the output size (counted from the graph) at an
+    # assumed GPU speed; the files are decoded and encoded by actors sharing the GPU (gpus_per_actor
+    # = GPUs / cores), one per core, at the per-core cost measured here.
     output_pixels = (TARGET_SIDE * scale) ** 2
     flops = 2 * output_pixels * (9 * 9 * 3 * 64 + 1 * 1 * 64 * 32 + 5 * 5 * 32 * 3)
     gpu_seconds = flops / (ASSUMED["gpu_effective_tflops"] * 1e12)
-    io_core_seconds = (costs["decode_s"] + costs["encode_s"]) * 1  # decode/encode run on one core each
-    gpu_node_rate = min(ASSUMED["gpus_per_node"] / gpu_seconds,
-                        ASSUMED["gpu_node_cpu_cores"] / io_core_seconds) * ray_efficiency
+    gpu_bound = ASSUMED["gpus_per_node"] / gpu_seconds
+    cpu_bound = ASSUMED["gpu_node_cpu_cores"] / (io_core_seconds + gpu_seconds)
+    gpu_node_rate = min(gpu_bound, cpu_bound) * ray_efficiency
     return {
         "needed_images_per_s": needed_rate,
         "cpu": {"core_seconds_per_image": core_seconds, "node_images_per_s": cpu_node_rate,
                 "nodes": math.ceil(needed_rate / cpu_node_rate)},
         "gpu": {"gflop_per_image": flops / 1e9, "gpu_seconds_per_image": gpu_seconds,
                 "io_core_seconds_per_image": io_core_seconds, "node_images_per_s": gpu_node_rate,
-                "bound_by": "GPU" if ASSUMED["gpus_per_node"] / gpu_seconds < ASSUMED["gpu_node_cpu_cores"] / io_core_seconds else "CPU decode/encode",
+                "gpus_per_actor": ASSUMED["gpus_per_node"] / ASSUMED["gpu_node_cpu_cores"],
+                "bound_by": "GPU" if gpu_bound < cpu_bound else "CPU decode/encode",
+                "cores_to_feed_one_gpu": math.ceil((io_core_seconds + gpu_seconds) / gpu_seconds),
                 "nodes": math.ceil(needed_rate / gpu_node_rate)},
     }
 
@@ -143,7 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=256, help="side of each input image (default 256)")
     parser.add_argument("--scale", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the three configurations")
-    parser.add_argument("--cost-runs", type=int, default=3, help="runs of the 512x512 per-image cost (median)")
+    parser.add_argument("--cost-runs", type=int, default=5, help="runs of the 512x512 per-image cost (fastest kept)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--md", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -154,6 +168,7 @@ def main(argv=None) -> int:
     from sdk.files import atomic_write
 
     cores = physical_cores()
+    load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="sdk-scale-out-"))
     try:
         folder = work / "in"
@@ -189,7 +204,8 @@ def main(argv=None) -> int:
     best_ray = max(r["images_per_s"] for r in rows if r["config"].startswith("Ray"))
     ray_efficiency = min(1.0, best_ray / (args.images / local))
     result = {
-        "machine": {"cores": cores, "python": platform.python_version(), "ray": ray.__version__},
+        "machine": {"cores": cores, "python": platform.python_version(), "ray": ray.__version__,
+                    "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]}},
         "workload": {"model": args.model, "images": args.images, "side": args.size, "scale": args.scale,
                      "rounds": args.rounds},
         "cluster_start_s": cluster_start,
@@ -197,7 +213,7 @@ def main(argv=None) -> int:
         "per_image_512": costs,
         "ray_efficiency": ray_efficiency,
         "assumed": ASSUMED,
-        "estimate": estimate(costs, cores, ray_efficiency, args.scale),
+        "estimate": estimate(costs, ray_efficiency, args.scale),
     }
     text = markdown(result)
     print(text)
@@ -209,12 +225,16 @@ def main(argv=None) -> int:
 
 
 def markdown(r: dict) -> str:
-    w, e, c = r["workload"], r["estimate"], r["per_image_512"]
+    w, e, c, m = r["workload"], r["estimate"], r["per_image_512"], r["machine"]
+    cpu, gpu, assumed = e["cpu"], e["gpu"], r["assumed"]
+    load = m["load_average_1m"]
     lines = [
         f"# Scale-out on Ray: {w['images']} images of {w['side']}x{w['side']}, {w['model']} x{w['scale']}",
         "",
-        f"Measured on {r['machine']['cores']} cores, Ray {r['machine']['ray']}, Python {r['machine']['python']};"
-        f" median of {w['rounds']} interleaved rounds. Local Ray cluster start (not in the times): {r['cluster_start_s']:.1f} s.",
+        f"Measured on {m['cores']} cores, Ray {m['ray']}, Python {m['python']}; median of {w['rounds']} interleaved"
+        f" rounds; 1-minute load average {load['before']:.1f} before, {load['after']:.1f} after (other work shared"
+        f" the machine: compare the ratios, not the seconds). Starting the local Ray cluster (not in the times):"
+        f" {r['cluster_start_s']:.1f} s.",
         "",
         "| configuration | median wall (s) | images/s | vs local |",
         "|---|---:|---:|---:|",
@@ -225,21 +245,29 @@ def markdown(r: dict) -> str:
         f"## 10 million {TARGET_SIDE}x{TARGET_SIDE} images at x{w['scale']} in 24 h "
         f"({e['needed_images_per_s']:.0f} images/s)",
         "",
-        f"Measured here, per {TARGET_SIDE}x{TARGET_SIDE} image on {r['machine']['cores']} cores (median of {c['runs']}):"
-        f" engine {c['engine_s']:.3f} s, PNG decode {c['decode_s'] * 1000:.1f} ms, PNG encode of the output"
-        f" {c['encode_s'] * 1000:.0f} ms; Ray's throughput relative to the local command on this folder:"
-        f" {r['ray_efficiency']:.2f} (applied to both estimates).",
+        f"Measured here, per {TARGET_SIDE}x{TARGET_SIDE} image (median of {c['runs']} runs), in CPU seconds of the"
+        f" process (core-seconds) and wall seconds: engine (ort-cpu, {m['cores']} threads) {c['cpu_s']['engine']:.2f}"
+        f" core-s / {c['wall_s']['engine']:.2f} s; PNG decode {c['cpu_s']['decode'] * 1000:.0f} core-ms /"
+        f" {c['wall_s']['decode'] * 1000:.0f} ms; PNG encode of the {TARGET_SIDE * w['scale']}x{TARGET_SIDE * w['scale']}"
+        f" output {c['cpu_s']['encode'] * 1000:.0f} core-ms / {c['wall_s']['encode'] * 1000:.0f} ms. The estimate uses the"
+        " core-seconds (wall time on a shared machine measures the neighbours), and the best Ray configuration's"
+        f" throughput relative to the local command on this folder, {r['ray_efficiency']:.2f}.",
         "",
-        "Assumed (not measured): " + ", ".join(f"{k} = {v}" for k, v in r["assumed"].items()) + ".",
+        "Assumed, not measured: " + ", ".join(f"{k} = {v}" for k, v in assumed.items()) + " (cpu_core_scaling: a node's"
+        " core against one of these); SRCNN's FLOPs counted from its three convolutions at the output size.",
         "",
-        "| node | images/s per node | nodes for 24 h | how |",
+        "| node | images/s per node | nodes for 24 h | from |",
         "|---|---:|---:|---|",
-        f"| CPU, {r['assumed']['cpu_node_cores']} cores | {e['cpu']['node_images_per_s']:.1f} | {e['cpu']['nodes']} |"
-        f" {e['cpu']['core_seconds_per_image']:.2f} core-s per image measured, spread over the node's cores |",
-        f"| GPU, {r['assumed']['gpus_per_node']} GPU + {r['assumed']['gpu_node_cpu_cores']} cores |"
-        f" {e['gpu']['node_images_per_s']:.1f} | {e['gpu']['nodes']} | {e['gpu']['gflop_per_image']:.1f} GFLOP per image at"
-        f" {r['assumed']['gpu_effective_tflops']} TFLOP/s = {e['gpu']['gpu_seconds_per_image'] * 1000:.1f} ms; decode+encode"
-        f" {e['gpu']['io_core_seconds_per_image'] * 1000:.0f} core-ms; bound by {e['gpu']['bound_by']} |",
+        f"| CPU, {assumed['cpu_node_cores']} cores | {cpu['node_images_per_s']:.1f} | **{cpu['nodes']}** |"
+        f" {cpu['core_seconds_per_image']:.2f} core-s per image (measured) over {assumed['cpu_node_cores']} cores (assumed) |",
+        f"| GPU, {assumed['gpus_per_node']} GPU + {assumed['gpu_node_cpu_cores']} cores | {gpu['node_images_per_s']:.1f} |"
+        f" **{gpu['nodes']}** | engine {gpu['gflop_per_image']:.1f} GFLOP at {assumed['gpu_effective_tflops']} TFLOP/s"
+        f" (assumed) = {gpu['gpu_seconds_per_image'] * 1000:.1f} ms; decode + encode {gpu['io_core_seconds_per_image'] * 1000:.0f}"
+        f" core-ms (measured); bound by {gpu['bound_by']} |",
+        "",
+        f"On the GPU node the files, not the model, set the pace: one GPU would need about {gpu['cores_to_feed_one_gpu']}"
+        f" cores decoding and encoding to stay busy. Run several actors per GPU"
+        f" (`gpus_per_actor={gpu['gpus_per_actor']:g}`, one per core) so that they decode and encode side by side.",
         "",
     ]
     return "\n".join(lines)

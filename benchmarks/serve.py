@@ -187,16 +187,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import tempfile
 
-    results = []
+    import os
+
+    results, load_before = [], os.getloadavg()
     with tempfile.TemporaryDirectory() as logs:
         for case in CASES:
             if case["model"] in args.cases:
                 results.append(run_case(case, args.rounds, args.time_cap, Path(logs)))
     command = "python benchmarks/serve.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = markdown(results, command)
+    load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
+    text = markdown(results, command) + f"\nLoad average (1, 5, 15 min) before the run {load['before']}, after {load['after']}.\n"
     print(text)
     if args.json:
-        args.json.write_text(json.dumps({"command": command, "results": results}, indent=2))
+        args.json.write_text(json.dumps({"command": command, "load_average": load, "results": results}, indent=2))
     if args.md:
         args.md.write_text(text)
     if args.plot:

@@ -135,7 +135,10 @@ def _open(source, label: str):
         img.load()
         return img
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{label} is larger than Pillow's safety limit ({exc}); it may be a decompression bomb") from exc
+        raise InputError(
+            f"{label} is larger than Pillow's safety limit against decompression bombs ({exc}); if you trust "
+            "the file, raise the limit: PIL.Image.MAX_IMAGE_PIXELS = None"
+        ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         # Pillow's decoders raise all of these for truncated or forged files.
         raise InputError(f"{label} is not an image Pillow can read ({exc}); convert it to PNG or JPEG") from exc

@@ -253,7 +253,10 @@ def choose_plan(
     if tile == "auto":
         if footprint.peak(n, height, width) <= budget:
             return None
-        window = _auto_window(footprint, budget, height, width, margin, max(_ALIGN, multiple_of))
+        largest = _auto_window(footprint, budget, height, width, margin, max(_ALIGN, multiple_of))
+        # Split each axis evenly: fixed-size windows shifted inwards at the edges would otherwise
+        # overlap their neighbours by up to a whole window (59% extra work on a 1024x768 picture).
+        window = (_even(height, largest[0], margin, multiple_of), _even(width, largest[1], margin, multiple_of))
     else:
         window = (tile + 2 * margin, tile + 2 * margin)
     if window[0] >= height and window[1] >= width:
@@ -277,6 +280,19 @@ def _auto_window(footprint, budget: int, height: int, width: int, margin: int, a
     if win_w >= width and win_h < height:
         win_h = min(height, max(smallest, (pixels // width) // align * align))
     return win_h, win_w
+
+
+def _even(length: int, largest: int, margin: int, align: int) -> int:
+    """The smallest window (a multiple of ``align``, at most ``largest``) that covers ``length`` in as
+    few windows as ``largest`` would: the cores then share the axis evenly."""
+    if length <= largest:
+        return length
+    count = max(1, math.ceil((length - 2 * margin) / max(1, largest - 2 * margin)))
+    while True:  # ends: the window shrinks towards 2 * margin + 1, and largest is more than that
+        window = -(-(math.ceil(length / count) + 2 * margin) // align) * align
+        if window <= largest:
+            return window
+        count += 1
 
 
 def _batch(footprint, budget: int, window: tuple[int, int], dynamic_batch: bool) -> int:

@@ -140,3 +140,21 @@ def test_python_dash_m_sdk_and_console_script():
     listed = subprocess.run([sys.executable, "-m", "sdk", "backends", "--json"], check=True, capture_output=True, text=True)
     names = {r["name"] for r in json.loads(listed.stdout)}
     assert {"ort-cpu", "ort-cuda"} <= names
+
+
+@pytest.mark.parametrize("tile, message", [("abc", "--tile 'abc'"), ("-2", "--tile -2")])
+def test_bad_tile_and_budget_options_fail_before_any_work(pictures, tmp_path, runtime_model, capsys, tile, message):
+    out = tmp_path / "out"
+    assert cli.main(["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2", "--tile", tile]) == 1
+    assert message in capsys.readouterr().err and not out.exists()
+    assert cli.main(["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2",
+                     "--memory-budget", "plenty"]) == 1
+    assert "not a size" in capsys.readouterr().err and not out.exists()
+
+
+def test_tiled_cli_output_equals_untiled(pictures, tmp_path, runtime_model):
+    base = ["upscale", str(pictures / "a.png"), "--model", runtime_model, "--scale", "3"]
+    assert cli.main(base + ["-o", str(tmp_path / "tiled.png"), "--tile", "8"]) == 0
+    assert cli.main(base + ["-o", str(tmp_path / "whole.png"), "--tile", "0"]) == 0
+    tiled, whole = (np.asarray(Image.open(tmp_path / f"{n}.png")).astype(int) for n in ("tiled", "whole"))
+    assert np.abs(tiled - whole).max() <= 1

@@ -23,7 +23,7 @@ def folder(tmp_path):
     source.mkdir()
     rng = np.random.default_rng(0)
     for i in range(COUNT):
-        Image.fromarray(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(source / f"{i:02}.png")
+        Image.fromarray(rng.integers(0, 255, (144, 144, 3), dtype=np.uint8)).save(source / f"{i:02}.png")
     return source
 
 
@@ -47,7 +47,7 @@ def _wait_for_outputs(out: Path, count: int, process, limit: float = 60.0):
 def _complete(path: Path) -> bool:
     with Image.open(path) as img:
         img.load()
-        return img.size == (600, 600)
+        return img.size == (432, 432)
 
 
 def _state(out: Path) -> dict:

@@ -5,6 +5,7 @@ One two-CPU cluster on 127.0.0.1 serves the whole module; every wait is bounded.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ pytest.importorskip("ray.data", reason=f"Ray Data is not installed: {INSTALL}")
 import sdk  # noqa: E402
 from sdk.scale.ray import FileUpscaler, Upscaler, ship_model, upscale_files  # noqa: E402
 
+# Ray Data warns about its own deprecated settings whenever its context is copied; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 TESTS = Path(__file__).parent
 IMAGES = 8
 
@@ -124,21 +127,43 @@ def test_job_survives_a_killed_actor_reports_the_corrupt_file_and_resumes(cluste
     ray.kill(mailbox)
 
 
-def test_the_model_travels_with_the_actors(cluster, runtime_model, tmp_path, photo):
-    copy = tmp_path / "travelling.onnx"
-    copy.write_bytes(Path(runtime_model).read_bytes())
-    shipped = ship_model(copy)
-    copy.unlink()  # the actors must not need the driver's file
-    images = [photo, photo[:24, :30]]  # two sizes: a ragged column
+class TileCountingUpscaler(Upscaler):
+    """Upscaler plus a column that says in how many tiles the actor's Predictor ran each image."""
+
+    def __call__(self, batch):
+        images, tiles = [], []
+        for image in batch["image"]:
+            seen = [1]
+            images.append(self.predictor(image, scale=self.scale, tile=self.tile, progress=lambda done, total: seen.append(total)))
+            tiles.append(max(seen))
+        return {**batch, "image": images, "tiles": np.array(tiles)}
+
+
+def test_the_model_and_its_settings_travel_and_big_images_are_tiled(cluster, runtime_model, tmp_path, photo):
+    import onnx
+
+    # A model whose weights live in a file beside it: both must travel.
+    folder = tmp_path / "travelling"
+    folder.mkdir()
+    onnx.save_model(onnx.load(runtime_model), str(folder / "net.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="net.weights", size_threshold=0)
+    assert (folder / "net.weights").stat().st_size > 0
+    shipped = ship_model(folder / "net.onnx")
+    shutil.rmtree(folder)  # the actors must not need the driver's files
+    big = np.asarray(Image.fromarray(photo).resize((160, 128)))
+    images = [photo, big]  # two sizes: a ragged column
     dataset = ray.data.from_items([{"image": image, "index": i} for i, image in enumerate(images)])
     rows = dataset.map_batches(
-        Upscaler, fn_constructor_kwargs={"model": shipped, "scale": 3, "options": {"intra_op_num_threads": 1}},
-        batch_size=2, compute=ray.data.ActorPoolStrategy(size=1),
+        TileCountingUpscaler, batch_size=2, compute=ray.data.ActorPoolStrategy(size=1),
+        fn_constructor_kwargs={"model": shipped, "scale": 3, "memory_budget": "8MB",
+                               "options": {"intra_op_num_threads": 1}},
     ).take_all()
-    with sdk.Predictor(runtime_model) as local:
+    assert len(rows) == 2
+    with sdk.Predictor(runtime_model, memory_budget="8MB") as local:
         for row in rows:
             np.testing.assert_array_equal(row["image"], local(images[row["index"]], scale=3))
-    assert len(rows) == 2
+    tiles = {row["index"]: row["tiles"] for row in rows}
+    assert tiles[0] == 1 and tiles[1] > 1, f"the big image was not tiled inside the actor: {tiles}"
 
 
 def test_a_bad_scale_fails_on_the_driver_before_any_actor(cluster, folder, tmp_path):

@@ -192,3 +192,15 @@ def test_spans_cover_every_pixel_once():
                 assert 0 <= at and at + size <= length and at <= start and end <= at + size
                 assert start - at >= margin or at == 0
                 assert at + size - end >= margin or at + size == length
+
+
+def test_auto_tiles_share_each_axis_evenly():
+    from sdk.footprint import Footprint
+
+    fp = Footprint(fixed=0, per_pixel=5000.0, derived=True)
+    for height, width in ((768, 1024), (3000, 4000), (1000, 1001), (90, 7000)):
+        plan = tiling.choose_plan("auto", (1, height, width), 3, fp, 2**30, 6, dynamic_batch=False)
+        assert plan.window[0] * plan.window[1] * 5000 <= 2**30
+        work = plan.count(height, width) * plan.window[0] * plan.window[1]
+        assert work <= 1.10 * height * width, (height, width, plan)  # margins cost at most 10%
+    assert tiling.choose_plan("auto", (1, 100, 100), 3, fp, 2**30, 6, dynamic_batch=False) is None

@@ -54,13 +54,16 @@ def ship_model(model) -> Any:
     and those of its external-data files, put once into Ray's object store; each node writes them
     into a folder named after their digest, so actors on one node share one copy.
     """
-    from ..model import BUNDLED, Model
+    from ..model import BUNDLED, Model, external_files
 
     if isinstance(model, str) and model in BUNDLED:
         return model
     ray = import_ray()
-    loaded = Model(model)  # a bad path fails here, on the driver, before any actor starts
-    files = {p.name: p.read_bytes() for p in [loaded.path, *loaded._external_files()]}
+    loaded = Model(model)  # a bad or hostile file fails here, on the driver, before any actor starts
+    folder = loaded.path.parent
+    # The main file last: an actor that finds it on its node knows the weights are there too.
+    paths = [*external_files(loaded.proto, loaded.path), loaded.path]
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in paths}
     return {"digest": loaded.sha256, "main": loaded.path.name, "files": ray.put(files)}
 
 
@@ -216,7 +219,10 @@ def upscale_files(
     if gpus_per_actor is None:
         gpus_per_actor = 1 if gpus else 0
     if actors is None:
-        actors = int(gpus // gpus_per_actor) if gpus_per_actor else len([n for n in ray.nodes() if n["Alive"]])
+        # Ray Data spreads an actor pool over the nodes. Nodes without CPUs (a head node started with
+        # --num-cpus=0, as clusters often are) take no actor.
+        cpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+        actors = int(gpus // gpus_per_actor) if gpus_per_actor else len(cpu_nodes)
     summary.actors = max(1, min(int(actors), len(todo)))
 
     dataset = ray.data.from_items([{"source": str(source), "target": str(target)} for source, target in todo])

@@ -36,6 +36,10 @@ SERVER_NAME = "deploy-sdk"
 # Reachable without the token: orchestrators' probes, and the page itself (it holds no data; its
 # calls carry the token the user types in).
 PUBLIC_PATHS = {"/", "/v2/health/live", "/v2/health/ready"}
+# On CPU, windows are batched across requests only up to this many input pixels per engine call:
+# small windows gain from sharing a call (less per-call overhead), while a 256x256 window already
+# keeps the cores busy and a batch of them ran slower than one at a time (benchmarks/results/serve.md).
+CPU_BATCH_PIXELS = 128 * 128 * 4
 
 
 def create_app(predictor, settings: ServeSettings | None = None, **overrides) -> Starlette:
@@ -249,6 +253,8 @@ class ModelServer:
         windows of the same shape, finish here."""
         if ticket.cancelled:
             raise asyncio.CancelledError()
+        if self.predictor.device == "cpu":
+            limit = min(limit, max(1, CPU_BATCH_PIXELS // (windows.shape[1] * windows.shape[2])))
         ticket.begin()
         try:
             tensor, prepared = self.runner.prepare(windows, scale)

@@ -39,6 +39,15 @@ def add_commands(sub) -> None:
     p.add_argument("--no-auth", action="store_true", help="allow a non-loopback --host without a token")
     p.add_argument("--grace", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM (default 30)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    ray = p.add_argument_group("Ray Serve (one engine per replica, behind Ray Serve's proxy)")
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="run as a Ray Serve deployment: no ADDRESS starts a local cluster, 'auto' joins this "
+                          "machine's, ray://HOST:10001 a remote one")
+    ray.add_argument("--replicas", type=int, default=1, help="replicas (engines) with --ray (default 1)")
+    ray.add_argument("--autoscaling", default=None, metavar="JSON",
+                     help="Ray Serve autoscaling_config, e.g. '{\"min_replicas\": 1, \"max_replicas\": 4}' (instead of --replicas)")
+    ray.add_argument("--gpus-per-replica", type=float, default=None, metavar="G",
+                     help="GPUs each replica asks Ray for (default: 1 where the cluster has GPUs, else 0)")
     from ..declare import add_pipeline_arguments
 
     add_pipeline_arguments(p, scale_flag="--model-scale")  # the same pipeline fields as sdk upscale
@@ -70,6 +79,11 @@ def _is_loopback(host: str) -> bool:
 
 def cmd_serve(args) -> int:
     settings = settings_from(args)  # bad flags fail before the model loads
+    if args.ray is not None:
+        from .ray_serve import cmd_serve as serve_on_ray
+
+        _configure_logging(args.log_level)
+        return serve_on_ray(args, settings)
     try:
         import uvicorn
 

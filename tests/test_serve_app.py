@@ -1,0 +1,103 @@
+"""create_app in-process (as users mount it): other pipelines, static sizes, the engine's batching."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("httpx", reason="the serve tests need httpx: pip install 'deploy-sdk[serve,dev]'")
+pytest.importorskip("starlette", reason="sdk serve needs the serve extra: pip install 'deploy-sdk[serve]'")
+
+import graphs  # noqa: E402
+from serving import decode, encode, max_diff, picture  # noqa: E402
+
+# Starlette 1.x would rather its TestClient ran on httpx2; on httpx it works the same.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+
+def client_for(predictor, **settings):
+    from starlette.testclient import TestClient
+
+    from sdk.serve import create_app
+
+    return TestClient(create_app(predictor, **settings))
+
+
+def test_y_channel_model_equals_predictor_whole_and_in_windows():
+    from sdk import Predictor
+
+    with Predictor("espcn", backend="ort-cpu") as p, client_for(p, tile=32) as client:
+        for image, tolerance in ((picture(30, 28, seed=1), 0), (picture(90, 75, seed=2), 1)):
+            response = client.post("/v1/models/espcn/upscale", content=encode(image))  # fixed scale: none needed
+            assert response.status_code == 200, response.text
+            assert max_diff(decode(response.content), p(image)) <= tolerance
+        assert client.post("/v1/models/espcn/upscale?scale=2", content=encode(picture(8, 8))).status_code == 422
+
+
+def test_static_size_model_runs_windows_of_exactly_its_size(tmp_path, monkeypatch):
+    from onnx import TensorProto, helper
+
+    from sdk import Predictor
+
+    model = graphs.runtime_scale_model()
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32]))
+    path = graphs.save(model, tmp_path / "static32.onnx")
+    with Predictor(path, backend="ort-cpu") as p, client_for(p) as client:
+        shapes = []
+        run = p.pipeline.run_tensor
+        monkeypatch.setattr(p.pipeline, "run_tensor", lambda s, t, scale: shapes.append(t.shape) or run(s, t, scale))
+        for size in ((70, 45), (20, 25)):  # larger: windows of 32; smaller: padded up to 32, cropped back
+            image = picture(*size, seed=3)
+            response = client.post("/v1/models/static32/upscale?scale=2", content=encode(image))
+            assert response.status_code == 200, response.text
+            assert max_diff(decode(response.content), p(image, scale=2)) <= 1
+        assert {s for s in shapes} == {(1, 3, 32, 32)}
+
+
+def test_engine_batches_only_while_someone_is_coming_and_drops_cancelled_jobs():
+    from sdk.serve.engine import Engine
+
+    calls = []
+
+    def run(tensor, scale):
+        calls.append(len(tensor))
+        time.sleep(0.05)
+        return tensor * scale
+
+    engine = Engine(run, max_batch=4, max_delay_s=0.5)
+    try:
+        started = time.perf_counter()
+        alone = engine.submit(np.ones((1, 1, 2, 2), np.float32), 2).result(5)
+        assert time.perf_counter() - started < 0.4  # nobody coming: no wait for a fuller batch
+        assert alone.sum() == 8
+        engine.preparing(+1)  # a request is decoding: the next batch waits for it (up to the delay)
+        first = engine.submit(np.ones((1, 1, 2, 2), np.float32), 3)
+        time.sleep(0.05)
+        second = engine.submit(np.full((2, 1, 2, 2), 2, np.float32), 3)
+        engine.preparing(-1)
+        assert first.result(5).sum() == 12 and second.result(5).sum() == 48
+        assert calls[-1] == 3  # one engine call for both requests' tiles
+        blocker = threading.Event()
+        engine.call(lambda: blocker.wait(5))
+        dropped = engine.submit(np.ones((1, 1, 2, 2), np.float32), 2)
+        assert dropped.cancel()  # a client hung up before its tiles ran
+        blocker.set()
+        kept = engine.submit(np.ones((1, 1, 2, 2), np.float32), 2).result(5)
+        assert kept.sum() == 8 and calls[-1] == 1
+    finally:
+        engine.close(5)
+
+
+def test_settings_are_checked():
+    from sdk.errors import InputError
+    from sdk.serve import ServeSettings
+
+    with pytest.raises(InputError, match="max_batch"):
+        ServeSettings(max_batch=0)
+    with pytest.raises(InputError, match="unknown server setting"):
+        ServeSettings().replace(max_bach=3)
+    with pytest.raises(InputError, match="token"):
+        ServeSettings(token="")
