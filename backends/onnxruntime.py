@@ -66,7 +66,11 @@ def inference_session(ort, model, providers: list, options: Mapping[str, Any], d
     except InputError:
         raise
     except Exception as exc:
-        raise ModelError(f"onnxruntime cannot load {model.path}: {exc}") from exc
+        hint = ""
+        if "NOT_IMPLEMENTED" in str(exc):  # e.g. a bfloat16 graph: ORT's CPU kernels are float32/float16
+            hint = (f"; onnxruntime has no kernel for one of its operators with these types on {device}: convert the "
+                    "model to float32 (or float16), or try another backend (see `sdk backends`)")
+        raise ModelError(f"onnxruntime cannot load {model.path}: {exc}{hint}") from exc
 
 
 class OrtSession(Session):
@@ -117,7 +121,12 @@ class OrtSession(Session):
 def _info(arg) -> TensorInfo:
     dtype = _ORT_TYPES.get(arg.type)
     if dtype is None:
-        raise ModelError(f"input/output {arg.name!r} has type {arg.type}, which the SDK does not handle")
+        if arg.type == "tensor(bfloat16)":
+            hint = ("onnxruntime's Python API can neither feed nor return bfloat16 tensors: convert the model's "
+                    "inputs and outputs to float32 or float16, or use a backend that takes bfloat16 (see `sdk backends`)")
+        else:
+            hint = "export the model with float32 or float16 inputs and outputs"
+        raise ModelError(f"input/output {arg.name!r} has type {arg.type}, which onnxruntime cannot exchange with the SDK; {hint}")
     return TensorInfo(arg.name, tuple(d if isinstance(d, int) else (d or None) for d in arg.shape), np.dtype(dtype))
 
 

@@ -77,8 +77,9 @@ def test_bf16_feeds_are_cast_and_outputs_come_back_as_float32(tmp_path, photo):
 
 def test_bf16_on_onnxruntime_is_refused_clearly(tmp_path):
     path = graphs.save(cast_model(TensorProto.BFLOAT16), tmp_path / "bf16.onnx")
-    with pytest.raises(sdk.SDKError, match="bfloat16"):
+    with pytest.raises(sdk.SDKError, match="bfloat16") as refused:
         sdk.Predictor(path, backend="ort-cpu", pipeline={"value_range": (0, 1)})
+    assert "convert the model" in str(refused.value)  # the error says what to do, not only what failed
 
 
 def test_fp16_nhwc_model_on_onnxruntime(tmp_path, photo):
