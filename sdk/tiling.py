@@ -79,16 +79,19 @@ def spans(length: int, window: int, margin: int) -> list[tuple[int, int, int]]:
     Cores tile [0, length) without overlap; each window is ``window`` long (or the whole axis when
     shorter), starts ``margin`` before its core where it can, and is shifted inwards at the edges, so
     every core has at least ``margin`` pixels of real context on each side that is not an image edge.
+    The edge cores need no context on their outer side (the image edge is there), so they are
+    ``margin`` longer than the others: margins are paid only between windows.
     """
     if length <= window:
         return [(0, length, 0)]
     step = window - 2 * margin
     if step < 1:
         raise InputError(f"tiles of {window} pixels leave nothing inside a margin of {margin}; use tiles larger than {2 * margin}")
-    out = []
-    for start in range(0, length, step):
-        end = min(start + step, length)
-        out.append((start, end, min(max(start - margin, 0), length - window)))
+    out = [(0, window - margin, 0)]
+    while out[-1][1] < length:
+        start = out[-1][1]
+        end = length if length - start <= window - margin else start + step
+        out.append((start, end, min(start - margin, length - window)))
     return out
 
 
@@ -284,12 +287,14 @@ def _auto_window(footprint, budget: int, height: int, width: int, margin: int, a
 
 def _even(length: int, largest: int, margin: int, align: int) -> int:
     """The smallest window (a multiple of ``align``, at most ``largest``) that covers ``length`` in as
-    few windows as ``largest`` would: the cores then share the axis evenly."""
+    few windows as ``largest`` would: the cores then share the axis evenly. ``count`` windows of size
+    W cover count * W - 2 * margin * (count - 1) pixels, since the two edge windows need a margin on
+    their inner side only (see :func:`spans`)."""
     if length <= largest:
         return length
-    count = max(1, math.ceil((length - 2 * margin) / max(1, largest - 2 * margin)))
+    count = max(2, math.ceil((length - 2 * margin) / max(1, largest - 2 * margin)))
     while True:  # ends: the window shrinks towards 2 * margin + 1, and largest is more than that
-        window = -(-(math.ceil(length / count) + 2 * margin) // align) * align
+        window = -(-math.ceil((length + 2 * margin * (count - 1)) / count) // align) * align
         if window <= largest:
             return window
         count += 1

@@ -4,6 +4,8 @@ requests are refused before any engine call, and one Predictor serves many threa
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
 import onnx
 import pytest
@@ -204,3 +206,20 @@ def test_auto_tiles_share_each_axis_evenly():
         work = plan.count(height, width) * plan.window[0] * plan.window[1]
         assert work <= 1.10 * height * width, (height, width, plan)  # margins cost at most 10%
     assert tiling.choose_plan("auto", (1, 100, 100), 3, fp, 2**30, 6, dynamic_batch=False) is None
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(margin=st.integers(0, 40), extra=st.integers(1, 500), length=st.integers(1, 3000))
+def test_spans_pay_margins_only_between_windows(margin, extra, length):
+    window = 2 * margin + extra
+    cores = tiling.spans(length, window, margin)
+    assert cores[0][0] == 0 and cores[-1][1] == length
+    assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))  # cores tile the axis, no gap, no overlap
+    for start, end, at in cores:
+        assert 0 <= at and at + min(window, length) <= length
+        assert start == 0 or start - at >= margin  # context before, unless the image edge is there
+        assert end == length or at + window - end >= margin  # and after
+    if length > window:
+        # The even split uses no more windows than the largest window would, each no larger.
+        even = tiling._even(length, window, margin, 1)
+        assert even <= window and len(tiling.spans(length, even, margin)) == len(cores)
