@@ -72,12 +72,6 @@ def plugins(monkeypatch):
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
     """deploy-sdk's optimised models go to a cache of the test run's own, never the user's."""
-    import os
-
-    previous = os.environ.get("SDK_CACHE_DIR")
-    os.environ["SDK_CACHE_DIR"] = str(tmp_path_factory.mktemp("sdk-cache"))
-    yield
-    if previous is None:
-        os.environ.pop("SDK_CACHE_DIR", None)
-    else:
-        os.environ["SDK_CACHE_DIR"] = previous
+    with pytest.MonkeyPatch.context() as patch:  # session-scoped, so not the monkeypatch fixture
+        patch.setenv("SDK_CACHE_DIR", str(tmp_path_factory.mktemp("sdk-cache")))
+        yield
