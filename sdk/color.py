@@ -37,15 +37,32 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 
 def rgb_to_ycbcr(batch: np.ndarray) -> np.ndarray:
     """N x H x W x 3 uint8 RGB -> N x 3 x H x W float32 Y, Cb, Cr in 0..255 (chroma centred on 128)."""
-    ycbcr = np.einsum("ij,nhwj->nihw", RGB_TO_YCBCR, batch.astype(np.float32), optimize=True)
+    n, height, width, _ = batch.shape
+    pixels = batch.reshape(n, height * width, 3).astype(np.float32)
+    ycbcr = np.empty((n, 3, height * width), dtype=np.float32)
+    for image, planes in zip(pixels, ycbcr):
+        _times(RGB_TO_YCBCR, image.T, planes)  # the interleaved pixels as a transposed operand, read in place
     ycbcr[:, 1:] += CHROMA_OFFSET
-    return ycbcr
+    return ycbcr.reshape(n, 3, height, width)
 
 
-def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
-    """N x 3 x H x W float Y, Cb, Cr (0..255, chroma centred on 128) -> N x 3 x H x W float RGB.
+def ycbcr_to_rgb(planes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """3 x P float32 Y, Cb, Cr planes of one image (0..255, chroma centred on 128) -> 3 x P float32
+    R, G, B (into ``out`` when given). ``planes``' chroma is shifted in place."""
+    planes[1:] -= CHROMA_OFFSET
+    return _times(YCBCR_TO_RGB, planes, np.empty_like(planes) if out is None else out)
 
-    ``ycbcr``'s chroma planes are shifted in place.
-    """
-    ycbcr[:, 1:] -= CHROMA_OFFSET
-    return np.einsum("ij,njhw->nihw", YCBCR_TO_RGB, ycbcr, optimize=True)
+
+# Pixels per matrix product. Below about 29000 pixels (3 x 3 x P < 2**18) OpenBLAS runs a product on
+# the calling thread; above, its threaded path took 8 ms (planes) to 68 ms (interleaved pixels) on
+# a 768x768 image, against 0.8 and 1.5 ms in blocks (np.einsum's batched path: 10 ms). A block's
+# operands also stay in cache.
+_BLOCK = 16384
+
+
+def _times(matrix: np.ndarray, planes: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (K x P) = ``matrix`` (K x 3) @ ``planes`` (3 x P), a block of pixels at a time. Every
+    pixel is computed the same way whatever the image's size, so a batch equals single calls."""
+    for start in range(0, planes.shape[1], _BLOCK):
+        np.matmul(matrix, planes[:, start:start + _BLOCK], out=out[:, start:start + _BLOCK])
+    return out

@@ -105,6 +105,33 @@ def test_predict_batch_equals_single_calls(runtime_model, photo):
         assert np.abs(out.astype(int) - predictor(image, scale=3)).max() <= 1
 
 
+class _OneImageAtATime(sdk.backend.Session):
+    """The engine run image by image, so that a batch's engine output is exactly its images' own and
+    any difference left between predict_batch and single calls is the SDK's pre/post."""
+
+    def __init__(self, session):
+        self.session, self.inputs, self.outputs = session, session.inputs, session.outputs
+        self.batches = []
+
+    def run(self, feeds):
+        image = next(name for name, value in feeds.items() if value.ndim == 4)
+        self.batches.append(len(feeds[image]))
+        runs = [self.session.run({**feeds, image: feeds[image][i:i + 1]}) for i in range(len(feeds[image]))]
+        return {name: np.concatenate([run[name] for run in runs]) for name in runs[0]}
+
+
+@pytest.mark.parametrize("model, pipeline, color", [("espcn", None, "rgb"), ("espcn", None, "bgr"),
+                                                    ("srcnn", None, "rgb"), ("srcnn", {"value_range": [0, 1]}, "bgr")])
+def test_predict_batch_pre_and_post_equal_single_calls_exactly(model, pipeline, color, photo):
+    predictor = sdk.Predictor(model, backend="ort-cpu", pipeline=pipeline)
+    predictor._session = engine = _OneImageAtATime(predictor._session)
+    images = [photo, photo[::-1].copy(), photo[:, ::-1].copy(), (255 - photo)[:, :, ::-1].copy()]
+    batch = predictor.predict_batch(images, scale=3, batch_size=4, color=color)
+    assert engine.batches == [4]  # one batch through pre/post
+    for image, out in zip(images, batch):
+        np.testing.assert_array_equal(out, predictor(image, scale=3, color=color))
+
+
 def test_tiles_stitch_to_the_whole_image(runtime_model, photo):
     predictor = sdk.Predictor(runtime_model, backend="ort-cpu")
     whole = predictor(photo, scale=3)

@@ -73,11 +73,16 @@ class FactorSession(Session):
                         evicted.close()
             return found if found is not None else self._generic
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def route(self, feeds: Mapping[str, np.ndarray]) -> tuple[Session, Mapping[str, np.ndarray]]:
+        """The engine session these feeds go to, and the feeds it gets (without the baked factor)."""
         session = self.session_for(factor_key(feeds, self._names))
         if session is self._generic:
-            return session.run(feeds)
-        return session.run({name: value for name, value in feeds.items() if name not in self._names})
+            return session, feeds
+        return session, {name: value for name, value in feeds.items() if name not in self._names}
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session, feeds = self.route(feeds)
+        return session.run(feeds)
 
     @property
     def loaded_factors(self) -> list[FactorKey]:
