@@ -101,3 +101,28 @@ def test_settings_are_checked():
         ServeSettings().replace(max_bach=3)
     with pytest.raises(InputError, match="token"):
         ServeSettings(token="")
+
+
+def test_png_answers_decode_to_the_same_pixels_by_either_writer(monkeypatch):
+    """fpng writes the plain answers; one that carries a profile, EXIF or alpha (or any, without fpng)
+    is Pillow's. Either way a valid PNG of exactly the pixels."""
+    import io
+
+    from PIL import Image
+
+    from sdk import images
+    from sdk.serve import coding
+
+    pixels = picture(37, 53, seed=4)
+    plain, content_type = coding.encode(pixels, "png", images.Decoded(pixels))
+    assert content_type == "image/png" and plain.startswith(b"\x89PNG\r\n\x1a\n")
+    assert np.array_equal(decode(plain), pixels)
+    alpha = np.full((37, 53), 200, np.uint8)
+    with_alpha, _ = coding.encode(pixels, "png", images.Decoded(pixels, icc_profile=b"not used", alpha=alpha))
+    opened = Image.open(io.BytesIO(with_alpha))
+    assert opened.mode == "RGBA" and opened.info.get("icc_profile") == b"not used"
+    assert np.array_equal(np.asarray(opened)[..., :3], pixels)
+    if coding._fpng() is not None:
+        assert plain != images.encode(pixels, "PNG", None, **coding._FAST["PNG"])  # really fpng's
+    monkeypatch.setattr(coding, "_fpng", lambda: None)
+    assert np.array_equal(decode(coding.encode(pixels, "png", None)[0]), pixels)

@@ -2,18 +2,21 @@
 
 :func:`optimise` takes a model whose runtime factor is already a constant (see
 :func:`sdk.optimize.graph.specialise`) and returns a rewritten copy plus a record of what it did to
-each Resize and why it left any alone. It never changes what the model computes: each rewrite is
-checked against ONNX's reference implementation before it is made (see ``resize.py``).
+each Resize and each narrow convolution, and why it left any alone. It never changes what the model
+computes beyond the order of float additions: each Resize rewrite is checked against ONNX's reference
+implementation before it is made (``resize.py``); a narrow convolution is split into two whose sum is
+the original's, term for term (``narrow.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .narrow import split_narrow_convs
 from .resize import Rewrite, cached_taps, describe, kernel_2d
 
 # Bump whenever a rewrite changes: it is part of the on-disk cache key, so old results are not reused.
-PASS_VERSION = 2
+PASS_VERSION = 3
 _FLOATS = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
 
 
@@ -139,8 +142,11 @@ def _drop_dead(graph) -> None:
         graph.initializer.remove(tensor)
 
 
-def optimise(proto) -> tuple[object, list[Rewrite]]:
-    """A rewritten copy of ``proto`` and what was done to each Resize/Upsample node."""
+def optimise(proto, split_narrow: bool = True) -> tuple[object, list[Rewrite]]:
+    """A rewritten copy of ``proto`` and what was done to each Resize/Upsample and narrow Conv node.
+
+    ``split_narrow=False`` leaves the convolutions alone (the benchmarks' before/after of that rewrite).
+    """
     import onnx
 
     model = onnx.ModelProto()
@@ -156,6 +162,8 @@ def optimise(proto) -> tuple[object, list[Rewrite]]:
             report.append(_rewrite_one(graph, index, node, opset, constants, types, counter))
             index += len(graph.node) - before
         index += 1
+    if split_narrow:
+        report += split_narrow_convs(graph, constants, counter)
     if any(r.done for r in report):
         _drop_dead(graph)
         onnx.checker.check_model(model)

@@ -33,7 +33,7 @@ _EXACT = 1e-6  # pad + conv must match the reference to float32 rounding
 
 @dataclass(frozen=True)
 class Rewrite:
-    """What the pass did (or why it did not) to one Resize node, for logs and the cache's record."""
+    """What the pass did (or why it did not) to one node, for logs and the cache's record."""
 
     node: str
     done: bool

@@ -1,16 +1,23 @@
 """``sdk serve MODEL --ray``: the same app as a Ray Serve deployment, one engine per replica.
 
-Each replica builds its own Predictor (its own engine, its own batching thread) and serves the very
-app ``create_app`` returns, so the endpoints, limits, token and page are the same as on one machine;
-Ray Serve's proxy spreads requests over the replicas and restarts one that dies. A replica asks Ray
-for ``num_gpus`` (1 on a cluster with GPUs, unless told otherwise), so replicas spread over the GPUs.
+Two deployments. Each model replica builds its own Predictor (its own engine, its own batching
+thread) and runs the very app ``create_app`` returns, so the endpoints, limits, token and page are
+the same as on one machine. In front of them one light deployment takes the HTTP requests from Ray
+Serve's proxy and hands each to a model replica through a deployment handle. It is there for one
+reason: Ray Serve retries a request whose replica was dead before it got there, but a request
+running on a replica that dies fails with ActorDiedError, which the proxy answers with a plain-text
+500. The front sends such a request again (image requests are pure functions of their input, so a
+second run is safe) to a replica that is alive, and only when that fails too answers a 503 in the
+protocol's form with Retry-After. Ray Serve restarts the replica that died.
 
-Nothing here imports Ray at module level.
+A model replica asks Ray for ``num_gpus`` (1 on a cluster with GPUs, unless told otherwise), so
+replicas spread over the GPUs. Nothing here imports Ray at module level.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from typing import Any, Mapping
@@ -18,6 +25,13 @@ from typing import Any, Mapping
 from ..errors import SDKError
 
 APP_NAME = "sdk"
+log = logging.getLogger("sdk.serve.ray")
+
+
+# A request whose replica died is sent again this many times, a little later each time (Ray Serve
+# takes the dead replica out of its routing as soon as the first failure comes back).
+ATTEMPTS = 3
+RETRY_PAUSE_S = 0.2
 
 
 def build(model, *, backend: str = "auto", device: str = "auto", pipeline: Mapping | None = None, settings=None,
@@ -35,31 +49,145 @@ def build(model, *, backend: str = "auto", device: str = "auto", pipeline: Mappi
         raise SDKError(f"--replicas {replicas!r} must be a whole number >= 1")
     shipped = ship_model(model)
 
-    class Replica:
-        def __init__(self, shipped, backend, device, pipeline, settings):
-            from ..predictor import Predictor
-            from ..scale.ray import _open_shipped
-
-            self.predictor = Predictor(_open_shipped(shipped), backend=backend, device=device, pipeline=pipeline)
-            self.settings = settings
-
-        def __serve_build_asgi_app__(self):
-            from .app import create_app
-
-            return create_app(self.predictor, self.settings)
-
     actor_options: dict[str, Any] = {"num_gpus": float(num_gpus or 0)}
     if num_cpus is not None:
         actor_options["num_cpus"] = float(num_cpus)
-    options: dict[str, Any] = {"name": "sdk-serve", "ray_actor_options": actor_options,
+    options: dict[str, Any] = {"name": MODEL_DEPLOYMENT, "ray_actor_options": actor_options,
                                # Admission past this is the app's own 503; Ray's queue must not hold more.
                                "max_ongoing_requests": settings.max_queue}
     if autoscaling is not None:
         options["autoscaling_config"] = dict(autoscaling)
+        most = int(autoscaling.get("max_replicas", 1) or 1)
     else:
         options["num_replicas"] = replicas
-    deployment = serve.deployment(serve.ingress()(Replica), **options)
-    return deployment.bind(shipped, backend, device, dict(pipeline) if pipeline else None, settings)
+        most = replicas
+    model_replicas = serve.deployment(ModelReplica, **options)
+    # The front only moves bytes: no CPU of its own to reserve, and room for every replica's queue.
+    front = serve.deployment(Front, name=FRONT_DEPLOYMENT, num_replicas=1, ray_actor_options={"num_cpus": 0},
+                             max_ongoing_requests=settings.max_queue * max(1, most))
+    return front.bind(model_replicas.bind(shipped, backend, device, dict(pipeline) if pipeline else None, settings),
+                      settings)
+
+
+MODEL_DEPLOYMENT = "sdk-serve"
+FRONT_DEPLOYMENT = "sdk-front"
+
+
+class ModelReplica:
+    """One engine: the app of ``create_app``, called in-process with each forwarded request."""
+
+    def __init__(self, shipped, backend, device, pipeline, settings):
+        from ..predictor import Predictor
+        from ..scale.ray import _open_shipped
+        from .app import create_app
+
+        self.predictor = Predictor(_open_shipped(shipped), backend=backend, device=device, pipeline=pipeline)
+        self.app = create_app(self.predictor, settings)
+
+    async def forward(self, call: dict) -> tuple[int, list, bytes]:
+        return await call_app(self.app, call)
+
+    def __del__(self):  # Ray Serve's graceful shutdown of a replica: let the engine finish its queue
+        server = getattr(getattr(self, "app", None), "server", None)
+        if server is not None:
+            server.close()
+
+
+class Front:
+    """Ray Serve's proxy -> here -> a model replica; a request whose replica died goes again."""
+
+    def __init__(self, model_handle, settings):
+        self.model = model_handle
+        self.settings = settings
+
+    async def __call__(self, request):
+        import asyncio
+
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+        from ray.serve.exceptions import ReplicaUnavailableError
+        from starlette.responses import JSONResponse, Response
+
+        body = await _read_capped(request, self.settings.max_body_bytes)
+        if body is None:
+            return JSONResponse({"error": f"the body is over {self.settings.max_body_bytes} bytes (--max-body)"},
+                                status_code=413)
+        client = request.client
+        call = {"method": request.method, "path": request.url.path, "query": request.url.query,
+                "headers": list(request.headers.raw), "body": body,
+                "client": (client.host, client.port) if client else None}
+        lost = None
+        for attempt in range(ATTEMPTS):
+            try:
+                status, headers, data = await self.model.forward.remote(call)
+            except (ActorDiedError, ActorUnavailableError, ReplicaUnavailableError) as exc:
+                lost = exc
+                if attempt + 1 < ATTEMPTS:
+                    log.warning("%s %s: its replica was lost (%s); sent again (attempt %d of %d)", request.method,
+                                request.url.path, type(exc).__name__, attempt + 2, ATTEMPTS)
+                    await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
+                continue
+            return Response(data, status_code=status, headers=_header_dict(headers))
+        retry = max(1, round(RETRY_PAUSE_S * ATTEMPTS))
+        return JSONResponse({"error": f"the replica running this request was lost, {ATTEMPTS} times "
+                                      f"({type(lost).__name__}); retry in {retry} s, when Ray Serve has replaced it"},
+                            status_code=503, headers={"retry-after": str(retry)})
+
+
+async def _read_capped(request, limit: int) -> bytes | None:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _header_dict(headers: list) -> dict:
+    """ASGI response headers as Starlette's Response takes them (content-length is recomputed)."""
+    out = {}
+    for key, value in headers:
+        name = key.decode("latin-1")
+        if name.lower() != "content-length":
+            out[name] = value.decode("latin-1")
+    return out
+
+
+async def call_app(app, call: dict) -> tuple[int, list, bytes]:
+    """Run one HTTP request through an ASGI app in this process: (status, headers, body)."""
+    import asyncio
+
+    path = call["path"]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": call["method"],
+             "scheme": "http", "path": path, "raw_path": path.encode("utf-8"), "root_path": "",
+             "query_string": call["query"].encode("latin-1"), "headers": call["headers"],
+             "client": call.get("client"), "server": None, "state": {}}
+    done = asyncio.Event()
+    sent_body = False
+    status, headers, chunks = 500, [], []
+
+    async def receive():
+        nonlocal sent_body
+        if not sent_body:
+            sent_body = True
+            return {"type": "http.request", "body": call["body"], "more_body": False}
+        await done.wait()  # the app's disconnect watcher waits here until the answer is out
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status, headers = message["status"], list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                done.set()
+
+    try:
+        await app(scope, receive, send)
+    finally:
+        done.set()
+    return status, headers, b"".join(chunks)
 
 
 def cmd_serve(args, settings) -> int:
