@@ -126,3 +126,24 @@ def test_png_answers_decode_to_the_same_pixels_by_either_writer(monkeypatch):
         assert plain != images.encode(pixels, "PNG", None, **coding._FAST["PNG"])  # really fpng's
     monkeypatch.setattr(coding, "_fpng", lambda: None)
     assert np.array_equal(decode(coding.encode(pixels, "png", None)[0]), pixels)
+
+
+def test_the_server_asks_onnxruntime_on_the_cpu_not_to_spin(monkeypatch):
+    import sdk.predictor
+    from sdk.errors import BackendUnavailableError
+    from sdk.serve.commands import open_predictor
+
+    seen = []
+
+    def fake(model, backend="auto", device="auto", pipeline=None, **options):
+        seen.append(options)
+        if options and backend == "auto" and fake.refuse:
+            raise BackendUnavailableError("no backend could start")
+        return options
+
+    fake.refuse = False
+    monkeypatch.setattr(sdk.predictor, "Predictor", fake)
+    assert open_predictor("srcnn3", "ort-cpu") == {"session_config": {"session.intra_op.allow_spinning": "0"}}
+    assert open_predictor("srcnn3", "auto")["session_config"]  # ort-cpu is the first backend here
+    fake.refuse = True  # the option's backends cannot start: "auto" then chooses among all, without it
+    assert open_predictor("srcnn3", "auto") == {} and seen[-2] and seen[-1] == {}

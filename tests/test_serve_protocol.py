@@ -101,6 +101,35 @@ def test_infer_with_binary_data_equals_predictor_run(server, predictor):
     np.testing.assert_array_equal(result, predictor.run(f)["output"])
 
 
+def test_concurrent_raw_requests_share_engine_calls_and_each_gets_its_rows(server, predictor):
+    """Triton's dynamic batching: same-shaped raw requests (with the same scale factor) run together."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    requests = [feeds(seed=10 + i, h=48, w=40, scale=3) for i in range(16)]
+    requests[3] = feeds(seed=3, h=48, w=40, scale=2)  # another factor: never in the same call as the rest
+    for f in requests[::5]:
+        f["input"] = np.concatenate([f["input"], f["input"][:1] * 0.5])  # three rows, not two
+
+    def post(f):
+        body, headers = binary_request(f, request_parameters={"binary_data_output": True})
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            response = client.post("/v2/models/srcnn3/infer", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        head, raw = split_binary_response(response)
+        return np.frombuffer(raw, dtype="<f4").reshape(head["outputs"][0]["shape"])
+
+    calls_before = server.metric("sdk_serve_batch_size_count")
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(post, requests))
+    calls = server.metric("sdk_serve_batch_size_count") - calls_before
+    for f, result in zip(requests, results):
+        # The same rows as a run of its own, up to float rounding (a batch may take other kernels).
+        np.testing.assert_allclose(result, predictor.run(f)["output"], rtol=1e-5, atol=1e-3)
+    assert calls < len(requests), f"{len(requests)} concurrent raw requests took {calls} engine calls"
+
+
 def test_binary_inputs_with_json_outputs_and_request_level_binary_flag(server, predictor):
     f = feeds(seed=2)
     body, headers = binary_request(f)

@@ -135,7 +135,8 @@ class ModelServer:
         self.runner = TileRunner(predictor)
         self.metrics = Metrics()
         self.engine = Engine(self.runner.run, settings.max_batch, settings.max_delay_ms / 1000.0,
-                             self.metrics.observe_engine)
+                             self.metrics.observe_engine, run_feeds=predictor.run)
+        self._raw_batched = _raw_batch_axis(predictor) if settings.max_batch > 1 else frozenset()
         # Each admitted image request holds a worker while its tiles wait on the engine, so there is
         # one per place in the queue, plus a few for the raw-tensor requests' encoding.
         self.workers = ThreadPoolExecutor(settings.max_queue + settings.workers, thread_name_prefix="sdk-serve-worker")
@@ -346,12 +347,26 @@ class ModelServer:
             check_feeds(feeds, self.predictor.inputs)
         except InputError as exc:
             raise bad_request(str(exc)) from None
-        results = await asyncio.wrap_future(self.engine.call(lambda: self.predictor.run(feeds)))
+        batched = self._raw_batched
+        rows = {len(feeds[n]) for n in batched if feeds[n].ndim}
+        if batched and len(rows) == 1 and all(feeds[n].ndim for n in batched):
+            # Cancelling the awaiting task (timeout, hang-up) cancels the job before it runs.
+            results = await asyncio.wrap_future(self.engine.submit_feeds(feeds, batched, self._raw_limit(feeds, batched)))
+        else:
+            results = await asyncio.wrap_future(self.engine.call(lambda: self.predictor.run(feeds)))
         wanted = [o.get("name") for o in parsed.outputs] if parsed.outputs else list(results)
         unknown = [n for n in wanted if n not in results]
         if unknown:
             raise bad_request(f"unknown output(s) {unknown}; the model's outputs are {list(results)}")
         return [protocol.InferOutput(n, np.asarray(results[n])) for n in wanted]
+
+    def _raw_limit(self, feeds: dict, batched: frozenset) -> int:
+        """Requests' items per engine call: on CPU no more than the image windows' pixel budget (per
+        3-channel item), as for image requests."""
+        if self.predictor.device != "cpu":
+            return 0
+        per_item = max(math.prod(feeds[n].shape[1:]) for n in batched)
+        return max(1, min(self.settings.max_batch, 3 * CPU_BATCH_PIXELS // max(1, per_item)))
 
     async def _infer_images(self, parsed, images) -> list[protocol.InferOutput]:
         if len(parsed.inputs) != 1:
@@ -455,6 +470,18 @@ class ModelServer:
             log.exception("request %s %s failed", request.method, request.url.path)
             request.scope["sdk.error"] = "internal error"
             return _error(500, "internal server error; the server log has the details")
+
+
+def _raw_batch_axis(predictor) -> frozenset:
+    """The inputs that carry a batch axis, when raw requests can share engine calls: some input and
+    every output have a dynamic first dimension (else each raw request runs alone)."""
+    def dynamic(info):
+        return len(info.shape) > 0 and not isinstance(info.shape[0], int)
+
+    batched = frozenset(i.name for i in predictor.inputs if dynamic(i))
+    if not batched or not all(dynamic(o) for o in predictor.outputs):
+        return frozenset()
+    return batched
 
 
 def _number(text: str):

@@ -91,10 +91,9 @@ def cmd_serve(args) -> int:
     except ImportError as exc:
         raise SDKError(f"sdk serve needs the 'serve' extra ({exc.name} is missing): pip install 'deploy-sdk[serve]'") from None
     from ..declare import pipeline_from_args
-    from ..predictor import Predictor
 
     _configure_logging(args.log_level)
-    predictor = Predictor(args.model, backend=args.backend, device=args.device, pipeline=pipeline_from_args(args))
+    predictor = open_predictor(args.model, args.backend, args.device, pipeline_from_args(args))
     app = create_app(predictor, settings)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
                             timeout_graceful_shutdown=max(0, int(args.grace)), lifespan="on")
@@ -107,6 +106,39 @@ def cmd_serve(args) -> int:
     with predictor:
         server.run()
     return 0
+
+
+# ONNX Runtime's intra-op threads spin-wait for a while after each run, to answer the next run sooner.
+# In a server the engine's runs alternate with Python work on the other threads (decoding, pre- and
+# post-processing, encoding, HTTP), and on a small CPU that spinning takes their core: measured on
+# the 2-core build machine, espcn 64x64 p50 7.75 -> 7.18 ms at one client and 153 -> 158 images/s
+# at 16 (benchmarks/results/serve.md has the run with it).
+_SERVER_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
+
+
+def open_predictor(model, backend: str = "auto", device: str = "auto", pipeline=None):
+    """The server's Predictor: ``Predictor(model, backend, device, pipeline)``, with the engine options
+    that suit a server where the first backend to try takes them (ONNX Runtime on the CPU)."""
+    from ..devices import parse_device
+    from ..errors import BackendUnavailableError
+    from ..predictor import Predictor
+    from ..selection import candidates
+
+    options = {}
+    try:
+        engine, chosen = candidates(backend, parse_device(device))[0]
+        if chosen is not None and chosen.kind == "cpu" and engine.accepts("session_config"):
+            options["session_config"] = dict(_SERVER_SESSION_CONFIG)
+    except SDKError:
+        pass  # the Predictor below says what is wrong
+    if options:
+        try:
+            return Predictor(model, backend=backend, device=device, pipeline=pipeline, **options)
+        except BackendUnavailableError:
+            if backend != "auto":
+                raise
+            # "auto" passes over backends that do not take the option: let it choose among all of them.
+    return Predictor(model, backend=backend, device=device, pipeline=pipeline)
 
 
 def _configure_logging(level: str) -> None:

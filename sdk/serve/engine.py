@@ -2,7 +2,10 @@
 
 Requests hand in prepared tensors (N x C x h x w float32, already in the model's space); the thread
 stacks those of one (h, w, scale) into a single engine call of at most ``max_batch`` tiles and hands
-each request its slice of the output. Everything else (decoding, pre/post-processing, encoding)
+each request its slice of the output. Raw-tensor requests (the Open Inference Protocol's /infer) are
+batched the same way, as Triton's dynamic batcher batches them: feeds whose batched inputs agree in
+everything but the batch axis, and whose other inputs (a runtime scale factor) are equal, share one
+``run_feeds`` call, and each request gets its rows of every output. Everything else (decoding, pre/post-processing, encoding)
 runs in the request's worker threads, so the engine never waits on them. The thread waits up to
 ``max_delay`` for a fuller batch only while some request is still preparing a tensor: with nobody
 coming it runs at once, so a lone request pays no batching delay.
@@ -29,12 +32,16 @@ class _Job:
     tensor: np.ndarray | None
     scale: int | None
     future: Future
-    call: Callable[[], object] | None = None  # an exclusive job (raw tensors) runs alone
+    call: Callable[[], object] | None = None  # an exclusive job runs alone
     limit: int = 0  # most tiles in one call with this job (0: the engine's max_batch)
+    feeds: dict | None = None  # a raw-tensor job: the model's feeds, ``batched`` names on the batch axis
+    batched: frozenset = frozenset()
     arrived: float = field(default_factory=time.monotonic)
 
     @property
     def size(self) -> int:
+        if self.feeds is not None:
+            return len(self.feeds[next(iter(self.batched))])
         return 1 if self.tensor is None else len(self.tensor)
 
 
@@ -42,8 +49,10 @@ class Engine:
     """Runs ``run_batch(tensor, scale) -> tensor`` on one thread, batching submissions."""
 
     def __init__(self, run_batch: Callable[[np.ndarray, int], np.ndarray], max_batch: int, max_delay_s: float,
-                 observe: Callable[[int, float], None] | None = None):
+                 observe: Callable[[int, float], None] | None = None,
+                 run_feeds: Callable[[dict], dict] | None = None):
         self._run_batch = run_batch
+        self._run_feeds = run_feeds
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self._observe = observe or (lambda size, seconds: None)
@@ -68,6 +77,15 @@ class Engine:
         ``limit`` caps the tiles of the call it joins (memory, or a model without a batch axis)."""
         key = ("tiles", tensor.shape[1:], tensor.dtype.str, scale, limit)
         return self._put(_Job(key, tensor, scale, Future(), limit=limit))
+
+    def submit_feeds(self, feeds: dict, batched: frozenset, limit: int = 0) -> Future:
+        """Queue one raw-tensor request; the future gets the outputs' rows of exactly its items.
+        ``batched`` names the inputs that carry the batch axis (at least one); the others must be equal
+        in every request that shares the call, so their bytes are part of the key."""
+        shapes = tuple(sorted((n, feeds[n].shape[1:], feeds[n].dtype.str) for n in batched))
+        shared = tuple(sorted((n, v.shape, v.dtype.str, v.tobytes()) for n, v in feeds.items() if n not in batched))
+        key = ("feeds", shapes, shared, limit)
+        return self._put(_Job(key, None, None, Future(), limit=limit, feeds=feeds, batched=batched))
 
     def call(self, fn: Callable[[], object]) -> Future:
         """Run ``fn`` on the engine thread, alone (raw-tensor requests share the one engine)."""
@@ -149,6 +167,15 @@ class Engine:
             if batch[0].call is not None:
                 result = batch[0].call()
                 size = 1
+            elif batch[0].feeds is not None:
+                first = batch[0]
+                stacked = {n: (np.concatenate([j.feeds[n] for j in batch]) if n in first.batched and len(batch) > 1
+                               else v) for n, v in first.feeds.items()}
+                size = sum(j.size for j in batch)
+                result = self._run_feeds(stacked)
+                uneven = [n for n, v in result.items() if len(batch) > 1 and len(v) != size]
+                if uneven:  # the app batches only models whose outputs all have the batch axis
+                    raise RuntimeError(f"outputs {uneven} of a batched call do not have its {size} rows")
             else:
                 tensors = [j.tensor for j in batch]
                 stacked = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
@@ -161,8 +188,14 @@ class Engine:
         finally:
             self.calls += 1
         self._observe(size, time.perf_counter() - started)
-        if batch[0].call is not None:
+        if batch[0].call is not None or len(batch) == 1:
             batch[0].future.set_result(result)
+            return
+        if batch[0].feeds is not None:
+            offset = 0
+            for job in batch:
+                job.future.set_result({n: v[offset:offset + job.size] for n, v in result.items()})
+                offset += job.size
             return
         offset = 0
         for job in batch:

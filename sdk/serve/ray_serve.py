@@ -77,11 +77,11 @@ class ModelReplica:
     """One engine: the app of ``create_app``, called in-process with each forwarded request."""
 
     def __init__(self, shipped, backend, device, pipeline, settings):
-        from ..predictor import Predictor
         from ..scale.ray import _open_shipped
         from .app import create_app
+        from .commands import open_predictor
 
-        self.predictor = Predictor(_open_shipped(shipped), backend=backend, device=device, pipeline=pipeline)
+        self.predictor = open_predictor(_open_shipped(shipped), backend, device, pipeline)
         self.app = create_app(self.predictor, settings)
 
     async def forward(self, call: dict) -> tuple[int, list, bytes]:
