@@ -43,27 +43,37 @@ def engine(predictor: Predictor, batch: list[np.ndarray], scale: int) -> Callabl
     return lambda: session.run(feeds)
 
 
-def interleaved(calls: dict[str, Callable[[], object]], rounds: int, warmup: int = 3) -> dict[str, float]:
-    """Median seconds of each call, the calls taking turns round by round."""
+def interleaved(calls: dict[str, Callable[[], object]], rounds: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Seconds of each call per round, the calls taking turns round by round."""
     for _ in range(warmup):  # first calls pay for allocations and, per factor, a session
         for call in calls.values():
             call()
     times: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             call()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(found) for name, found in times.items()}
+            cpu[name].append(time.thread_time() - start_cpu)
+    interleaved.cpu = cpu  # the calling thread's CPU seconds, per call (see single())
+    return times
 
 
 def single(predictor: Predictor, size: int, scale: int, pairs: int) -> None:
     image = images(1, size, size)[0]
-    found = interleaved({"sdk": lambda: predictor(image, scale=scale),
-                         "engine": engine(predictor, [image], scale)}, pairs)
-    sdk_s, raw_s = found["sdk"], found["engine"]
-    print(f"  {size}x{size}: sdk {sdk_s * 1e3:.2f} ms, engine {raw_s * 1e3:.2f} ms, "
-          f"ratio {sdk_s / raw_s:.3f}, {(sdk_s - raw_s) * 1e3:+.2f} ms")
+    found = interleaved({"sdk": lambda: predictor(image, scale=scale), "engine": engine(predictor, [image], scale)},
+                        pairs)
+    sdk_s, raw_s = statistics.median(found["sdk"]), statistics.median(found["engine"])
+    # The median of the pairs' differences: each pair ran back to back, so drift between pairs cancels.
+    extra = statistics.median(a - b for a, b in zip(found["sdk"], found["engine"]))
+    # The SDK's own work runs on the calling thread: its CPU time is what a busy machine cannot blur
+    # (a descheduled engine thread makes the whole call wait, the thread's CPU clock does not run).
+    cpu = interleaved.cpu
+    cpu_extra = statistics.median(a - b for a, b in zip(cpu["sdk"], cpu["engine"]))
+    print(f"  {size}x{size}: sdk {sdk_s * 1e3:.2f} ms, engine {raw_s * 1e3:.2f} ms, ratio {sdk_s / raw_s:.3f}, "
+          f"{(sdk_s - raw_s) * 1e3:+.2f} ms; median of pair differences {extra * 1e3:+.3f} ms, "
+          f"of the calling thread's CPU time {cpu_extra * 1e3:+.3f} ms")
 
 
 def batch(predictor: Predictor, count: int, side: int, sizes: list[int], scale: int, rounds: int) -> None:
@@ -76,7 +86,7 @@ def batch(predictor: Predictor, count: int, side: int, sizes: list[int], scale: 
     calls["engine, batch 1 each"] = lambda: [one() for _ in range(count)]
     if predictor._dynamic_batch:
         calls[f"engine, batch {count}"] = engine(predictor, batch_images, scale)
-    found = interleaved(calls, rounds, warmup=2)
+    found = {name: statistics.median(times) for name, times in interleaved(calls, rounds, warmup=2).items()}
     single_s, one_s = found["single calls"], found["engine, batch 1 each"]
     whole_s = found.get(f"engine, batch {count}")
     print(f"  {count} images of {side}x{side}, median of {rounds} interleaved rounds, ms per image:")

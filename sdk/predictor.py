@@ -19,6 +19,9 @@ from .selection import normalize_name, open_session
 from .spec import resolve, warn_about_guesses
 
 
+_SCALES_KEPT = 64
+
+
 class Predictor:
     """Run an upscaling model on the best (or the named) backend.
 
@@ -29,8 +32,7 @@ class Predictor:
     def __init__(self, model, backend: str = "auto", device: str = "auto", pipeline: Mapping[str, Any] | None = None,
                  memory_budget=None, **options: Any):
         normalize_name(backend)  # a bad backend or budget argument fails before the model is read
-        if memory_budget is not None:
-            memory.parse_size(memory_budget)
+        self._budget = memory.parse_size(memory_budget) if memory_budget is not None else None
         self.model = Model(model)
         resolution = resolve(self.model, pipeline)
         self.spec = resolution.spec
@@ -43,7 +45,9 @@ class Predictor:
         image = self._input(self.spec.image_input)
         self._dynamic_batch = not isinstance(image.shape[0], int)
         self.memory_budget = memory_budget
-        self._margins: dict[int, int] = {}  # scale -> tile margin; the receptive field depends on it
+        # scale -> (footprint, tile margin): both depend on the scale only, and are derived from the
+        # graph, so a call looks them up instead of deriving or even keying them on the file again.
+        self._sizing: dict[int, tuple] = {}
 
     # -- images ---------------------------------------------------------------------------------
 
@@ -60,7 +64,7 @@ class Predictor:
         batch of tiles, or True for a progress bar. orient=False keeps a file's pixels as stored
         instead of turning them upright by EXIF orientation.
         """
-        tiling.check_tile(tile)
+        tile = tiling.check_tile(tile)
         rgb = to_rgb(image, color, orient=orient)
         scale = self.pipeline.check_scale(scale)
         return self._upscale(rgb[None], scale, color, tile, progress)[0]
@@ -72,7 +76,7 @@ class Predictor:
         Images of one size run as one batch when the model has a dynamic batch axis.
         """
         scale = self.pipeline.check_scale(scale)
-        tiling.check_tile(tile)
+        tile = tiling.check_tile(tile)
         rgbs = []
         for index, image in enumerate(images):
             try:
@@ -116,19 +120,27 @@ class Predictor:
                 f"the result would be {width * scale}x{height * scale} pixels ({memory.gib(out_bytes)} as uint8) for "
                 f"{n} image(s), more than the {memory.gib(room)} of memory available; use a smaller scale or image"
             )
-        k = self.spec.multiple_of
-        probe = self.pipeline.static_size or (-(-64 // k) * k,) * 2  # a size the model can really take
-        found = footprint(self.model, self.spec, scale, probe)
-        budget = memory.budget(self.memory_budget, self.device)
-        if tiling.check_tile(tile) == 0 and found.derived and found.peak(n, height, width) > room:
+        found, margin = self._sizing.get(scale) or self._size(scale)
+        budget = memory.budget(self._budget, self.device)
+        if tile == 0 and found.derived and found.peak(n, height, width) > room:
             raise InputError(
                 f"running {width}x{height} at x{scale} in one piece needs about {memory.gib(found.peak(n, height, width))}, "
                 f"more than the {memory.gib(room)} available; use tile='auto' (the default) or a tile size"
             )
-        if scale not in self._margins:  # a benign race: two threads compute the same number
-            self._margins[scale] = tiling.margin_for(tiling.receptive_radius(self.model.proto, self.spec.image_input, scale))
-        return tiling.choose_plan(tile, shape, scale, found, budget, self._margins[scale], self._dynamic_batch,
+        return tiling.choose_plan(tile, shape, scale, found, budget, margin, self._dynamic_batch,
                                   static_size=self.pipeline.static_size, multiple_of=self.spec.multiple_of)
+
+    def _size(self, scale: int) -> tuple:
+        """The footprint and tile margin at ``scale``, derived once (a benign race: two threads may
+        both derive the same values)."""
+        k = self.spec.multiple_of
+        probe = self.pipeline.static_size or (-(-64 // k) * k,) * 2  # a size the model can really take
+        sizing = (footprint(self.model, self.spec, scale, probe),
+                  tiling.margin_for(tiling.receptive_radius(self.model.proto, self.spec.image_input, scale)))
+        if len(self._sizing) >= _SCALES_KEPT:  # scales are few in practice; a flood of them must not grow this
+            self._sizing.clear()
+        self._sizing[scale] = sizing
+        return sizing
 
     # -- raw tensors ------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ when the Predictor is made, not on the first call.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import OrderedDict
 from typing import Callable, Mapping
@@ -31,10 +32,12 @@ FactorKey = tuple[tuple[str, tuple[float, ...]], ...]
 def factor_key(feeds: Mapping[str, np.ndarray], names: list[str]) -> FactorKey:
     key = []
     for name in names:
-        values = np.asarray(feeds[name], dtype=np.float64).ravel()
-        if not np.all(np.isfinite(values)):
-            raise InputError(f"input {name!r} holds {values.tolist()}: every value must be a finite number")
-        key.append((name, tuple(float(v) for v in values)))
+        # Python floats straight from the few values: numpy's ufuncs on a 4-element array cost more
+        # than the values themselves (this runs on every call).
+        values = tuple(float(v) for v in np.asarray(feeds[name]).ravel().tolist())
+        if not all(math.isfinite(v) for v in values):
+            raise InputError(f"input {name!r} holds {list(values)}: every value must be a finite number")
+        key.append((name, values))
     return tuple(key)
 
 
