@@ -50,6 +50,7 @@ class Footprint:
 
 _lock = threading.Lock()
 _cache: dict[tuple, Footprint] = {}
+_KEPT = 256  # footprints kept (model files x scales x probes); more evicts the oldest
 
 
 def footprint(model, spec, scale: int, probe: tuple[int, int] | None = None) -> Footprint:
@@ -62,6 +63,8 @@ def footprint(model, spec, scale: int, probe: tuple[int, int] | None = None) -> 
         found = _derive(model, spec, scale, probe or (PROBE, PROBE))
         with _lock:
             _cache[key] = found
+            while len(_cache) > _KEPT:
+                del _cache[next(iter(_cache))]
     return found
 
 
