@@ -53,19 +53,22 @@ def test_two_replicas_equal_the_single_server_and_survive_a_killed_replica(tmp_p
         payload = encode(picture(96, 96, seed=3))
         want = Predictor("srcnn3", backend="ort-cpu")(picture(96, 96, seed=3), scale=3)
 
+        victim = replicas(server)[0]
+        answered, lock = [], threading.Lock()
+
         def one(_):
             try:
                 r = httpx.post(f"{server.url}/v1/models/srcnn3/upscale", params={"scale": 3}, content=payload, timeout=120)
-                return r.status_code, r.content
             except httpx.HTTPError as exc:  # no answer at all: what must not happen
                 return None, repr(exc).encode()
+            with lock:  # the 6th answer kills a replica: the load is in full swing, 8 requests in flight
+                answered.append(1)
+                if len(answered) == 6:
+                    os.kill(victim.pid, signal.SIGKILL)
+            return r.status_code, r.content
 
-        victim = replicas(server)[0]
-        killer = threading.Timer(1.0, lambda: os.kill(victim.pid, signal.SIGKILL))
-        killer.start()
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(one, range(32)))
-        killer.join()
         # Those running on the killed replica when it died were sent again by the front: every one is served.
         assert [status for status, _ in answers] == [200] * 32, [a for a in answers if a[0] != 200][:2]
         assert all(max_diff(decode(body), want) <= 1 for _, body in answers)

@@ -347,9 +347,8 @@ class ModelServer:
             check_feeds(feeds, self.predictor.inputs)
         except InputError as exc:
             raise bad_request(str(exc)) from None
-        batched = self._raw_batched
-        rows = {len(feeds[n]) for n in batched if feeds[n].ndim}
-        if batched and len(rows) == 1 and all(feeds[n].ndim for n in batched):
+        batched = self._raw_batched  # (check_feeds made sure each of these has its batch axis)
+        if batched and len({len(feeds[n]) for n in batched}) == 1:
             # Cancelling the awaiting task (timeout, hang-up) cancels the job before it runs.
             results = await asyncio.wrap_future(self.engine.submit_feeds(feeds, batched, self._raw_limit(feeds, batched)))
         else:

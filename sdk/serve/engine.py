@@ -5,8 +5,8 @@ stacks those of one (h, w, scale) into a single engine call of at most ``max_bat
 each request its slice of the output. Raw-tensor requests (the Open Inference Protocol's /infer) are
 batched the same way, as Triton's dynamic batcher batches them: feeds whose batched inputs agree in
 everything but the batch axis, and whose other inputs (a runtime scale factor) are equal, share one
-``run_feeds`` call, and each request gets its rows of every output. Everything else (decoding, pre/post-processing, encoding)
-runs in the request's worker threads, so the engine never waits on them. The thread waits up to
+``run_feeds`` call, and each request gets its rows of every output. Everything else (decoding,
+pre/post-processing, encoding) runs in the request's worker threads, so the engine never waits on them. The thread waits up to
 ``max_delay`` for a fuller batch only while some request is still preparing a tensor: with nobody
 coming it runs at once, so a lone request pays no batching delay.
 """
