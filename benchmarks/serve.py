@@ -288,7 +288,8 @@ def plot(results: list[dict], path: Path) -> None:
                                   ("in_process_codec", "in-process + PNG decode/encode", ":"),
                                   ("server", "sdk serve /v1 upscale (PNG)", "-"),
                                   ("server_batch1", "sdk serve --max-batch 1", "--"),
-                                  ("server_infer", "sdk serve /v2 infer (binary tensors)", "-.")):
+                                  ("server_infer", "sdk serve /v2 infer (binary tensors)", "-."),
+                                  ("in_process_run", "in-process Predictor.run (same tensors)", "-.")):
             ax.plot(cs, [r["by_concurrency"][c][arm]["throughput"] for c in cs], style, marker="o", label=label)
         ax.set_xscale("log", base=2)
         ax.set_xticks(cs, [str(c) for c in cs])
