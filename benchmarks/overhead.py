@@ -6,7 +6,10 @@ interleaved call by call so that the machine's drift hits every row alike.
     python benchmarks/overhead.py --model srcnn srcnn3 espcn --size 32 256 --pairs 40 \
         [--batch 16 --batch-side 64 --batch-size 16 4] [--backend ort-cpu] [--value-range 0 1]
 
-Per model and size: the single-image call against the engine (ratio, and ms above it). Then a batch
+Per model and size: the single-image call against the engine (ratio of medians, ms above it, the
+median of the pairs' differences, the same for the calling thread's CPU time, and the SDK's own work
+timed with the engine replaced by a replay of its output: on a busy machine the last one is the
+steady figure, the others move by tenths of a millisecond at 32²). Then a batch
 of ``--batch`` images of ``--batch-side``²: ``predict_batch`` (for each ``--batch-size``) against as
 many single calls and against the engine run on the whole batch (and on each image alone), per image.
 ``benchmarks/compare.py`` compares separate processes; this is the finer measurement of the same
