@@ -224,7 +224,7 @@ def _from_y_and_chroma(y: np.ndarray, chroma: np.ndarray, flip: bool = False) ->
     for i in range(n):
         ycbcr[0] = y[i, 0].reshape(-1)
         for c in range(2):
-            plane = np.ascontiguousarray(chroma[i, c])
+            plane = np.ascontiguousarray(chroma[i, c], dtype=np.float32)  # PIL's "F" reads float32 bytes
             low = Image.frombuffer("F", plane.shape[::-1], plane, "raw", "F", 0, 1)  # no copy
             ycbcr[c + 1] = np.asarray(low.resize((width, height), Image.Resampling.BICUBIC)).reshape(-1)
         color.ycbcr_to_rgb(ycbcr, out=rgb)
