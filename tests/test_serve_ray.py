@@ -110,11 +110,26 @@ def test_the_front_sends_a_lost_request_again_and_answers_503_when_every_attempt
 
             def remote(self, call):
                 self.calls += 1
+                if self.deaths is None:  # no replica ever takes it
+                    return Response(asyncio.sleep(3600))
                 if self.calls <= self.deaths:
                     async def died():
                         raise ActorDiedError()
-                    return died()
-                return ray_serve.call_app(app, call)
+                    return Response(died())
+                return Response(ray_serve.call_app(app, call))
+
+        class Response:  # DeploymentResponse's shape: awaitable, cancellable
+            cancelled = 0
+
+            def __init__(self, coroutine):
+                self.coroutine = coroutine
+
+            def __await__(self):
+                return self.coroutine.__await__()
+
+            def cancel(self):
+                Response.cancelled += 1
+                self.coroutine.close()
 
         def request():
             body = encode(image)
@@ -129,9 +144,9 @@ def test_the_front_sends_a_lost_request_again_and_answers_503_when_every_attempt
                 return {"type": "http.request", "body": body, "more_body": False}
             return Request(scope, receive)
 
-        async def run(deaths):
+        async def run(deaths, **settings):
             handle = Handle(deaths)
-            return await ray_serve.Front(handle, ServeSettings())(request()), handle.calls
+            return await ray_serve.Front(handle, ServeSettings(**settings))(request()), handle.calls
 
         answer, calls = asyncio.run(run(ray_serve.ATTEMPTS - 1))
         assert answer.status_code == 200 and calls == ray_serve.ATTEMPTS
@@ -140,4 +155,9 @@ def test_the_front_sends_a_lost_request_again_and_answers_503_when_every_attempt
         answer, calls = asyncio.run(run(ray_serve.ATTEMPTS))
         assert answer.status_code == 503 and int(answer.headers["retry-after"]) >= 1
         assert "lost" in json.loads(answer.body)["error"] and calls == ray_serve.ATTEMPTS
+        monkeypatch.setattr(ray_serve, "QUEUE_GRACE_S", 0.0)
+        started = time.monotonic()
+        answer, calls = asyncio.run(run(None, timeout_s=0.3))  # bounded even when no replica comes
+        assert answer.status_code == 504 and time.monotonic() - started < 5 and Response.cancelled == 1
+        assert "no replica answered" in json.loads(answer.body)["error"]
         app.server.close()

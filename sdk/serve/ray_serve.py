@@ -32,6 +32,8 @@ log = logging.getLogger("sdk.serve.ray")
 # takes the dead replica out of its routing as soon as the first failure comes back).
 ATTEMPTS = 3
 RETRY_PAUSE_S = 0.2
+# How long a request may wait in Ray Serve's queue for a replica, beyond the app's own --timeout.
+QUEUE_GRACE_S = 30.0
 
 
 def build(model, *, backend: str = "auto", device: str = "auto", pipeline: Mapping | None = None, settings=None,
@@ -116,9 +118,18 @@ class Front:
                 "headers": list(request.headers.raw), "body": body,
                 "client": (client.host, client.port) if client else None}
         lost = None
+        # The app bounds a request once a replica runs it; this bounds the wait for a replica too
+        # (while Ray Serve replaces the only one, say).
+        limit = self.settings.timeout_s + QUEUE_GRACE_S if self.settings.timeout_s else None
         for attempt in range(ATTEMPTS):
+            response = self.model.forward.remote(call)
             try:
-                status, headers, data = await self.model.forward.remote(call)
+                status, headers, data = await asyncio.wait_for(_awaited(response), limit)
+            except asyncio.TimeoutError:
+                response.cancel()
+                return JSONResponse({"error": f"no replica answered within {limit:g} s (--timeout plus "
+                                              f"{QUEUE_GRACE_S:g} s in Ray Serve's queue); retry later"},
+                                    status_code=504)
             except (ActorDiedError, ActorUnavailableError, ReplicaUnavailableError) as exc:
                 lost = exc
                 if attempt + 1 < ATTEMPTS:
@@ -131,6 +142,10 @@ class Front:
         return JSONResponse({"error": f"the replica running this request was lost, {ATTEMPTS} times "
                                       f"({type(lost).__name__}); retry in {retry} s, when Ray Serve has replaced it"},
                             status_code=503, headers={"retry-after": str(retry)})
+
+
+async def _awaited(response):
+    return await response
 
 
 async def _read_capped(request, limit: int) -> bytes | None:
