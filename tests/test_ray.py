@@ -104,7 +104,7 @@ def test_job_survives_a_killed_actor_reports_the_corrupt_file_and_resumes(cluste
     report = {}
     killer = threading.Thread(target=kill_midway, args=(out, mailbox, report), daemon=True)
     killer.start()
-    summary = upscale_files([folder], out, model=runtime_model, scale=2, actors=1, batch_size=1,
+    summary = upscale_files([folder], out, model=runtime_model, scale=2, backend="ort-cpu", actors=1, batch_size=1,
                             max_restarts=2, max_task_retries=2, upscaler=PostingUpscaler)
     killer.join(timeout=10)
 
@@ -159,7 +159,7 @@ def test_the_model_and_its_settings_travel_and_big_images_are_tiled(cluster, run
                                "options": {"intra_op_num_threads": 1}},
     ).take_all()
     assert len(rows) == 2
-    with sdk.Predictor(runtime_model, memory_budget="8MB") as local:
+    with sdk.Predictor(runtime_model, backend="ort-cpu", memory_budget="8MB") as local:  # as the actor runs it
         for row in rows:
             np.testing.assert_array_equal(row["image"], local(images[row["index"]], scale=3))
     tiles = {row["index"]: row["tiles"] for row in rows}

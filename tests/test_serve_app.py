@@ -128,7 +128,7 @@ def test_png_answers_decode_to_the_same_pixels_by_either_writer(monkeypatch):
     assert np.array_equal(decode(coding.encode(pixels, "png", None)[0]), pixels)
 
 
-def test_the_server_asks_onnxruntime_on_the_cpu_not_to_spin(monkeypatch):
+def test_the_server_asks_onnxruntime_on_the_cpu_not_to_spin(monkeypatch, fresh_plugins):
     import sdk.predictor
     from sdk.errors import BackendUnavailableError
     from sdk.serve.commands import open_predictor
@@ -143,6 +143,8 @@ def test_the_server_asks_onnxruntime_on_the_cpu_not_to_spin(monkeypatch):
 
     fake.refuse = False
     monkeypatch.setattr(sdk.predictor, "Predictor", fake)
+    monkeypatch.setenv("SDK_LOAD_PLUGINS", "onnxruntime")  # an installed plugin (openvino) would come first
+    fresh_plugins.reset()
     assert open_predictor("srcnn3", "ort-cpu") == {"session_config": {"session.intra_op.allow_spinning": "0"}}
     assert open_predictor("srcnn3", "auto")["session_config"]  # ort-cpu is the first backend here
     fake.refuse = True  # the option's backends cannot start: "auto" then chooses among all, without it
