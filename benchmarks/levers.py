@@ -154,7 +154,7 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             calls[name]()
             times[name].append(time.perf_counter() - start)
-            time.sleep(0.02)  # let spinning pools go quiet before the next variant
+            time.sleep(0.1)  # let spinning pools go quiet before the next variant (0.02 s was not enough)
     base_ort = np.median(times[names[0]])
     base_ov = next((np.median(times[n]) for n in names if n.startswith("openvino: as")), None)
     lines = [f"srcnn3 x{args.scale}, {args.size}x{args.size}, batch 1, {args.runs} interleaved calls per variant; "

@@ -21,7 +21,7 @@ def test_sdk_backends_lists_openvino_with_distribution_and_version():
     assert record["version"] == metadata.version("sdk-openvino")
     assert record["plugin"] == "openvino"
     assert record["devices"] == ["cpu"]
-    assert record["priority"] == 150
+    assert record["priority"] == 90
     assert record["available"] is True, record["reason"]
     assert record["details"]["precision"] == "f32"
     assert record["load_error"] is None
@@ -104,8 +104,11 @@ def test_a_broken_plugin_named_explicitly_says_why(plugins, srcnn3_path):
         Predictor(srcnn3_path, backend="broken-probe")
 
 
-def test_auto_prefers_openvino_on_the_cpu_and_skips_the_broken_probe(plugins, srcnn3_path):
+def test_auto_keeps_the_faster_ort_cpu_and_skips_the_broken_probe(plugins, srcnn3_path):
+    # openvino's priority (90) is below ort-cpu's (100): ort-cpu runs the optimised graph faster.
     with Predictor(srcnn3_path, backend="auto", device="cpu") as predictor:
+        assert predictor.backend == "ort-cpu"
+    with Predictor(srcnn3_path, backend="openvino", device="cpu") as predictor:
         assert predictor.backend == "openvino"
 
 
