@@ -112,3 +112,11 @@ def test_weights_that_are_not_constants_are_left_alone():
     model.graph.initializer.remove(weight)
     rewritten, report = optimise(model)
     assert report == [] and rewritten.SerializeToString() == model.SerializeToString()
+
+
+def test_weights_a_caller_may_feed_are_left_alone():
+    # IR 3 style: the initializer is also a graph input, so it is only a default value.
+    model = conv_model(3, 32, (5, 5), [2, 2, 2, 2])
+    model.graph.input.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, 32, 5, 5]))
+    rewritten, report = optimise(model)
+    assert report == [] and rewritten.SerializeToString() == model.SerializeToString()

@@ -74,6 +74,9 @@ def split_narrow_convs(graph, constants: dict[str, np.ndarray], counter: list[in
     from onnx import helper, numpy_helper
 
     report = []
+    # An initializer that is also a graph input is only a default: a caller may feed other weights.
+    fed = {value.name for value in graph.input}
+    constants = {name: value for name, value in constants.items() if name not in fed}
     index = 0
     while index < len(graph.node):
         node = graph.node[index]
