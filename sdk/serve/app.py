@@ -187,13 +187,10 @@ class ModelServer:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_large(f"the body is {int(declared)} bytes; this server takes at most {limit} (--max-body)")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large(f"the body is over {limit} bytes (--max-body)")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        body = await read_capped(request, limit)
+        if body is None:
+            raise too_large(f"the body is over {limit} bytes (--max-body)")
+        return body
 
     async def guarded(self, request: Request, work):
         """Run ``work`` within the request timeout; a client that hangs up cancels it (its queued
@@ -469,6 +466,17 @@ class ModelServer:
             log.exception("request %s %s failed", request.method, request.url.path)
             request.scope["sdk.error"] = "internal error"
             return _error(500, "internal server error; the server log has the details")
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it passes ``limit`` bytes (the rest is never read)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _raw_batch_axis(predictor) -> frozenset:

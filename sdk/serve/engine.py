@@ -6,9 +6,9 @@ each request its slice of the output. Raw-tensor requests (the Open Inference Pr
 batched the same way, as Triton's dynamic batcher batches them: feeds whose batched inputs agree in
 everything but the batch axis, and whose other inputs (a runtime scale factor) are equal, share one
 ``run_feeds`` call, and each request gets its rows of every output. Everything else (decoding,
-pre/post-processing, encoding) runs in the request's worker threads, so the engine never waits on them. The thread waits up to
-``max_delay`` for a fuller batch only while some request is still preparing a tensor: with nobody
-coming it runs at once, so a lone request pays no batching delay.
+pre/post-processing, encoding) runs in the request's worker threads, so the engine never waits on
+them. The thread waits up to ``max_delay`` for a fuller batch only while some request is still
+preparing a tensor: with nobody coming it runs at once, so a lone request pays no batching delay.
 """
 
 from __future__ import annotations
@@ -191,13 +191,13 @@ class Engine:
         if batch[0].call is not None or len(batch) == 1:
             batch[0].future.set_result(result)
             return
-        if batch[0].feeds is not None:
-            offset = 0
-            for job in batch:
-                job.future.set_result({n: v[offset:offset + job.size] for n, v in result.items()})
-                offset += job.size
-            return
+        if batch[0].feeds is not None:  # every output, sliced alike
+            def rows(start, stop):
+                return {n: v[start:stop] for n, v in result.items()}
+        else:
+            def rows(start, stop):
+                return result[start:stop]
         offset = 0
         for job in batch:
-            job.future.set_result(result[offset:offset + job.size])
+            job.future.set_result(rows(offset, offset + job.size))
             offset += job.size

@@ -109,7 +109,9 @@ class Front:
         from ray.serve.exceptions import ReplicaUnavailableError
         from starlette.responses import JSONResponse, Response
 
-        body = await _read_capped(request, self.settings.max_body_bytes)
+        from .app import read_capped
+
+        body = await read_capped(request, self.settings.max_body_bytes)
         if body is None:
             return JSONResponse({"error": f"the body is over {self.settings.max_body_bytes} bytes (--max-body)"},
                                 status_code=413)
@@ -146,16 +148,6 @@ class Front:
 
 async def _awaited(response):
     return await response
-
-
-async def _read_capped(request, limit: int) -> bytes | None:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _header_dict(headers: list) -> dict:
