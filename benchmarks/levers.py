@@ -9,9 +9,10 @@ directly here: this script measures engines, the SDK's benchmark (``sdk bench``)
 
 Variants: ONNX Runtime as the SDK sets it up, without the optimisation pass, without its narrow
 convolution split (the Resize rewrite alone), and with other session settings (no thread spinning,
-no memory arena, no memory pattern, no NCHWc layout, one thread); the "folding" graph shape (Resize
+no memory arena, no memory pattern, no NCHWc layout, one thread); the "folding" graph shapes (Resize
 folded into the first convolution: one 7x7 conv with s*s*64 outputs on the small image, then
-DepthToSpace; random weights - it measures the shape's speed, not its picture); OpenVINO with
+DepthToSpace, or with conv2 also on the small image as a grouped conv; random weights - they measure
+the shape's speed, not its picture); OpenVINO with
 LATENCY / THROUGHPUT hints, explicit streams and threads, bf16, and without the narrow split.
 """
 
@@ -29,9 +30,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def folded_graph(size_channels: int, scale: int):
+def folded_graph(size_channels: int, scale: int, late: bool = False):
     """srcnn3's shape with the Resize folded into conv1: conv 7x7 3 -> s*s*64 on the low-res grid,
-    DepthToSpace, ReLU, conv 1x1 64->32, ReLU, conv 5x5 32->3, plus the (polyphase) upsampled residual."""
+    DepthToSpace, ReLU, conv 1x1 64->32, ReLU, conv 5x5 32->3, plus the (polyphase) upsampled residual.
+
+    ``late``: stay on the low-res grid one layer longer. ReLU and a 1x1 conv act on each pixel alone,
+    so they commute with DepthToSpace: conv2 becomes a grouped 1x1 conv (one group per phase,
+    s*s*64 -> s*s*32) and only its 32-channel result is shuffled onto the big grid (DCR order: the
+    phases are the outer channel index, so each group is one phase)."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -40,15 +46,27 @@ def folded_graph(size_channels: int, scale: int):
         return numpy_helper.from_array((rng.standard_normal(shape) * 0.01).astype(np.float32), name)
 
     s2 = scale * scale
-    inits = [weight("w1", s2 * 64, 3, 7, 7), weight("b1", s2 * 64), weight("w2", 32, 64, 1, 1), weight("b2", 32),
-             weight("w3", 3, 32, 5, 5), weight("b3", 3), weight("wu", 3 * s2, 1, 5, 5),
+    conv2_out = s2 * 32 if late else 32
+    inits = [weight("w1", s2 * 64, 3, 7, 7), weight("b1", s2 * 64), weight("w2", conv2_out, 64, 1, 1),
+             weight("b2", conv2_out), weight("w3", 3, 32, 5, 5), weight("b3", 3), weight("wu", 3 * s2, 1, 5, 5),
              numpy_helper.from_array(np.array([0, 0, 2, 2, 0, 0, 2, 2], np.int64), "pads")]
-    nodes = [
-        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[3, 3, 3, 3]),
-        helper.make_node("DepthToSpace", ["c1"], ["d1"], blocksize=scale, mode="CRD"),
-        helper.make_node("Relu", ["d1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"]),
-        helper.make_node("Relu", ["c2"], ["r2"]),
+    if late:
+        body = [
+            helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[3, 3, 3, 3]),
+            helper.make_node("Relu", ["c1"], ["r1"]),
+            helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], group=s2),
+            helper.make_node("Relu", ["c2"], ["r2d"]),
+            helper.make_node("DepthToSpace", ["r2d"], ["r2"], blocksize=scale, mode="DCR"),
+        ]
+    else:
+        body = [
+            helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[3, 3, 3, 3]),
+            helper.make_node("DepthToSpace", ["c1"], ["d1"], blocksize=scale, mode="CRD"),
+            helper.make_node("Relu", ["d1"], ["r1"]),
+            helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"]),
+            helper.make_node("Relu", ["c2"], ["r2"]),
+        ]
+    nodes = body + [
         helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"], pads=[2, 2, 2, 2]),
         helper.make_node("Pad", ["input", "pads"], ["padded"], mode="edge"),
         helper.make_node("Conv", ["padded", "wu"], ["u"], group=3),
@@ -59,7 +77,9 @@ def folded_graph(size_channels: int, scale: int):
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "H", "W"])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
     model.ir_version = 7
-    return model
+    from sdk.optimize.passes import optimise
+
+    return optimise(model)[0]  # the narrow conv3 split, as the SDK's graph has it
 
 
 def main(argv=None) -> int:
@@ -114,6 +134,8 @@ def main(argv=None) -> int:
         "ort: 1 intra-op thread": lambda: ort_variant(optimized.path, fast, threads=1),
         "ort: folded conv1 shape (random weights)": lambda: ort_variant(
             folded_graph(3, args.scale).SerializeToString(), fast),
+        "ort: folded, conv2 on the low-res grid too (random weights)": lambda: ort_variant(
+            folded_graph(3, args.scale, late=True).SerializeToString(), fast),
     }
     try:
         import openvino as ov
@@ -136,6 +158,8 @@ def main(argv=None) -> int:
                                                                INFERENCE_NUM_THREADS=threads),
             "openvino: folded conv1 shape (random weights)": lambda: ov_variant(
                 folded_graph(3, args.scale).SerializeToString(), fast),
+            "openvino: folded, conv2 on the low-res grid too (random weights)": lambda: ov_variant(
+                folded_graph(3, args.scale, late=True).SerializeToString(), fast),
             "openvino: bf16 (opt-in precision)": lambda: ov_variant(optimized.path, fast, INFERENCE_PRECISION_HINT="bf16"),
         })
     except ImportError:
