@@ -84,6 +84,7 @@ class OrtSession(Session):
         self.outputs = tuple(_info(o) for o in self._session.get_outputs())
         self._output_names = [o.name for o in self.outputs]
         self._ort = ort
+        self._bound = device.kind == "cuda"  # looked up once: run() is on every call's path
 
     @property
     def providers(self) -> list[str]:
@@ -91,9 +92,10 @@ class OrtSession(Session):
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            if self.device.kind == "cuda":
+            if self._bound:
                 return self._run_bound(feeds)
-            return dict(zip(self._output_names, self._session.run(self._output_names, dict(feeds))))
+            names = self._output_names
+            return dict(zip(names, self._session.run(names, feeds if type(feeds) is dict else dict(feeds))))
         except self._ort.capi.onnxruntime_pybind11_state.InvalidArgument as exc:
             raise InputError(f"onnxruntime rejected the inputs: {exc}") from exc
         except self._ort.capi.onnxruntime_pybind11_state.Fail as exc:

@@ -14,6 +14,7 @@ ever see the feeds. Nothing here keeps state across calls: one Pipeline serves e
 from __future__ import annotations
 
 import numbers
+import sys
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -142,7 +143,7 @@ class Pipeline:
             )
         if (ph, pw) != (height, width):
             out = out[:, :, : height * scale, : width * scale]
-        if out.dtype != np.float32:
+        if out.dtype != _FLOAT32:
             out = out.astype(np.float32)
         return out
 
@@ -189,22 +190,38 @@ def _affine(value_range: tuple[float, float]) -> tuple[float, float]:
 
 
 _ZERO, _WHITE = np.float32(0), np.float32(255)
+# Adding 1.5 * 2**23 to a float32 in [0, 255] rounds it to the nearest integer, ties to even, exactly
+# as np.rint does, and leaves that integer in the low byte of the sum's bits: the byte is the pixel.
+# So one addition replaces rint, and the copies into the interleaved image move bytes instead of
+# casting floats (about 15% less time on a 768x768 result than rint + a casting copy).
+_ROUNDER = np.float32(1.5 * 2**23)
+_LOW_BYTE = 0 if sys.byteorder == "little" else 3
+_FLOAT32, _UINT8 = np.dtype(np.float32), np.dtype(np.uint8)
 
 
 def _to_uint8_nhwc(tensor: np.ndarray, flip: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """N x C x H x W float 0..255 -> N x H x W x C uint8 (into ``out`` when given), rounded to nearest
-    and clipped. ``tensor`` is overwritten."""
-    np.rint(tensor, out=tensor)
-    # Float32 bounds: with Python ints np.clip resolves their type on every call (about 10 us with the
-    # caches cold, as they are after an engine run). np.maximum + np.minimum would save 5 us more at
-    # 32x32 but cost two passes over the data: 0.5 ms at 768x768.
-    np.clip(tensor, _ZERO, _WHITE, out=tensor)
+    (ties to even) and clipped. ``tensor`` is overwritten."""
+    # The method, not np.clip: the function's Python wrappers cost 4 us a call, a fifth of the work on
+    # a 32x32 image. Float32 bounds: Python ints would have their type resolved on every call.
+    tensor.clip(_ZERO, _WHITE, out=tensor)
     n, c, height, width = tensor.shape
-    images = np.empty((n, height, width, c), dtype=np.uint8) if out is None else out
+    images = np.empty((n, height, width, c), dtype=_UINT8) if out is None else out
+    bytewise = tensor.dtype == _FLOAT32 and tensor.strides[-1] == 4
+    if bytewise:
+        np.add(tensor, _ROUNDER, out=tensor)
+        planes = tensor.view(_UINT8)[..., _LOW_BYTE::4]
+    else:  # no low bytes to pick (a transposed or float64 tensor): round, and cast while copying
+        np.rint(tensor, out=tensor)
+        planes = tensor
     for k in range(c):
         # A plane at a time (contiguous reads, strided writes) is about 3x faster than one 4-D
         # transposed copy (numpy 2.4): this is most of the SDK's own time on a call.
-        np.copyto(images[..., c - 1 - k if flip else k], tensor[:, k], casting="unsafe")
+        target = images[..., c - 1 - k if flip else k]
+        if bytewise:
+            target[...] = planes[:, k]
+        else:
+            np.copyto(target, planes[:, k], casting="unsafe")
     return images
 
 

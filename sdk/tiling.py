@@ -242,8 +242,10 @@ def choose_plan(
     tile: "auto" (tiles only when the whole run's estimated peak exceeds ``budget``), 0 (never), or a
     core size in input pixels. A static-size model always runs windows of exactly its size.
     """
-    tile = check_tile(tile)
     n, height, width = shape
+    if tile == "auto" and static_size is None and footprint.peak(n, height, width) <= budget:
+        return None  # the common case, decided first: this runs on every call
+    tile = check_tile(tile)
     if static_size is not None:
         window = (int(static_size[0]), int(static_size[1]))
         if (height, width) == window and n == 1:

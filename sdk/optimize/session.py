@@ -55,6 +55,9 @@ class FactorSession(Session):
         self._names = list(names)
         self._max = max(1, int(max_sessions))
         self._sessions: OrderedDict[FactorKey, Session | None] = OrderedDict()
+        # The raw bytes of a call's shape inputs -> their key: a call then skips the conversion and
+        # checks (most calls repeat one of a few factors). Bounded like the sessions, more loosely.
+        self._keys: dict[tuple, FactorKey] = {}
         self._lock = threading.Lock()
         self._closed = False
         self.inputs = tuple(generic.inputs)
@@ -78,7 +81,18 @@ class FactorSession(Session):
 
     def route(self, feeds: Mapping[str, np.ndarray]) -> tuple[Session, Mapping[str, np.ndarray]]:
         """The engine session these feeds go to, and the feeds it gets (without the baked factor)."""
-        session = self.session_for(factor_key(feeds, self._names))
+        try:
+            raw = tuple([(value.dtype.char, value.shape, value.tobytes()) for value in map(feeds.__getitem__, self._names)])
+        except AttributeError:  # not numpy arrays: the slow path converts (or refuses) them
+            raw = None
+        key = self._keys.get(raw)
+        if key is None:
+            key = factor_key(feeds, self._names)
+            if raw is not None:
+                if len(self._keys) >= 16 * self._max:
+                    self._keys.clear()
+                self._keys[raw] = key
+        session = self.session_for(key)
         if session is self._generic:
             return session, feeds
         return session, {name: value for name, value in feeds.items() if name not in self._names}
