@@ -24,7 +24,12 @@ download). The arms, on the same images in the same run:
 - ``in_process_codec``: what a user who replaces the server with their own code pays: PNG bytes
   decoded, the better in-process mode, the result encoded as the server encodes it;
 - ``in_process_run``: ``Predictor.run`` on the same model-space tensors as ``server_infer``, stacked
-  in batches of the concurrency.
+  in batches of the concurrency;
+- ``floor``: the floor of any Python server on this machine: a bare ASGI app on the same uvicorn
+  (same HTTP parser and event loop) that reads the body and answers fixed bytes of a real answer's
+  size, under the same load generator. Its time per request is what HTTP and the load generator
+  cost with no work at all. "ceiling" adds that time and the image codec's to in-process: the
+  throughput of a server whose own code cost nothing, the most the server arm could reach here.
 
 Every in-process arm runs the Predictor the server runs (``sdk.serve.commands.open_predictor``: ONNX
 Runtime without its spin-wait after each run, which the server asks for), so that the engine is the
@@ -57,7 +62,7 @@ CASES = [
 ]
 CONCURRENCY = (1, 4, 16)
 ARMS = ("server", "server_batch1", "server_infer", "in_process", "in_process_single", "in_process_codec",
-        "in_process_run")
+        "in_process_run", "floor")
 
 
 def percentile(values, q):
@@ -121,6 +126,54 @@ def in_batches(items: list, concurrency: int, run) -> dict:
     return summary(latencies, time.perf_counter() - started)
 
 
+def hello_app(answer: bytes):
+    """The floor arm's app: read the whole body, answer ``answer``; no framework, no work."""
+    headers = [(b"content-type", b"image/png"), (b"content-length", str(len(answer)).encode())]
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
+class HelloServer:
+    """``hello_app`` in a subprocess of its own on a free port, as ``sdk serve`` runs in its own."""
+
+    def __init__(self, answer: bytes, log_dir: Path):
+        from serving import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.answer_path = log_dir / f"hello-{self.port}.bin"
+        self.answer_path.write_bytes(answer)
+
+    def __enter__(self) -> "HelloServer":
+        import socket
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, __file__, "--hello", str(self.port), str(self.answer_path)])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()
+                    raise RuntimeError("the floor arm's server did not start") from None
+                time.sleep(0.05)
+
+    def __exit__(self, *exc_info) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
 def infer_body(feeds: dict, output: str) -> tuple[bytes, dict]:
     """A Triton HTTP client's request: a JSON header, then each input's raw bytes."""
     inputs, blobs = [], []
@@ -148,7 +201,8 @@ def run_case(case: dict, rounds: int, time_cap: float, log_dir: Path) -> dict:
     rows = {c: {arm: [] for arm in ARMS} for c in CONCURRENCY}
     with Server(model, "--max-batch", "16", log_dir=log_dir) as batched, \
             Server(model, "--max-batch", "1", log_dir=log_dir) as unbatched, \
-            open_predictor(model, "ort-cpu") as predictor:
+            open_predictor(model, "ort-cpu") as predictor, \
+            HelloServer(coding.encode(predictor(images[0], scale=scale), "png", None)[0], log_dir) as hello:
         pipeline = predictor.pipeline
         feeds = [pipeline.feeds(pipeline.prepare(image[None], scale).tensor, scale) for image in images]
         bodies = [infer_body(f, pipeline.output_name) for f in feeds]
@@ -186,6 +240,7 @@ def run_case(case: dict, rounds: int, time_cap: float, log_dir: Path) -> dict:
         for server in (batched, unbatched):  # warm-up: first engine runs allocate
             load(server.url, upscale_path, payloads[:4], 2, time_cap)
         load(batched.url, infer_path, bodies[:4], 2, time_cap)
+        load(hello.url, upscale_path, payloads[:4], 2, time_cap)
         in_batches(images[:4], 2, batch)
         for round_index in range(rounds):
             for concurrency in CONCURRENCY:
@@ -204,7 +259,8 @@ def run_case(case: dict, rounds: int, time_cap: float, log_dir: Path) -> dict:
                           lambda: results.update(server=load(batched.url, upscale_path, payloads[:n], c, time_cap)),
                           lambda: results.update(server_batch1=load(unbatched.url, upscale_path, payloads[:n], c, time_cap)),
                           lambda: results.update(in_process_run=in_batches(feeds[:n], c, stacked_run)),
-                          lambda: results.update(server_infer=load(batched.url, infer_path, bodies[:n], c, time_cap))]
+                          lambda: results.update(server_infer=load(batched.url, infer_path, bodies[:n], c, time_cap)),
+                          lambda: results.update(floor=load(hello.url, upscale_path, payloads[:n], c, time_cap))]
                 if round_index % 2:
                     groups.reverse()
                 for group in groups:
@@ -238,8 +294,23 @@ def summarize(arms: dict) -> dict:
     entry["added_p50_ms"] = per_round(lambda *r: r[i["server"]]["p50_ms"] - best(r)["p50_ms"])
     entry["added_p50_ms_vs_codec"] = per_round(lambda *r: r[i["server"]]["p50_ms"] - r[i["in_process_codec"]]["p50_ms"])
     entry["infer_added_p50_ms"] = per_round(lambda *r: r[i["server_infer"]]["p50_ms"] - r[i["in_process_run"]]["p50_ms"])
+    entry["ceiling"] = per_round(lambda *r: ceiling(r[i["in_process_codec"]], r[i["floor"]]))
+    entry["ceiling_ratio"] = per_round(lambda *r: ceiling(r[i["in_process_codec"]], r[i["floor"]]) / best(r)["throughput"])
+    entry["server_vs_ceiling"] = per_round(lambda *r: r[i["server"]]["throughput"] / ceiling(r[i["in_process_codec"]], r[i["floor"]]))
+    entry["floor_ms"] = per_round(lambda *r: 1000 / r[i["floor"]]["throughput"])
+    # The least HTTP could add to a lone request's p50: the floor's round trip and the codec.
+    entry["least_added_p50_ms"] = per_round(lambda *r: r[i["floor"]]["p50_ms"] + r[i["in_process_codec"]]["p50_ms"]
+                                            - best(r)["p50_ms"])
+    entry["server_own_ms"] = per_round(lambda *r: 1000 / r[i["server"]]["throughput"]
+                                       - 1000 / ceiling(r[i["in_process_codec"]], r[i["floor"]]))
     entry["failed"] = sum(r["failed"] for results in arms.values() for r in results)
     return entry
+
+
+def ceiling(codec: dict, floor: dict) -> float:
+    """Images/s of a server whose own code cost nothing: per image, the in-process time with the
+    codec plus the floor's time per request (both use the same two cores, so the times add)."""
+    return 1 / (1 / codec["throughput"] + 1 / floor["throughput"])
 
 
 def markdown(results: list[dict], command: str) -> str:
@@ -262,6 +333,16 @@ def markdown(results: list[dict], command: str) -> str:
                 f"**{e['ratio_vs_best']:.2f}** | {e['ratio_vs_issue_arm']:.2f} | {e['ratio_vs_codec']:.2f} | "
                 f"{e['server_batch1']['throughput']:.2f} | {e['batching_gain']:.2f} | {best_p50:.1f} | "
                 f"{e['server']['p50_ms']:.1f} | {e['server']['p99_ms']:.1f} | **{e['added_p50_ms']:+.1f}** |")
+        lines += ["", "The floor (a bare ASGI app on the same uvicorn, same load generator, no work) and the ceiling "
+                  "(in-process + codec + the floor's time per request):", "",
+                  "| clients | floor req/s | floor ms / request | floor p50 ms | ceiling img/s | ceiling / best in-process | "
+                  "server / ceiling | server's own ms / image | least HTTP + codec could add p50 ms |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for c, e in r["by_concurrency"].items():
+            lines.append(
+                f"| {c} | {e['floor']['throughput']:.0f} | {e['floor_ms']:.2f} | {e['floor']['p50_ms']:.2f} | "
+                f"{e['ceiling']:.2f} | {e['ceiling_ratio']:.2f} | {e['server_vs_ceiling']:.2f} | {e['server_own_ms']:.2f} | "
+                f"{e['least_added_p50_ms']:+.1f} |")
         lines += ["", "Open Inference Protocol, binary tensors (model-space tensors in and out, no codec):", "",
                   "| clients | Predictor.run img/s | /v2 infer img/s | infer / run | run p50 ms | infer p50 ms | "
                   "infer p99 ms | HTTP adds p50 ms |", "|---|---|---|---|---|---|---|---|"]
@@ -291,6 +372,8 @@ def plot(results: list[dict], path: Path) -> None:
                                   ("server_infer", "sdk serve /v2 infer (binary tensors)", "-."),
                                   ("in_process_run", "in-process Predictor.run (same tensors)", "-.")):
             ax.plot(cs, [r["by_concurrency"][c][arm]["throughput"] for c in cs], style, marker="o", label=label)
+        ax.plot(cs, [r["by_concurrency"][c]["ceiling"] for c in cs], ":", color="grey", marker="x",
+                label="ceiling: in-process + codec + bare-ASGI floor")
         ax.set_xscale("log", base=2)
         ax.set_xticks(cs, [str(c) for c in cs])
         ax.set_xlabel("concurrent clients")
@@ -312,7 +395,14 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
     parser.add_argument("--plot", type=Path)
+    parser.add_argument("--hello", nargs=2, metavar=("PORT", "ANSWER"), help=argparse.SUPPRESS)  # the floor arm's server
     args = parser.parse_args(argv)
+    if args.hello:
+        import uvicorn
+
+        uvicorn.run(hello_app(Path(args.hello[1]).read_bytes()), host="127.0.0.1", port=int(args.hello[0]),
+                    log_level="warning", access_log=False, lifespan="off")
+        return 0
     import os
     import tempfile
 

@@ -91,6 +91,93 @@ def test_engine_batches_only_while_someone_is_coming_and_drops_cancelled_jobs():
         engine.close(5)
 
 
+def test_a_lone_request_runs_on_its_own_thread_and_the_engine_still_runs_one_call_at_a_time():
+    from sdk.serve.engine import Engine
+
+    calls, release = [], threading.Event()
+
+    def run(tensor, scale):
+        calls.append((threading.current_thread().name, len(tensor)))
+        if tensor[0, 0, 0, 0] == 7:  # the blocking call
+            release.wait(5)
+        return tensor * scale
+
+    engine = Engine(run, max_batch=4, max_delay_s=0.5)
+    tiles = np.ones((1, 1, 2, 2), np.float32)
+    try:
+        engine.preparing(+1)  # the caller, as the app counts it while it decodes and prepares
+        alone = engine.submit(tiles, 2, inline=True)
+        engine.preparing(-1)
+        assert alone.done() and alone.result().sum() == 8
+        assert calls[-1] == (threading.current_thread().name, 1)  # no hand-over to the engine thread
+
+        engine.preparing(+2)  # someone else is coming: queue, so that the two may share a call
+        first = engine.submit(tiles, 3, inline=True)
+        second = engine.submit(np.full((2, 1, 2, 2), 2, np.float32), 3, inline=True)
+        engine.preparing(-2)
+        assert first.result(5).sum() == 12 and second.result(5).sum() == 48
+        assert calls[-1] == ("sdk-serve-engine", 3)
+
+        blocking = threading.Thread(target=lambda: engine.submit(np.full((1, 1, 2, 2), 7, np.float32), 1, inline=True))
+        blocking.start()  # runs inline on that thread and holds the engine
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        queued = engine.submit(tiles, 2, inline=True)  # the engine is busy: this one queues
+        time.sleep(0.1)
+        assert not queued.done() and len(calls) == 3  # nothing ran beside the inline call
+        release.set()
+        blocking.join(5)
+        assert queued.result(5).sum() == 8 and calls[-1] == ("sdk-serve-engine", 1)
+    finally:
+        release.set()
+        engine.close(5)
+
+
+def test_the_inference_routes_answer_alike_straight_or_through_the_router():
+    """The gate sends POST .../upscale and .../infer straight to their endpoints; mounted under a
+    prefix, they go through Starlette's router. Same answers, errors and metrics either way."""
+    from prometheus_client.parser import text_string_to_metric_families
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    from sdk import Predictor
+    from sdk.serve import create_app
+
+    with Predictor("srcnn3", backend="ort-cpu") as p:
+        app = create_app(p)
+        image = encode(picture(20, 24, seed=3))
+        routed, starlette_app = [], app.app
+
+        async def router(scope, receive, send):  # what reaches the Starlette app behind the gate
+            routed.append((scope.get("method"), scope.get("path")))
+            await starlette_app(scope, receive, send)
+
+        app.app = router
+        try:
+            with TestClient(app) as direct, TestClient(Starlette(routes=[Mount("/sr", app=app)])) as mounted:
+                answers = [client.post(prefix + "/v1/models/srcnn3/upscale?scale=2", content=image)
+                           for client, prefix in ((direct, ""), (mounted, "/sr"))]
+                assert [a.status_code for a in answers] == [200, 200] and answers[0].content == answers[1].content
+                for client, prefix in ((direct, ""), (mounted, "/sr")):
+                    wrong = client.post(prefix + "/v1/models/nope/upscale?scale=2", content=image)
+                    assert wrong.status_code == 404 and "srcnn3" in wrong.json()["error"]
+                    assert client.get(prefix + "/v1/models/srcnn3/upscale").status_code == 405
+                    slash = client.post(prefix + "/v1/models/srcnn3/upscale/?scale=2", content=image, follow_redirects=False)
+                    assert slash.status_code == 307  # the router's redirect to the path without the slash
+                    assert set(client.post(prefix + "/v2/models/srcnn3/infer", content=b"{").json()) == {"error"}
+                text = direct.get("/metrics").text
+        finally:
+            app.server.close()
+    counts = {(s.labels["route"], s.labels["status"]): s.value for f in text_string_to_metric_families(text)
+              for s in f.samples if s.name == "sdk_serve_requests_total"}
+    assert counts[("/v1/models/{name}/upscale", "200")] == 2
+    assert counts[("/v1/models/{name}/upscale", "404")] == 2
+    assert counts[("/v2/models/{name}/infer", "400")] == 2
+    assert ("POST", "/sr/v1/models/srcnn3/upscale") in routed and ("POST", "/v1/models/srcnn3/upscale") not in routed
+
+
 def test_settings_are_checked():
     from sdk.errors import InputError
     from sdk.serve import ServeSettings

@@ -22,6 +22,20 @@ class Metrics:
                                registry=self.registry)
         self.queue_depth = Gauge("sdk_serve_queue_depth", "Tiles waiting for the engine", registry=self.registry)
         self.rejected = Counter("sdk_serve_rejected", "Requests refused by back-pressure (503)", registry=self.registry)
+        # prometheus-client checks and looks up the labels on every labels() call; a server sees few
+        # distinct (route, method, status), so their children are kept here after the first request
+        # (up to a bound: the method is the client's to choose).
+        self._children: dict[tuple, tuple] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route))
+            if len(self._children) < 256:
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_engine(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
