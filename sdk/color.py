@@ -46,10 +46,12 @@ def rgb_to_ycbcr(batch: np.ndarray) -> np.ndarray:
     return ycbcr.reshape(n, 3, height, width)
 
 
-def ycbcr_to_rgb(planes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """3 x P float32 Y, Cb, Cr planes of one image (0..255, chroma centred on 128) -> 3 x P float32
-    R, G, B (into ``out`` when given). ``planes``' chroma is shifted in place."""
-    planes[1:] -= CHROMA_OFFSET
+def ycbcr_to_rgb(planes: np.ndarray, out: np.ndarray | None = None, centred: bool = False) -> np.ndarray:
+    """3 x P float32 Y, Cb, Cr planes of one image (0..255, chroma centred on 128, or on 0 when
+    ``centred``) -> 3 x P float32 R, G, B (into ``out`` when given). ``planes``' chroma is shifted in
+    place."""
+    if not centred:
+        planes[1:] -= CHROMA_OFFSET
     return _times(YCBCR_TO_RGB, planes, np.empty_like(planes) if out is None else out)
 
 

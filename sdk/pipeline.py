@@ -241,9 +241,14 @@ def _from_y_and_chroma(y: np.ndarray, chroma: np.ndarray, flip: bool = False) ->
     for i in range(n):
         ycbcr[0] = y[i, 0].reshape(-1)
         for c in range(2):
-            plane = np.ascontiguousarray(chroma[i, c], dtype=np.float32)  # PIL's "F" reads float32 bytes
+            # Centred here, on the low-resolution plane (a ninth of the pixels at x3): the filter's
+            # weights sum to one, so this equals centring the upscaled plane, to a float rounding.
+            # The result is contiguous float32, as PIL's "F" mode reads it.
+            plane = np.subtract(chroma[i, c], color.CHROMA_OFFSET, dtype=np.float32)
             low = Image.frombuffer("F", plane.shape[::-1], plane, "raw", "F", 0, 1)  # no copy
-            ycbcr[c + 1] = np.asarray(low.resize((width, height), Image.Resampling.BICUBIC)).reshape(-1)
-        color.ycbcr_to_rgb(ycbcr, out=rgb)
+            high = low.resize((width, height), Image.Resampling.BICUBIC)
+            # tobytes + frombuffer: one copy of the plane (np.asarray on the image makes two).
+            ycbcr[c + 1] = np.frombuffer(high.tobytes(), dtype=np.float32)
+        color.ycbcr_to_rgb(ycbcr, out=rgb, centred=True)
         _to_uint8_nhwc(rgb.reshape(1, 3, height, width), flip, out=images[i:i + 1])
     return images

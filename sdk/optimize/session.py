@@ -58,12 +58,15 @@ class FactorSession(Session):
         # The raw bytes of a call's shape inputs -> their key: a call then skips the conversion and
         # checks (most calls repeat one of a few factors). Bounded like the sessions, more loosely.
         self._keys: dict[tuple, FactorKey] = {}
+        # (raw bytes, session) of the latest call, set and cleared under the lock: a call that repeats
+        # it skips the lock and the LRU (whose order it would not change).
+        self._recent: tuple[tuple, Session] | None = None
         self._lock = threading.Lock()
         self._closed = False
         self.inputs = tuple(generic.inputs)
         self.outputs = tuple(generic.outputs)
 
-    def session_for(self, key: FactorKey) -> Session:
+    def session_for(self, key: FactorKey, raw: tuple | None = None) -> Session:
         with self._lock:
             if self._closed:
                 raise SDKError("this session is closed; create a new Predictor")
@@ -76,8 +79,12 @@ class FactorSession(Session):
                 while len(self._sessions) > self._max:
                     _, evicted = self._sessions.popitem(last=False)
                     if evicted is not None:
+                        self._recent = None
                         evicted.close()
-            return found if found is not None else self._generic
+            session = found if found is not None else self._generic
+            if raw is not None:
+                self._recent = (raw, session)
+            return session
 
     def route(self, feeds: Mapping[str, np.ndarray]) -> tuple[Session, Mapping[str, np.ndarray]]:
         """The engine session these feeds go to, and the feeds it gets (without the baked factor)."""
@@ -85,14 +92,18 @@ class FactorSession(Session):
             raw = tuple([(value.dtype.char, value.shape, value.tobytes()) for value in map(feeds.__getitem__, self._names)])
         except AttributeError:  # not numpy arrays: the slow path converts (or refuses) them
             raw = None
-        key = self._keys.get(raw)
-        if key is None:
-            key = factor_key(feeds, self._names)
-            if raw is not None:
-                if len(self._keys) >= 16 * self._max:
-                    self._keys.clear()
-                self._keys[raw] = key
-        session = self.session_for(key)
+        recent = self._recent
+        if recent is not None and recent[0] == raw:
+            session = recent[1]
+        else:
+            key = self._keys.get(raw)
+            if key is None:
+                key = factor_key(feeds, self._names)
+                if raw is not None:
+                    if len(self._keys) >= 16 * self._max:
+                        self._keys.clear()
+                    self._keys[raw] = key
+            session = self.session_for(key, raw)
         if session is self._generic:
             return session, feeds
         return session, {name: value for name, value in feeds.items() if name not in self._names}
@@ -118,6 +129,7 @@ class FactorSession(Session):
             if self._closed:
                 return
             self._closed = True
+            self._recent = None
             for session in self._sessions.values():
                 if session is not None:
                     session.close()
