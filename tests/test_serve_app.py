@@ -178,6 +178,37 @@ def test_the_inference_routes_answer_alike_straight_or_through_the_router():
     assert ("POST", "/sr/v1/models/srcnn3/upscale") in routed and ("POST", "/v1/models/srcnn3/upscale") not in routed
 
 
+def test_a_small_image_runs_on_the_event_loop_and_a_timeout_still_gives_its_place_up(monkeypatch):
+    """Small images skip the worker threads (decoding, pre/post and encoding on the loop); a request
+    waiting on a busy engine is still answered 504 in time, and its job is dropped unrun."""
+    from sdk import Predictor
+    from sdk.serve.app import ModelServer
+
+    def no_worker(*args):
+        raise AssertionError("a small image went to a worker thread")
+
+    monkeypatch.setattr(ModelServer, "_upscale_sync", no_worker)
+    image = picture(16, 20, seed=5)
+    with Predictor("srcnn3", backend="ort-cpu") as p, client_for(p, timeout_s=0.5) as client:
+        server = client.app.server
+        answer = client.post("/v1/models/srcnn3/upscale?scale=2", content=encode(image))
+        assert answer.status_code == 200 and max_diff(decode(answer.content), p(image, scale=2)) == 0
+        release = threading.Event()
+        server.engine.call(lambda: release.wait(10))  # the engine is busy
+        started = time.perf_counter()
+        late = client.post("/v1/models/srcnn3/upscale?scale=2", content=encode(image))
+        assert late.status_code == 504 and time.perf_counter() - started < 5
+        calls = server.engine.calls
+        release.set()
+        deadline = time.monotonic() + 5
+        while server.engine.calls == calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # time enough for the engine to run the timed-out job, were it still queued
+        assert server.engine.calls == calls + 1  # the blocking call ended; the timed-out job never ran
+        assert server.admitted == 0
+        assert client.post("/v1/models/srcnn3/upscale?scale=2", content=encode(image)).status_code == 200
+
+
 def test_settings_are_checked():
     from sdk.errors import InputError
     from sdk.serve import ServeSettings

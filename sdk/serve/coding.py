@@ -41,6 +41,22 @@ def output_format(name: str | None, decoded_format: str | None = None) -> str:
 
 def decode(data: bytes, max_pixels: int) -> tuple[images.Decoded, str | None]:
     """(what sdk.images read, the input's format among FORMATS or None); HTTP errors for bad bytes."""
+    header = open_header(data, max_pixels)
+    return load(header), header.source_format
+
+
+class Header:
+    """An image whose header is read and whose size is within the limit; its pixels are not decoded."""
+
+    def __init__(self, image, source_format: str | None):
+        self.image = image
+        self.source_format = source_format
+        self.width, self.height = image.size
+
+
+def open_header(data: bytes, max_pixels: int) -> Header:
+    """Parse the header only (microseconds) and refuse a picture over ``max_pixels`` before a byte of
+    it is inflated."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -57,19 +73,26 @@ def decode(data: bytes, max_pixels: int) -> tuple[images.Decoded, str | None]:
                               "send PNG, JPEG or WebP bytes") from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise bad_request(f"the image header is damaged ({exc}); send PNG, JPEG or WebP bytes") from None
-        width, height = img.size
-        if width * height > max_pixels:
-            raise too_large(f"the image is {width}x{height} = {width * height} pixels; this server takes at most "
-                            f"{max_pixels} (--max-pixels); downscale it or split it")
-        source_format = _FROM_PILLOW.get(img.format or "")
+    width, height = img.size
+    if width * height > max_pixels:
+        raise too_large(f"the image is {width}x{height} = {width * height} pixels; this server takes at most "
+                        f"{max_pixels} (--max-pixels); downscale it or split it")
+    return Header(img, _FROM_PILLOW.get(img.format or ""))
+
+
+def load(header: Header) -> images.Decoded:
+    """The pixels (and orientation, profile, EXIF, alpha) of an image whose header passed."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img.load()
-            decoded = images.decode(img)
+            header.image.load()
+            return images.decode(header.image)
         except InputError as exc:
             raise bad_request(str(exc)) from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise bad_request(f"the image is damaged and cannot be decoded ({exc})") from None
-    return decoded, source_format
 
 
 def check_size(fmt: str, height: int, width: int) -> None:

@@ -187,8 +187,9 @@ def encode_response(model_name: str, request: InferRequest, outputs: list[InferO
         if isinstance(out.data, np.ndarray):
             entry = {"name": out.name, "datatype": datatype_of(out.data.dtype), "shape": list(out.data.shape)}
             if request.wants_binary(out.name):
-                raw = np.ascontiguousarray(out.data).astype(out.data.dtype.newbyteorder("<"), copy=False).tobytes()
-                entry["parameters"] = {"binary_data_size": len(raw)}
+                # The array's own buffer: the join below is the one copy of its bytes.
+                raw = memoryview(np.ascontiguousarray(out.data.astype(out.data.dtype.newbyteorder("<"), copy=False)))
+                entry["parameters"] = {"binary_data_size": raw.nbytes}
                 chunks.append(raw)
             else:
                 entry["data"] = out.data.reshape(-1).tolist()
