@@ -174,3 +174,26 @@ def test_info_probe(capsys):
     assert cli.main(["info", "srcnn3", "--probe", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["probe"]["value_range"] == [0.0, 255.0] and "0..255" in info["probe"]["psnr_db"]
+
+
+def test_the_uint8_conversion_is_rint_then_clip_exactly():
+    """finish rounds by adding 1.5 * 2**23 and keeping the low byte; it must equal the documented
+    np.clip(np.rint(x), 0, 255) everywhere: ties (to even), just off them, out of range, infinities,
+    any layout (a transposed or sliced tensor has no low bytes to pick and is rounded as floats)."""
+    from sdk.pipeline import _to_uint8_nhwc
+
+    ties = np.arange(-4, 260, 0.5, dtype=np.float32)
+    around = np.concatenate([np.nextafter(ties, np.float32(-np.inf)), np.nextafter(ties, np.float32(np.inf))])
+    odd = np.array([-0.0, 1e-45, -1e-45, 3e38, -3e38, np.inf, -np.inf, 2.0**22, -2.0**22, 2.0**24 + 3], np.float32)
+    noise = np.random.default_rng(0).uniform(-300, 600, 3000).astype(np.float32)
+    values = np.concatenate([ties, around, odd, noise])
+    values = values[: values.size // 6 * 6].reshape(1, 3, 2, -1)
+    expected = np.clip(np.rint(values), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    for flip in (False, True):
+        want = expected[..., ::-1] if flip else expected
+        got = _to_uint8_nhwc(values.copy(), flip)
+        assert got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+        nhwc = np.ascontiguousarray(values.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # as an NHWC model's output
+        np.testing.assert_array_equal(_to_uint8_nhwc(nhwc, flip), want)
+        np.testing.assert_array_equal(_to_uint8_nhwc(values.astype(np.float64), flip), want)
