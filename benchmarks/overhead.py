@@ -8,8 +8,9 @@ interleaved call by call so that the machine's drift hits every row alike.
 
 Per model and size: the single-image call against the engine (ratio of medians, ms above it, the
 median of the pairs' differences, the same for the calling thread's CPU time, and the SDK's own work
-timed with the engine replaced by a replay of its output: on a busy machine the last one is the
-steady figure, the others move by tenths of a millisecond at 32²). Then a batch
+timed with the engine replaced by a replay of its output, each call after a real engine run, in wall
+and in CPU time: on a busy machine that CPU time is the steady figure, the others move by tenths of a
+millisecond at 32²). Then a batch
 of ``--batch`` images of ``--batch-side``²: ``predict_batch`` (for each ``--batch-size``) against as
 many single calls and against the engine run on the whole batch (and on each image alone), per image.
 ``benchmarks/compare.py`` compares separate processes; this is the finer measurement of the same
@@ -30,6 +31,7 @@ import numpy as np
 
 from sdk import Predictor
 from sdk.backend import Session
+from sdk.optimize.session import FactorSession
 
 
 def images(count: int, side: int, seed: int) -> list[np.ndarray]:
@@ -74,29 +76,36 @@ class _Replay(Session):
         return {name: value.copy() for name, value in self.result.items()}
 
 
-def own_work(predictor: Predictor, image: np.ndarray, scale: int, rounds: int) -> float:
-    """Median seconds of the SDK's own work in one call: the call with its engine replaced by a
-    replay of the engine's output, minus the replay alone, each after a pass over 8 MB that leaves
-    the caches as cold as an engine run does. Unlike the interleaved difference, a busy machine
-    hardly moves it."""
+def own_work(predictor: Predictor, image: np.ndarray, scale: int, rounds: int) -> tuple[float, float]:
+    """Median seconds (wall, and the calling thread's CPU) of the SDK's own work in one call: the call with its engine replaced by a
+    replay of the engine's output, minus the replay alone, each right after a real engine run, which
+    leaves the caches as cold as they are in use. A runtime-scale model keeps its factor routing
+    (a FactorSession over replays): choosing the factor's session is the SDK's work too. Unlike the
+    interleaved difference, a busy machine hardly moves the CPU figure."""
     pipeline = predictor.pipeline
-    session, feeds = predictor.session, pipeline.feeds(pipeline.prepare(image[None], scale).tensor, scale)
-    if hasattr(session, "route"):
-        session, feeds = session.route(feeds)
-    replay = _Replay(predictor.session, session.run(feeds))
-    flush = np.ones(2**20)
-    real, predictor._session = predictor._session, replay  # a benchmark may reach inside
+    real = predictor.session
+    every = pipeline.feeds(pipeline.prepare(image[None], scale).tensor, scale)
+    session, feeds = real.route(every) if hasattr(real, "route") else (real, every)
+    result = session.run(feeds)
+    replay = _Replay(session, result)
+    stand_in: Session = replay
+    if hasattr(real, "route"):
+        baked = [name for name in every if name not in feeds]
+        stand_in = FactorSession(_Replay(real, result), lambda key: replay, baked)
+    predictor._session = stand_in  # a benchmark may reach inside
     try:
-        found = interleaved({"flush": flush.sum, "sdk": lambda: predictor(image, scale=scale), "flush again": flush.sum,
-                             "replay": lambda: replay.run(feeds)}, rounds)
+        found = interleaved({"engine": lambda: session.run(feeds), "sdk": lambda: predictor(image, scale=scale),
+                             "engine again": lambda: session.run(feeds), "replay": lambda: replay.run(feeds)}, rounds)
     finally:
         predictor._session = real
-    return statistics.median(found["sdk"]) - statistics.median(found["replay"])
+    cpu = interleaved.cpu
+    return (statistics.median(found["sdk"]) - statistics.median(found["replay"]),
+            statistics.median(cpu["sdk"]) - statistics.median(cpu["replay"]))
 
 
 def single(predictor: Predictor, size: int, scale: int, pairs: int) -> None:
     image = images(1, size, size)[0]
-    own = own_work(predictor, image, scale, max(pairs, 50))
+    own, own_cpu = own_work(predictor, image, scale, max(pairs, 50) if size <= 64 else pairs)
     found = interleaved({"sdk": lambda: predictor(image, scale=scale), "engine": engine(predictor, [image], scale)},
                         pairs)
     sdk_s, raw_s = statistics.median(found["sdk"]), statistics.median(found["engine"])
@@ -108,7 +117,8 @@ def single(predictor: Predictor, size: int, scale: int, pairs: int) -> None:
     cpu_extra = statistics.median(a - b for a, b in zip(cpu["sdk"], cpu["engine"]))
     print(f"  {size}x{size}: sdk {sdk_s * 1e3:.2f} ms, engine {raw_s * 1e3:.2f} ms, ratio {sdk_s / raw_s:.3f}, "
           f"{(sdk_s - raw_s) * 1e3:+.2f} ms; median of pair differences {extra * 1e3:+.3f} ms, "
-          f"of the calling thread's CPU time {cpu_extra * 1e3:+.3f} ms; the SDK's own work {own * 1e3:.3f} ms")
+          f"of the calling thread's CPU time {cpu_extra * 1e3:+.3f} ms; the SDK's own work {own * 1e3:.3f} ms "
+          f"(CPU {own_cpu * 1e3:.3f} ms)")
 
 
 def batch(predictor: Predictor, count: int, side: int, sizes: list[int], scale: int, rounds: int) -> None:
