@@ -103,7 +103,7 @@ def budget(value=None, device: str = "cpu") -> int:
     if value is not None:
         return parse_size(value)
     share = min(int(available() * SHARE), CAP)
-    on_device = device_memory(device)
+    on_device = device_memory(device) if device != "cpu" else None  # the CPU's is the machine's: no call
     return min(share, int(on_device * SHARE)) if on_device else share
 
 

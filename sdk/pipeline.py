@@ -47,6 +47,9 @@ class Pipeline:
         # value = pixel * gain + low on the way in; pixel = (value - low) / gain on the way out.
         self._gain_in, self._low_in = _affine(spec.value_range)
         self._gain_out, self._low_out = _affine(spec.out_range)
+        # Any H x W runs as it is: the common case skips padded_size (a call costs microseconds with
+        # the caches as cold as an engine run leaves them, and feeds and output each need the size).
+        self._any_size = self.static_size is None and spec.multiple_of == 1
 
     @property
     def runtime_scale(self) -> bool:
@@ -110,7 +113,7 @@ class Pipeline:
     def feeds(self, tensor: np.ndarray, scale: int) -> dict[str, np.ndarray]:
         """The engine's feeds for one model-space tensor: padded, laid out and cast for the model."""
         n, c, height, width = tensor.shape
-        ph, pw = self.padded_size(height, width)
+        ph, pw = (height, width) if self._any_size else self.padded_size(height, width)
         if (ph, pw) != (height, width):
             # Reflection keeps the padding image-like, so the model sees no false edge at the border.
             mode = "reflect" if height > 1 and width > 1 else "edge"
@@ -128,7 +131,7 @@ class Pipeline:
         """The engine's output for a model-space tensor of ``shape`` -> N x C x sH x sW float32."""
         out = outputs[self.output_name] if type(outputs) is dict or isinstance(outputs, Mapping) else outputs
         n, c, height, width = shape
-        ph, pw = self.padded_size(height, width)
+        ph, pw = (height, width) if self._any_size else self.padded_size(height, width)
         if self.spec.layout == "NHWC" and out.ndim == 4:
             out = out.transpose(0, 3, 1, 2)
         expected = (n, c, ph * scale, pw * scale)

@@ -106,9 +106,10 @@ class Predictor:
 
     def _run_windows(self, batch: np.ndarray, scale: int, bgr: bool) -> np.ndarray:
         """N x h x w x 3 uint8 -> N x sh x sw x 3 uint8: the whole pipeline on exactly this batch."""
-        prepared = self.pipeline.prepare(batch, scale)
-        out = self.pipeline.run_tensor(self._open_session(), prepared.tensor, scale)
-        return self.pipeline.finish(out, prepared, bgr=bgr)
+        pipeline = self.pipeline
+        prepared = pipeline.prepare(batch, scale)
+        out = pipeline.run_tensor(self._session or self._open_session(), prepared.tensor, scale)
+        return pipeline.finish(out, prepared, bgr=bgr)
 
     def _plan(self, shape: tuple[int, int, int], scale: int, tile) -> "tiling.Plan | None":
         """Refuse what cannot fit before any engine call, then choose the tiles (or none)."""
