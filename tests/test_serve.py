@@ -165,7 +165,13 @@ def test_metrics_and_access_log(server):
         assert name in text
     import json
 
-    lines = [json.loads(l) for l in server.log().splitlines() if l.startswith("{")]
+    def logged():  # access lines are written by a thread of their own, a few milliseconds late
+        return [json.loads(l) for l in server.log().splitlines() if l.startswith("{")]
+
+    deadline = time.monotonic() + 5
+    while not any(l["route"] == "/metrics" for l in logged()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lines = logged()
     assert any(l["route"] == "/v1/models/{name}/upscale" and l["status"] == 200 and l["ms"] > 0 for l in lines)
     assert any(l["status"] == 401 for l in lines)
 
