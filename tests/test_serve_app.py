@@ -242,6 +242,9 @@ def test_png_answers_decode_to_the_same_pixels_by_either_writer(monkeypatch):
     assert np.array_equal(np.asarray(opened)[..., :3], pixels)
     if coding._fpng() is not None:
         assert plain != images.encode(pixels, "PNG", None, **coding._FAST["PNG"])  # really fpng's
+        assert coding.quick_to_encode("png", images.Decoded(pixels))  # may be written on the event loop
+    assert not coding.quick_to_encode("png", images.Decoded(pixels, alpha=alpha))  # Pillow's: a worker's job
+    assert not coding.quick_to_encode("webp", None) and coding.quick_to_encode("jpeg", None)
     monkeypatch.setattr(coding, "_fpng", lambda: None)
     assert np.array_equal(decode(coding.encode(pixels, "png", None)[0]), pixels)
 

@@ -41,11 +41,12 @@ PUBLIC_PATHS = {"/", "/v2/health/live", "/v2/health/ready"}
 # keeps the cores busy and a batch of them ran slower than one at a time (benchmarks/results/serve.md).
 CPU_BATCH_PIXELS = 128 * 128 * 4
 # Small work runs on the event loop rather than in a worker thread: a hop to a thread and back costs
-# two wake-ups and a GIL hand-over each way, and under load on the 2-core build machine skipping them
-# for espcn 64x64 took the server's CPU from about 9.0 to 7.3 ms a request at 16 clients and its p50
-# at one client from +2.6 to +1.8 ms over in-process. Images whose result has at most LOOP_PIXELS
-# pixels (about a millisecond of decoding, pre/post-processing and encoding) and Open Inference
-# Protocol answers of at most LOOP_BYTES binary bytes (a copy) stay on the loop.
+# two wake-ups and a GIL hand-over each way, and on the 2-core build machine (busy: load average
+# about 4) skipping them for espcn 64x64 took the server's CPU from about 9.0 to 7.3 ms a request at
+# 16 clients and its p50 at one client from +2.6 to +1.8 ms over in-process. Images whose result has
+# at most LOOP_PIXELS pixels (about a millisecond of decoding, pre/post-processing and encoding; a
+# slow encoder still goes to a worker) and Open Inference Protocol answers of at most LOOP_BYTES
+# binary bytes (a copy) stay on the loop.
 LOOP_PIXELS = 256 * 256
 LOOP_BYTES = 4 * 2**20
 # The routes whose latency sets Retry-After.
@@ -313,7 +314,10 @@ class ModelServer:
         limit = self._window_limit(pixels, plan.batch)
         # Cancelling this await (timeout, hang-up) cancels the job: the engine drops it unrun.
         out = self.runner.finish(await asyncio.wrap_future(self.engine.submit(tensor, scale, limit)), prepared)[0]
-        body, content_type = coding.encode(out, fmt, decoded)
+        if coding.quick_to_encode(fmt, decoded):
+            body, content_type = coding.encode(out, fmt, decoded)
+        else:  # Pillow's PNG or WebP: milliseconds the loop should not stall for
+            body, content_type = await self.in_worker(coding.encode, out, fmt, decoded)
         return body, content_type, (header.width, header.height), (out.shape[1], out.shape[0])
 
     def _decoded(self, header: coding.Header, scale: int, fmt_name: str | None) -> tuple[images.Decoded, str]:
