@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,10 +17,34 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Ray's worker processes take ports 10002-19999 by default (its min/max_worker_port).
+_ABOVE_RAY_WORKERS = 20000
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range when there is room, else any free port.
+
+    A port from bind(0) is free only until another process's bind(0) is handed the same one, and a
+    Ray Serve start launches a dozen processes that bind(0) between our pick and its proxy's bind (a
+    CI run lost that race: "Address already in use"). Below the ephemeral range and above Ray's
+    worker ports, no such bind can take it."""
+    low = _ephemeral_low()
+    for _ in range(50):
+        port = random.randrange(_ABOVE_RAY_WORKERS, low) if low > _ABOVE_RAY_WORKERS + 100 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError(f"no free port found between {_ABOVE_RAY_WORKERS} and {low}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152  # the IANA range, which macOS and Windows use
 
 
 class Server:
