@@ -429,7 +429,7 @@ class ModelServer:
             body = await self.read_body(request)
             parsed = protocol.parse_request(body, request.headers.get(protocol.HEADER_LENGTH))
             outputs = await self.guarded(request, self._infer_outputs(parsed))
-        if _quick_to_encode(parsed, outputs):  # a copy of a few bytes: cheaper here than a thread hop
+        if _only_bytes_to_copy(parsed, outputs):  # a copy of a few bytes: cheaper here than a thread hop
             data, headers = protocol.encode_response(self.name, parsed, outputs)
         else:
             data, headers = await self.in_worker(protocol.encode_response, self.name, parsed, outputs)
@@ -581,7 +581,7 @@ async def read_capped(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _quick_to_encode(parsed: protocol.InferRequest, outputs: list[protocol.InferOutput]) -> bool:
+def _only_bytes_to_copy(parsed: protocol.InferRequest, outputs: list[protocol.InferOutput]) -> bool:
     """Whether a response is only bytes to copy (binary tensors, at most LOOP_BYTES of them): JSON
     numbers and base64 take the worker pool."""
     total = 0
