@@ -43,7 +43,7 @@ def calibration_feeds(model) -> list[dict[str, np.ndarray]]:
         h, w = photo.shape[:2]
         side = min(CALIBRATION_SIZE, h, w)
         top, left = (h - side) // 2, (w - side) // 2
-        crop = np.ascontiguousarray(photo[top:top + side, left:left + side])
+        crop = np.ascontiguousarray(photo[top : top + side, left : left + side])
         prepared = pipeline.prepare(crop[None], scale)
         feeds.append({k: v for k, v in pipeline.feeds(prepared.tensor, scale).items() if k in names})
     return feeds
@@ -65,8 +65,15 @@ def _at_opset_13(model):
 
 
 def _key(model, ort_version: str) -> str:
-    text = json.dumps({"model_sha256": model.sha256, "precision": "int8", "calibration": CALIBRATION_VERSION,
-                       "onnxruntime": ort_version}, sort_keys=True)
+    text = json.dumps(
+        {
+            "model_sha256": model.sha256,
+            "precision": "int8",
+            "calibration": CALIBRATION_VERSION,
+            "onnxruntime": ort_version,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -78,15 +85,18 @@ def int8_model(model, ort, cache_dir: Path | None = None):
     try:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     except ImportError as exc:
-        raise BackendUnavailableError(f"precision='int8' needs onnxruntime.quantization ({exc}); "
-                                      "pip install -U 'deploy-sdk[cpu]'") from exc
+        raise BackendUnavailableError(
+            f"precision='int8' needs onnxruntime.quantization ({exc}); pip install -U 'deploy-sdk[cpu]'"
+        ) from exc
     folder = (Path(cache_dir) if cache_dir else cache_root()) / "int8"
     path = folder / f"{_key(model, ort.__version__)}.onnx"
     if not path.is_file():
         try:
             feeds = calibration_feeds(model)
         except SDKError as exc:
-            raise BackendUnavailableError(f"precision='int8' calibrates on the package's training photos: {exc}") from exc
+            raise BackendUnavailableError(
+                f"precision='int8' calibrates on the package's training photos: {exc}"
+            ) from exc
 
         class Photos(CalibrationDataReader):
             def __init__(self):
@@ -100,8 +110,15 @@ def int8_model(model, ort, cache_dir: Path | None = None):
         fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
         os.close(fd)
         try:
-            quantize_static(_at_opset_13(model), temp, Photos(), quant_format=QuantFormat.QOperator, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            quantize_static(
+                _at_opset_13(model),
+                temp,
+                Photos(),
+                quant_format=QuantFormat.QOperator,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
             os.chmod(temp, 0o644)
             os.replace(temp, path)
         finally:
