@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # multi-GB CUDA build. torch is only needed to export and train, never to run a model.
 TORCH := torch==2.13.0
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test lint install install-dev clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: install-dev
 	$(PY) -m pytest
 	# The OpenVINO plugin, built as a wheel and installed into its own venv beside deploy-sdk.
 	PYTHON=$(PYTHON) examples/sdk-openvino/ci.sh
+
+# The checks CI runs beside the suite: ruff's lint and its formatting.
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .venv-plugins out build *.egg-info

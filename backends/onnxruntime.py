@@ -6,9 +6,9 @@ Nothing here imports onnxruntime until a backend is probed or a session is creat
 from __future__ import annotations
 
 import ctypes
-import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +22,14 @@ CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 _OWN_OPTIONS = {"provider_options", "session_config", "cudnn_conv_algo_search", "precision"}
 PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32",)}
 _ORT_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
 }
 
 
@@ -61,15 +66,18 @@ def session_options(ort, options: Mapping[str, Any], device: Device):
 
 def inference_session(ort, model, providers: list, options: Mapping[str, Any], device: Device):
     try:
-        return ort.InferenceSession(str(model.path), sess_options=session_options(ort, options, device),
-                                    providers=providers)
+        return ort.InferenceSession(
+            str(model.path), sess_options=session_options(ort, options, device), providers=providers
+        )
     except InputError:
         raise
     except Exception as exc:
         hint = ""
         if "NOT_IMPLEMENTED" in str(exc):  # e.g. a bfloat16 graph: ORT's CPU kernels are float32/float16
-            hint = (f"; onnxruntime has no kernel for one of its operators with these types on {device}: convert the "
-                    "model to float32 (or float16), or try another backend (see `sdk backends`)")
+            hint = (
+                f"; onnxruntime has no kernel for one of its operators with these types on {device}: convert the "
+                "model to float32 (or float16), or try another backend (see `sdk backends`)"
+            )
         raise ModelError(f"onnxruntime cannot load {model.path}: {exc}{hint}") from exc
 
 
@@ -124,11 +132,15 @@ def _info(arg) -> TensorInfo:
     dtype = _ORT_TYPES.get(arg.type)
     if dtype is None:
         if arg.type == "tensor(bfloat16)":
-            hint = ("onnxruntime's Python API can neither feed nor return bfloat16 tensors: convert the model's "
-                    "inputs and outputs to float32 or float16, or use a backend that takes bfloat16 (see `sdk backends`)")
+            hint = (
+                "onnxruntime's Python API can neither feed nor return bfloat16 tensors: convert the model's "
+                "inputs and outputs to float32 or float16, or use a backend that takes bfloat16 (see `sdk backends`)"
+            )
         else:
             hint = "export the model with float32 or float16 inputs and outputs"
-        raise ModelError(f"input/output {arg.name!r} has type {arg.type}, which onnxruntime cannot exchange with the SDK; {hint}")
+        raise ModelError(
+            f"input/output {arg.name!r} has type {arg.type}, which onnxruntime cannot exchange with the SDK; {hint}"
+        )
     return TensorInfo(arg.name, tuple(d if isinstance(d, int) else (d or None) for d in arg.shape), np.dtype(dtype))
 
 
@@ -170,8 +182,10 @@ class OrtCpuBackend(_OrtBackend):
 
     def raw_runner(self, model, device: Device, options: Mapping[str, Any]) -> RawRunner:
         ort = _import_ort()
-        return _raw(inference_session(ort, _at_precision(ort, model, options, device), [CPU], options, device),
-                    "bare onnxruntime InferenceSession.run with the ort-cpu session options")
+        return _raw(
+            inference_session(ort, _at_precision(ort, model, options, device), [CPU], options, device),
+            "bare onnxruntime InferenceSession.run with the ort-cpu session options",
+        )
 
 
 class OrtCudaBackend(_OrtBackend):
@@ -192,8 +206,9 @@ class OrtCudaBackend(_OrtBackend):
         missing = _cuda_provider_problem(ort)
         if missing:
             return Availability.no(missing)
-        return Availability.yes(onnxruntime=ort.__version__, gpu=found.name,
-                                compute_capability="%d.%d" % found.compute_capability)
+        return Availability.yes(
+            onnxruntime=ort.__version__, gpu=found.name, compute_capability="%d.%d" % found.compute_capability
+        )
 
     def create_session(self, model, device: Device, options: Mapping[str, Any]) -> Session:
         return self._session(model, device, options)
@@ -202,10 +217,11 @@ class OrtCudaBackend(_OrtBackend):
         # The same session (provider options, fallback check); timed through its IO binding, which
         # is what ort-cuda runs too, minus the SDK around it.
         session = self._session(model, device, options)
-        return RawRunner(session._run_bound, dict, "bare onnxruntime CUDA session with IO binding, ort-cuda settings",
-                         session.close)
+        return RawRunner(
+            session._run_bound, dict, "bare onnxruntime CUDA session with IO binding, ort-cuda settings", session.close
+        )
 
-    def _session(self, model, device: Device, options: Mapping[str, Any]) -> "OrtSession":
+    def _session(self, model, device: Device, options: Mapping[str, Any]) -> OrtSession:
         ort = _import_ort()
         _at_precision(ort, model, options, device)
         provider_options = {
@@ -230,8 +246,10 @@ def _at_precision(ort, model, options: Mapping[str, Any], device: Device):
     allowed = PRECISIONS[device.kind]
     if precision not in allowed:
         # Unavailable rather than a bad input: under backend="auto" another engine may run it.
-        raise BackendUnavailableError(f"onnxruntime on {device.kind} runs precision {' or '.join(map(repr, allowed))}, "
-                                      f"not {precision!r} (openvino takes 'bf16'; trt takes 'fp16')")
+        raise BackendUnavailableError(
+            f"onnxruntime on {device.kind} runs precision {' or '.join(map(repr, allowed))}, "
+            f"not {precision!r} (openvino takes 'bf16'; trt takes 'fp16')"
+        )
     if precision == "int8":
         from .ort_int8 import int8_model
 

@@ -11,7 +11,7 @@ Where those kernels add uint8 x int8 products in pairs into 16 bits (x86 without
 AVX-512 without VNNI), a pair of full-range products (2 x 255 x 127 > 32767) saturates, and srcnn3
 loses tens of grey levels (28.9 dB against fp32 on an AVX2 EPYC, where exact integer arithmetic on
 the same model gives 48.0 dB). There the weights get 7 bits (2 x 255 x 64 < 32767), which keeps every
-sum exact (41.6 dB). Which case applies is asked of the kernels themselves (:func:`pairs_saturate`),
+sum exact (41.5 dB). Which case applies is asked of the kernels themselves (:func:`pairs_saturate`),
 not guessed from the CPU's name.
 
 The quantised model is cached beside the optimised ones, keyed on the content of the model it was
@@ -52,7 +52,7 @@ def calibration_feeds(model) -> list[dict[str, np.ndarray]]:
         h, w = photo.shape[:2]
         side = min(CALIBRATION_SIZE, h, w)
         top, left = (h - side) // 2, (w - side) // 2
-        crop = np.ascontiguousarray(photo[top:top + side, left:left + side])
+        crop = np.ascontiguousarray(photo[top : top + side, left : left + side])
         prepared = pipeline.prepare(crop[None], scale)
         feeds.append({k: v for k, v in pipeline.feeds(prepared.tensor, scale).items() if k in names})
     return feeds
@@ -85,13 +85,25 @@ def pairs_saturate(ort) -> bool:
     from onnx import TensorProto, helper, numpy_helper
 
     shape = [1, 8, 3, 3]
-    constants = {"x_scale": np.float32(1), "x_zero": np.uint8(0), "w": np.full(shape, 127, np.int8),
-                 "w_scale": np.ones(1, np.float32), "w_zero": np.zeros(1, np.int8),
-                 "y_scale": np.float32(PROBE_TAPS * 255 * 127 / PROBE_EXACT), "y_zero": np.uint8(0)}
-    node = helper.make_node("QLinearConv", ["x", "x_scale", "x_zero", "w", "w_scale", "w_zero", "y_scale", "y_zero"], ["y"])
-    graph = helper.make_graph([node], "saturation_probe", [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
-                              [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()])
+    constants = {
+        "x_scale": np.float32(1),
+        "x_zero": np.uint8(0),
+        "w": np.full(shape, 127, np.int8),
+        "w_scale": np.ones(1, np.float32),
+        "w_zero": np.zeros(1, np.int8),
+        "y_scale": np.float32(PROBE_TAPS * 255 * 127 / PROBE_EXACT),
+        "y_zero": np.uint8(0),
+    }
+    node = helper.make_node(
+        "QLinearConv", ["x", "x_scale", "x_zero", "w", "w_scale", "w_zero", "y_scale", "y_zero"], ["y"]
+    )
+    graph = helper.make_graph(
+        [node],
+        "saturation_probe",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (result,) = session.run(None, {"x": np.full(shape, 255, np.uint8)})
@@ -99,8 +111,16 @@ def pairs_saturate(ort) -> bool:
 
 
 def _key(model, ort_version: str, weight_bits: int) -> str:
-    text = json.dumps({"model_sha256": model.sha256, "precision": "int8", "calibration": CALIBRATION_VERSION,
-                       "weight_bits": weight_bits, "onnxruntime": ort_version}, sort_keys=True)
+    text = json.dumps(
+        {
+            "model_sha256": model.sha256,
+            "precision": "int8",
+            "calibration": CALIBRATION_VERSION,
+            "weight_bits": weight_bits,
+            "onnxruntime": ort_version,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -112,8 +132,9 @@ def int8_model(model, ort, cache_dir: Path | None = None):
     try:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     except ImportError as exc:
-        raise BackendUnavailableError(f"precision='int8' needs onnxruntime.quantization ({exc}); "
-                                      "pip install -U 'deploy-sdk[cpu]'") from exc
+        raise BackendUnavailableError(
+            f"precision='int8' needs onnxruntime.quantization ({exc}); pip install -U 'deploy-sdk[cpu]'"
+        ) from exc
     reduce_range = pairs_saturate(ort)
     folder = (Path(cache_dir) if cache_dir else cache_root()) / "int8"
     path = folder / f"{_key(model, ort.__version__, 7 if reduce_range else 8)}.onnx"
@@ -121,7 +142,9 @@ def int8_model(model, ort, cache_dir: Path | None = None):
         try:
             feeds = calibration_feeds(model)
         except SDKError as exc:
-            raise BackendUnavailableError(f"precision='int8' calibrates on the package's training photos: {exc}") from exc
+            raise BackendUnavailableError(
+                f"precision='int8' calibrates on the package's training photos: {exc}"
+            ) from exc
 
         class Photos(CalibrationDataReader):
             def __init__(self):
@@ -135,8 +158,16 @@ def int8_model(model, ort, cache_dir: Path | None = None):
         fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
         os.close(fd)
         try:
-            quantize_static(_at_opset_13(model), temp, Photos(), quant_format=QuantFormat.QOperator, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range)
+            quantize_static(
+                _at_opset_13(model),
+                temp,
+                Photos(),
+                quant_format=QuantFormat.QOperator,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                reduce_range=reduce_range,
+            )
             os.chmod(temp, 0o644)
             os.replace(temp, path)
         finally:

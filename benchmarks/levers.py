@@ -47,9 +47,16 @@ def folded_graph(size_channels: int, scale: int, late: bool = False):
 
     s2 = scale * scale
     conv2_out = s2 * 32 if late else 32
-    inits = [weight("w1", s2 * 64, 3, 7, 7), weight("b1", s2 * 64), weight("w2", conv2_out, 64, 1, 1),
-             weight("b2", conv2_out), weight("w3", 3, 32, 5, 5), weight("b3", 3), weight("wu", 3 * s2, 1, 5, 5),
-             numpy_helper.from_array(np.array([0, 0, 2, 2, 0, 0, 2, 2], np.int64), "pads")]
+    inits = [
+        weight("w1", s2 * 64, 3, 7, 7),
+        weight("b1", s2 * 64),
+        weight("w2", conv2_out, 64, 1, 1),
+        weight("b2", conv2_out),
+        weight("w3", 3, 32, 5, 5),
+        weight("b3", 3),
+        weight("wu", 3 * s2, 1, 5, 5),
+        numpy_helper.from_array(np.array([0, 0, 2, 2, 0, 0, 2, 2], np.int64), "pads"),
+    ]
     if late:
         body = [
             helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[3, 3, 3, 3]),
@@ -73,8 +80,13 @@ def folded_graph(size_channels: int, scale: int, late: bool = False):
         helper.make_node("DepthToSpace", ["u"], ["up"], blocksize=scale, mode="CRD"),
         helper.make_node("Add", ["up", "c3"], ["output"]),
     ]
-    graph = helper.make_graph(nodes, "folded", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "H", "W"])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "folded",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "H", "W"])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
     model.ir_version = 7
     from sdk.optimize.passes import optimise
@@ -116,8 +128,9 @@ def main(argv=None) -> int:
             options.add_session_config_entry(key, value)
         for key, value in settings.items():
             setattr(options, key, value)
-        session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), options,
-                                       providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(
+            path if isinstance(path, bytes) else str(path), options, providers=["CPUExecutionProvider"]
+        )
         return lambda: session.run(None, feeds)
 
     fast, slow = {"input": x}, {"input": x, "factor": factor}
@@ -125,17 +138,21 @@ def main(argv=None) -> int:
         "ort: as the SDK sets it up (optimised graph)": lambda: ort_variant(optimized.path, fast),
         "ort: original graph (optimize=False)": lambda: ort_variant(model.path, slow),
         "ort: without the narrow conv split (Resize rewrite only)": lambda: ort_variant(resize_only, fast),
-        "ort: no thread spinning": lambda: ort_variant(optimized.path, fast, config={
-            "session.intra_op.allow_spinning": "0"}),
+        "ort: no thread spinning": lambda: ort_variant(
+            optimized.path, fast, config={"session.intra_op.allow_spinning": "0"}
+        ),
         "ort: no memory arena": lambda: ort_variant(optimized.path, fast, enable_cpu_mem_arena=False),
         "ort: no memory pattern": lambda: ort_variant(optimized.path, fast, enable_mem_pattern=False),
         "ort: no NCHWc layout (ORT_ENABLE_EXTENDED)": lambda: ort_variant(
-            optimized.path, fast, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+            optimized.path, fast, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        ),
         "ort: 1 intra-op thread": lambda: ort_variant(optimized.path, fast, threads=1),
         "ort: folded conv1 shape (random weights)": lambda: ort_variant(
-            folded_graph(3, args.scale).SerializeToString(), fast),
+            folded_graph(3, args.scale).SerializeToString(), fast
+        ),
         "ort: folded, conv2 on the low-res grid too (random weights)": lambda: ort_variant(
-            folded_graph(3, args.scale, late=True).SerializeToString(), fast),
+            folded_graph(3, args.scale, late=True).SerializeToString(), fast
+        ),
     }
     try:
         import openvino as ov
@@ -144,24 +161,34 @@ def main(argv=None) -> int:
 
         def ov_variant(source, feeds, **config):
             network = core.read_model(str(source)) if not isinstance(source, bytes) else core.read_model(source, b"")
-            compiled = core.compile_model(network, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
-                                                           **config})
+            compiled = core.compile_model(
+                network, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", **config}
+            )
             request = compiled.create_infer_request()
             return lambda: request.infer(feeds, share_inputs=True)
 
-        variants.update({
-            "openvino: as the plugin sets it up (LATENCY, f32, optimised graph)": lambda: ov_variant(optimized.path, fast),
-            "openvino: original graph": lambda: ov_variant(model.path, slow),
-            "openvino: without the narrow conv split (Resize rewrite only)": lambda: ov_variant(resize_only, fast),
-            "openvino: THROUGHPUT hint": lambda: ov_variant(optimized.path, fast, PERFORMANCE_HINT="THROUGHPUT"),
-            "openvino: 1 stream, 2 threads": lambda: ov_variant(optimized.path, fast, NUM_STREAMS="1",
-                                                               INFERENCE_NUM_THREADS=threads),
-            "openvino: folded conv1 shape (random weights)": lambda: ov_variant(
-                folded_graph(3, args.scale).SerializeToString(), fast),
-            "openvino: folded, conv2 on the low-res grid too (random weights)": lambda: ov_variant(
-                folded_graph(3, args.scale, late=True).SerializeToString(), fast),
-            "openvino: bf16 (opt-in precision)": lambda: ov_variant(optimized.path, fast, INFERENCE_PRECISION_HINT="bf16"),
-        })
+        variants.update(
+            {
+                "openvino: as the plugin sets it up (LATENCY, f32, optimised graph)": lambda: ov_variant(
+                    optimized.path, fast
+                ),
+                "openvino: original graph": lambda: ov_variant(model.path, slow),
+                "openvino: without the narrow conv split (Resize rewrite only)": lambda: ov_variant(resize_only, fast),
+                "openvino: THROUGHPUT hint": lambda: ov_variant(optimized.path, fast, PERFORMANCE_HINT="THROUGHPUT"),
+                "openvino: 1 stream, 2 threads": lambda: ov_variant(
+                    optimized.path, fast, NUM_STREAMS="1", INFERENCE_NUM_THREADS=threads
+                ),
+                "openvino: folded conv1 shape (random weights)": lambda: ov_variant(
+                    folded_graph(3, args.scale).SerializeToString(), fast
+                ),
+                "openvino: folded, conv2 on the low-res grid too (random weights)": lambda: ov_variant(
+                    folded_graph(3, args.scale, late=True).SerializeToString(), fast
+                ),
+                "openvino: bf16 (opt-in precision)": lambda: ov_variant(
+                    optimized.path, fast, INFERENCE_PRECISION_HINT="bf16"
+                ),
+            }
+        )
     except ImportError:
         print("openvino is not installed: its variants are skipped (pip install examples/sdk-openvino)")
     if args.only:
@@ -181,8 +208,13 @@ def main(argv=None) -> int:
             time.sleep(0.1)  # let spinning pools go quiet before the next variant (0.02 s was not enough)
     base_ort = np.median(times[names[0]])
     base_ov = next((np.median(times[n]) for n in names if n.startswith("openvino: as")), None)
-    lines = [f"srcnn3 x{args.scale}, {args.size}x{args.size}, batch 1, {args.runs} interleaved calls per variant; "
-             f"{threads} intra-op threads", "", "| variant | p50 ms | vs its engine's SDK setting |", "|---|---:|---:|"]
+    lines = [
+        f"srcnn3 x{args.scale}, {args.size}x{args.size}, batch 1, {args.runs} interleaved calls per variant; "
+        f"{threads} intra-op threads",
+        "",
+        "| variant | p50 ms | vs its engine's SDK setting |",
+        "|---|---:|---:|",
+    ]
     for name in names:
         p50 = np.median(times[name]) * 1e3
         base = base_ov if name.startswith("openvino") else base_ort

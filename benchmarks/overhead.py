@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -94,20 +94,30 @@ def own_work(predictor: Predictor, image: np.ndarray, scale: int, rounds: int) -
         stand_in = FactorSession(_Replay(real, result), lambda key: replay, baked)
     predictor._session = stand_in  # a benchmark may reach inside
     try:
-        found = interleaved({"engine": lambda: session.run(feeds), "sdk": lambda: predictor(image, scale=scale),
-                             "engine again": lambda: session.run(feeds), "replay": lambda: replay.run(feeds)}, rounds)
+        found = interleaved(
+            {
+                "engine": lambda: session.run(feeds),
+                "sdk": lambda: predictor(image, scale=scale),
+                "engine again": lambda: session.run(feeds),
+                "replay": lambda: replay.run(feeds),
+            },
+            rounds,
+        )
     finally:
         predictor._session = real
     cpu = interleaved.cpu
-    return (statistics.median(found["sdk"]) - statistics.median(found["replay"]),
-            statistics.median(cpu["sdk"]) - statistics.median(cpu["replay"]))
+    return (
+        statistics.median(found["sdk"]) - statistics.median(found["replay"]),
+        statistics.median(cpu["sdk"]) - statistics.median(cpu["replay"]),
+    )
 
 
 def single(predictor: Predictor, size: int, scale: int, pairs: int) -> None:
     image = images(1, size, size)[0]
     own, own_cpu = own_work(predictor, image, scale, max(pairs, 50) if size <= 64 else pairs)
-    found = interleaved({"sdk": lambda: predictor(image, scale=scale), "engine": engine(predictor, [image], scale)},
-                        pairs)
+    found = interleaved(
+        {"sdk": lambda: predictor(image, scale=scale), "engine": engine(predictor, [image], scale)}, pairs
+    )
     sdk_s, raw_s = statistics.median(found["sdk"]), statistics.median(found["engine"])
     # The median of the pairs' differences: each pair ran back to back, so drift between pairs cancels.
     extra = statistics.median(a - b for a, b in zip(found["sdk"], found["engine"]))
@@ -115,17 +125,22 @@ def single(predictor: Predictor, size: int, scale: int, pairs: int) -> None:
     # (a descheduled engine thread makes the whole call wait, the thread's CPU clock does not run).
     cpu = interleaved.cpu
     cpu_extra = statistics.median(a - b for a, b in zip(cpu["sdk"], cpu["engine"]))
-    print(f"  {size}x{size}: sdk {sdk_s * 1e3:.2f} ms, engine {raw_s * 1e3:.2f} ms, ratio {sdk_s / raw_s:.3f}, "
-          f"{(sdk_s - raw_s) * 1e3:+.2f} ms; median of pair differences {extra * 1e3:+.3f} ms, "
-          f"of the calling thread's CPU time {cpu_extra * 1e3:+.3f} ms; the SDK's own work {own * 1e3:.3f} ms "
-          f"(CPU {own_cpu * 1e3:.3f} ms)")
+    print(
+        f"  {size}x{size}: sdk {sdk_s * 1e3:.2f} ms, engine {raw_s * 1e3:.2f} ms, ratio {sdk_s / raw_s:.3f}, "
+        f"{(sdk_s - raw_s) * 1e3:+.2f} ms; median of pair differences {extra * 1e3:+.3f} ms, "
+        f"of the calling thread's CPU time {cpu_extra * 1e3:+.3f} ms; the SDK's own work {own * 1e3:.3f} ms "
+        f"(CPU {own_cpu * 1e3:.3f} ms)"
+    )
 
 
 def batch(predictor: Predictor, count: int, side: int, sizes: list[int], scale: int, rounds: int) -> None:
     batch_images = images(count, side, 7)
-    calls = {f"predict_batch({size})": (lambda size=size: predictor.predict_batch(batch_images, scale=scale,
-                                                                                  batch_size=size))
-             for size in sizes}
+    calls = {
+        f"predict_batch({size})": (
+            lambda size=size: predictor.predict_batch(batch_images, scale=scale, batch_size=size)
+        )
+        for size in sizes
+    }
     calls["single calls"] = lambda: [predictor(image, scale=scale) for image in batch_images]
     one = engine(predictor, batch_images[:1], scale)
     calls["engine, batch 1 each"] = lambda: [one() for _ in range(count)]
@@ -153,15 +168,22 @@ def main() -> None:
     parser.add_argument("--batch-side", type=int, default=64)
     parser.add_argument("--batch-size", type=int, nargs="+", default=None, help="predict_batch's batch_size(s)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds of the batch figure")
-    parser.add_argument("--value-range", type=float, nargs=2, default=None,
-                        help="declare the model's value range (e.g. 0 1), to time an RGB 0..1 pipeline")
+    parser.add_argument(
+        "--value-range",
+        type=float,
+        nargs=2,
+        default=None,
+        help="declare the model's value range (e.g. 0 1), to time an RGB 0..1 pipeline",
+    )
     args = parser.parse_args()
     pipeline = {"value_range": list(args.value_range)} if args.value_range else None
     for model in args.model:
         with Predictor(model, backend=args.backend, pipeline=pipeline) as predictor:
             scale = predictor.scale or args.scale
-            print(f"{model} x{scale} on {predictor.backend} ({predictor.spec.color}, value range "
-                  f"{tuple(predictor.spec.value_range)}): median of {args.pairs} interleaved pairs")
+            print(
+                f"{model} x{scale} on {predictor.backend} ({predictor.spec.color}, value range "
+                f"{tuple(predictor.spec.value_range)}): median of {args.pairs} interleaved pairs"
+            )
             for size in args.size:
                 single(predictor, size, scale, args.pairs)
             if args.batch:

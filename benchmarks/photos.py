@@ -47,7 +47,11 @@ def run_cli(args: list[str]) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"photos.py: {' '.join(cmd)} failed ({code}):\n{err}")
-    return {"wall_s": round(wall, 2), "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3), "command": " ".join(cmd[1:])}
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3),
+        "command": " ".join(cmd[1:]),
+    }
 
 
 def main(argv=None) -> int:
@@ -68,8 +72,13 @@ def main(argv=None) -> int:
     big_w, big_h = (int(v) for v in args.big.split("x"))
     fit_w, fit_h = (int(v) for v in args.fits.split("x"))
     common = ["--scale", str(args.scale), "--model", args.model, "--backend", "ort-cpu"]
-    report = {"model": args.model, "scale": args.scale, "default_budget_gb": round(memory.budget() / 1e9, 3),
-              "machine_memory_gb": round(memory.total() / 1e9, 1), "cpus": os.cpu_count()}
+    report = {
+        "model": args.model,
+        "scale": args.scale,
+        "default_budget_gb": round(memory.budget() / 1e9, 3),
+        "machine_memory_gb": round(memory.total() / 1e9, 1),
+        "cpus": os.cpu_count(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         Image.fromarray(photo(big_h, big_w)).save(tmp / "big.png")
@@ -102,9 +111,16 @@ def main(argv=None) -> int:
         diff = int(np.abs(results["auto"].astype(int) - results["0"]).max())
         report["fits"] = {
             "size": args.fits,
-            "plan": None if plan is None else {"window": list(plan.window), "margin": plan.margin, "batch": plan.batch,
-                                               "tiles": plan.count(fit_h, fit_w)},
-            "cli_tiled": tiled_cli, "cli_untiled": untiled_cli,
+            "plan": None
+            if plan is None
+            else {
+                "window": list(plan.window),
+                "margin": plan.margin,
+                "batch": plan.batch,
+                "tiles": plan.count(fit_h, fit_w),
+            },
+            "cli_tiled": tiled_cli,
+            "cli_untiled": untiled_cli,
             "median_s_tiled": round(statistics.median(times["auto"]), 3),
             "median_s_untiled": round(statistics.median(times["0"]), 3),
             "time_ratio_tiled_over_untiled": round(ratio, 3),
@@ -137,8 +153,13 @@ def markdown(r: dict) -> str:
         f"In-process, {fits['size']} interleaved: tiled median {fits['median_s_tiled']} s, untiled median "
         f"{fits['median_s_untiled']} s, ratio {fits['time_ratio_tiled_over_untiled']} "
         f"(tiling costs {fits['throughput_cost_pct']}% of throughput); max |tiled - untiled| = {fits['max_abs_diff']} grey level(s).",
-        "Tiles: " + ("none (fits the budget)" if plan is None else
-                     f"{plan['tiles']} windows of {plan['window'][0]}x{plan['window'][1]}, margin {plan['margin']}, batch {plan['batch']}") + ".",
+        "Tiles: "
+        + (
+            "none (fits the budget)"
+            if plan is None
+            else f"{plan['tiles']} windows of {plan['window'][0]}x{plan['window'][1]}, margin {plan['margin']}, batch {plan['batch']}"
+        )
+        + ".",
         "",
         f"Commands: `{big['command']}`; `{fits['cli_untiled']['command']}`.",
     ]

@@ -81,8 +81,7 @@ def measure(method: str, upscaler, images, scales, source="") -> Row:
         pairs = degrade(images, scale)
         if upscaler is None or not upscaler.serves(scale):
             continue
-        scores = {name: psnr_y(truth, upscaler(low, scale), border=scale)
-                  for name, (truth, low) in pairs.items()}
+        scores = {name: psnr_y(truth, upscaler(low, scale), border=scale) for name, (truth, low) in pairs.items()}
         row.per_image[scale] = scores
         row.per_scale[scale] = float(np.mean(list(scores.values())))
     return row
@@ -148,15 +147,23 @@ def table(rows: list[Row], scales, baseline: Row) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="folder of ground-truth images")
-    parser.add_argument("--models", nargs="+", default=list(BUNDLED),
-                        help="bundled model names or .onnx paths (default: the bundled three)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(BUNDLED),
+        help="bundled model names or .onnx paths (default: the bundled three)",
+    )
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--backend", default="ort-cpu", help="SDK backend to run the models on")
-    parser.add_argument("--variant", action="append", default=[], metavar="BACKEND:KEY=VALUE[,KEY=VALUE]",
-                        help="also run every model on BACKEND with these Predictor options, e.g. "
-                        "ort-cpu:precision=int8 or openvino:precision=bf16: the cost of an opt-in (repeatable)")
-    parser.add_argument("--out", type=Path, default=None, metavar="PREFIX",
-                        help="also write PREFIX.md and PREFIX.json")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="BACKEND:KEY=VALUE[,KEY=VALUE]",
+        help="also run every model on BACKEND with these Predictor options, e.g. "
+        "ort-cpu:precision=int8 or openvino:precision=bf16: the cost of an opt-in (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, default=None, metavar="PREFIX", help="also write PREFIX.md and PREFIX.json")
     args = parser.parse_args(argv)
 
     if any(scale < 2 for scale in args.scales):
@@ -166,8 +173,7 @@ def main(argv=None) -> int:
     rows = [baseline]
     for model in args.models:
         try:
-            rows.append(measure(model, Model(model, args.backend), images, args.scales,
-                                source=model_source(model)))
+            rows.append(measure(model, Model(model, args.backend), images, args.scales, source=model_source(model)))
         except SDKError as exc:
             raise SystemExit(f"quality.py: {model}: {exc}") from None
         for text in args.variant:
@@ -176,14 +182,19 @@ def main(argv=None) -> int:
             try:
                 backend, options = parse_variant(text)
                 label = f"{model} on {backend}, " + ", ".join(f"{k}={v}" for k, v in options)
-                rows.append(measure(label, Model(model, backend, dict(options)), images, args.scales,
-                                    source=model_source(model)))
+                rows.append(
+                    measure(
+                        label, Model(model, backend, dict(options)), images, args.scales, source=model_source(model)
+                    )
+                )
             except SDKError as exc:
                 raise SystemExit(f"quality.py: {model} --variant {text}: {exc}") from None
     text = table(rows, args.scales, baseline)
-    header = (f"Y-PSNR (dB) on {args.data.name} ({len(images)} images), gain over PIL bicubic in "
-              f"brackets; models run by sdk.Predictor on {args.backend}. Published figures use "
-              "MATLAB's bicubic, whose baseline differs slightly from PIL's.")
+    header = (
+        f"Y-PSNR (dB) on {args.data.name} ({len(images)} images), gain over PIL bicubic in "
+        f"brackets; models run by sdk.Predictor on {args.backend}. Published figures use "
+        "MATLAB's bicubic, whose baseline differs slightly from PIL's."
+    )
     print(header)
     print()
     print(text)
@@ -193,12 +204,21 @@ def main(argv=None) -> int:
         sources = "\n".join(f"- {r.method}: {r.source}" for r in rows if r.source)
         atomic_write(args.out.with_suffix(".md"), f"{header}\n\n{text}\n\nModels:\n{sources}\n")
         record = {
-            "data": args.data.name, "images": sorted(images), "backend": args.backend,
-            "sdk": sdk.__version__, "python": platform.python_version(),
+            "data": args.data.name,
+            "images": sorted(images),
+            "backend": args.backend,
+            "sdk": sdk.__version__,
+            "python": platform.python_version(),
             "protocol": "BT.601 Y (16..235), scale-pixel border cropped, PIL bicubic LR",
-            "rows": [{"method": r.method, "source": r.source,
-                      "psnr": {str(k): v for k, v in r.per_scale.items()},
-                      "per_image": {str(k): v for k, v in r.per_image.items()}} for r in rows],
+            "rows": [
+                {
+                    "method": r.method,
+                    "source": r.source,
+                    "psnr": {str(k): v for k, v in r.per_scale.items()},
+                    "per_image": {str(k): v for k, v in r.per_image.items()},
+                }
+                for r in rows
+            ],
             "published": {k: {str(s): v for s, v in f.items()} for k, f in PUBLISHED.items()},
         }
         atomic_write(args.out.with_suffix(".json"), json.dumps(record, indent=2) + "\n")

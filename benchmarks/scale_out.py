@@ -28,8 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a source checkout without installing
     sys.path.insert(0, str(ROOT))
@@ -60,8 +58,21 @@ def make_folder(folder: Path, count: int, side: int) -> None:
 
 
 def time_local_command(folder: Path, out: Path, args) -> float:
-    command = [sys.executable, "-m", "sdk", "upscale", str(folder), "-o", str(out), "--model", args.model,
-               "--scale", str(args.scale), "--backend", "ort-cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "sdk",
+        "upscale",
+        str(folder),
+        "-o",
+        str(out),
+        "--model",
+        args.model,
+        "--scale",
+        str(args.scale),
+        "--backend",
+        "ort-cpu",
+    ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     seconds = time.perf_counter() - started
@@ -74,8 +85,16 @@ def time_ray_job(folder: Path, out: Path, args, actors: int, cores: int) -> floa
     from sdk.scale.ray import upscale_files
 
     started = time.perf_counter()
-    summary = upscale_files([folder], out, model=args.model, scale=args.scale, backend="ort-cpu", actors=actors,
-                            batch_size=1, options={"intra_op_num_threads": max(1, cores // actors)})
+    summary = upscale_files(
+        [folder],
+        out,
+        model=args.model,
+        scale=args.scale,
+        backend="ort-cpu",
+        actors=actors,
+        batch_size=1,
+        options={"intra_op_num_threads": max(1, cores // actors)},
+    )
     seconds = time.perf_counter() - started
     if summary.failures or summary.written != args.images:
         raise SystemExit(f"the Ray job with {actors} actor(s) did not upscale every image: {summary}")
@@ -115,10 +134,12 @@ def per_image_costs(args) -> dict:
                 image = timed("decode", lambda: to_rgb(source))
                 result = timed("engine", lambda: predictor(image, scale=args.scale))
                 timed("encode", lambda: save_atomic(result, Path(scratch) / "out.png"))
-    return {"runs": args.cost_runs,
-            "cpu_s": {stage: statistics.median(cpu[stage]) for stage in stages},
-            "wall_s": {stage: statistics.median(wall[stage]) for stage in stages},
-            "wall_min_s": {stage: min(wall[stage]) for stage in stages}}
+    return {
+        "runs": args.cost_runs,
+        "cpu_s": {stage: statistics.median(cpu[stage]) for stage in stages},
+        "wall_s": {stage: statistics.median(wall[stage]) for stage in stages},
+        "wall_min_s": {stage: min(wall[stage]) for stage in stages},
+    }
 
 
 def estimate(costs: dict, ray_efficiency: float, scale: int) -> dict:
@@ -139,14 +160,21 @@ def estimate(costs: dict, ray_efficiency: float, scale: int) -> dict:
     gpu_node_rate = min(gpu_bound, cpu_bound) * ray_efficiency
     return {
         "needed_images_per_s": needed_rate,
-        "cpu": {"core_seconds_per_image": core_seconds, "node_images_per_s": cpu_node_rate,
-                "nodes": math.ceil(needed_rate / cpu_node_rate)},
-        "gpu": {"gflop_per_image": flops / 1e9, "gpu_seconds_per_image": gpu_seconds,
-                "io_core_seconds_per_image": io_core_seconds, "node_images_per_s": gpu_node_rate,
-                "gpus_per_actor": ASSUMED["gpus_per_node"] / ASSUMED["gpu_node_cpu_cores"],
-                "bound_by": "GPU" if gpu_bound < cpu_bound else "CPU decode/encode",
-                "cores_to_feed_one_gpu": math.ceil((io_core_seconds + gpu_seconds) / gpu_seconds),
-                "nodes": math.ceil(needed_rate / gpu_node_rate)},
+        "cpu": {
+            "core_seconds_per_image": core_seconds,
+            "node_images_per_s": cpu_node_rate,
+            "nodes": math.ceil(needed_rate / cpu_node_rate),
+        },
+        "gpu": {
+            "gflop_per_image": flops / 1e9,
+            "gpu_seconds_per_image": gpu_seconds,
+            "io_core_seconds_per_image": io_core_seconds,
+            "node_images_per_s": gpu_node_rate,
+            "gpus_per_actor": ASSUMED["gpus_per_node"] / ASSUMED["gpu_node_cpu_cores"],
+            "bound_by": "GPU" if gpu_bound < cpu_bound else "CPU decode/encode",
+            "cores_to_feed_one_gpu": math.ceil((io_core_seconds + gpu_seconds) / gpu_seconds),
+            "nodes": math.ceil(needed_rate / gpu_node_rate),
+        },
     }
 
 
@@ -164,7 +192,7 @@ def main(argv=None) -> int:
 
     import ray
 
-    from backends.onnxruntime import physical_cores
+    from deploy_sdk_backends.onnxruntime import physical_cores
     from sdk.files import atomic_write
 
     cores = physical_cores()
@@ -174,8 +202,13 @@ def main(argv=None) -> int:
         folder = work / "in"
         make_folder(folder, args.images, args.size)
         started = time.perf_counter()
-        ray.init(address="local", num_cpus=cores, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="warning")
+        ray.init(
+            address="local",
+            num_cpus=cores,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            logging_level="warning",
+        )
         cluster_start = time.perf_counter() - started
         ray.data.DataContext.get_current().enable_progress_bars = False
         configs = {
@@ -186,7 +219,7 @@ def main(argv=None) -> int:
         walls = {name: [] for name in configs}
         for round_ in range(args.rounds):
             names = list(configs)
-            names = names[round_ % len(names):] + names[:round_ % len(names)]  # rotate the order per round
+            names = names[round_ % len(names) :] + names[: round_ % len(names)]  # rotate the order per round
             for name in names:
                 out = work / f"out-{round_}-{len(walls[name])}-{name.replace(' ', '_').replace(',', '')}"
                 walls[name].append(configs[name](out))
@@ -199,15 +232,26 @@ def main(argv=None) -> int:
 
     medians = {name: statistics.median(values) for name, values in walls.items()}
     local = medians["local sdk upscale"]
-    rows = [{"config": name, "median_s": m, "images_per_s": args.images / m, "vs_local": local / m,
-             "walls_s": walls[name]} for name, m in medians.items()]
+    rows = [
+        {"config": name, "median_s": m, "images_per_s": args.images / m, "vs_local": local / m, "walls_s": walls[name]}
+        for name, m in medians.items()
+    ]
     best_ray = max(r["images_per_s"] for r in rows if r["config"].startswith("Ray"))
     ray_efficiency = min(1.0, best_ray / (args.images / local))
     result = {
-        "machine": {"cores": cores, "python": platform.python_version(), "ray": ray.__version__,
-                    "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]}},
-        "workload": {"model": args.model, "images": args.images, "side": args.size, "scale": args.scale,
-                     "rounds": args.rounds},
+        "machine": {
+            "cores": cores,
+            "python": platform.python_version(),
+            "ray": ray.__version__,
+            "load_average_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
+        },
+        "workload": {
+            "model": args.model,
+            "images": args.images,
+            "side": args.size,
+            "scale": args.scale,
+            "rounds": args.rounds,
+        },
         "cluster_start_s": cluster_start,
         "runs": rows,
         "per_image_512": costs,
@@ -239,7 +283,9 @@ def markdown(r: dict) -> str:
         "| configuration | median wall (s) | images/s | vs local |",
         "|---|---:|---:|---:|",
     ]
-    lines += [f"| {x['config']} | {x['median_s']:.2f} | {x['images_per_s']:.2f} | {x['vs_local']:.2f}x |" for x in r["runs"]]
+    lines += [
+        f"| {x['config']} | {x['median_s']:.2f} | {x['images_per_s']:.2f} | {x['vs_local']:.2f}x |" for x in r["runs"]
+    ]
     lines += [
         "",
         f"## 10 million {TARGET_SIDE}x{TARGET_SIDE} images at x{w['scale']} in 24 h "

@@ -61,8 +61,16 @@ CASES = [
     {"name": "espcn 64x64 x3", "model": "espcn", "size": 64, "scale": 3, "requests": {1: 120, 4: 160, 16: 320}},
 ]
 CONCURRENCY = (1, 4, 16)
-ARMS = ("server", "server_batch1", "server_infer", "in_process", "in_process_single", "in_process_codec",
-        "in_process_run", "floor")
+ARMS = (
+    "server",
+    "server_batch1",
+    "server_infer",
+    "in_process",
+    "in_process_single",
+    "in_process_codec",
+    "in_process_run",
+    "floor",
+)
 
 
 def percentile(values, q):
@@ -71,8 +79,13 @@ def percentile(values, q):
 
 
 def summary(latencies: list[float], wall: float, failed: int = 0) -> dict:
-    return {"throughput": len(latencies) / wall, "p50_ms": 1000 * percentile(latencies, 0.5),
-            "p99_ms": 1000 * percentile(latencies, 0.99), "done": len(latencies), "failed": failed}
+    return {
+        "throughput": len(latencies) / wall,
+        "p50_ms": 1000 * percentile(latencies, 0.5),
+        "p99_ms": 1000 * percentile(latencies, 0.99),
+        "done": len(latencies),
+        "failed": failed,
+    }
 
 
 def load(url: str, path: str, bodies: list[tuple[bytes, dict]], concurrency: int, time_cap: float) -> dict:
@@ -118,7 +131,7 @@ def in_batches(items: list, concurrency: int, run) -> dict:
     latencies = []
     started = time.perf_counter()
     for first in range(0, len(items), concurrency):
-        chunk = items[first:first + concurrency]
+        chunk = items[first : first + concurrency]
         t0 = time.perf_counter()
         ends = run(chunk)
         done = time.perf_counter()
@@ -153,7 +166,7 @@ class HelloServer:
         self.answer_path = log_dir / f"hello-{self.port}.bin"
         self.answer_path.write_bytes(answer)
 
-    def __enter__(self) -> "HelloServer":
+    def __enter__(self) -> HelloServer:
         import socket
         import subprocess
 
@@ -179,12 +192,20 @@ def infer_body(feeds: dict, output: str) -> tuple[bytes, dict]:
     inputs, blobs = [], []
     for name, array in feeds.items():
         data = array.astype(array.dtype.newbyteorder("<")).tobytes()
-        inputs.append({"name": name, "shape": list(array.shape), "datatype": "FP32",
-                       "parameters": {"binary_data_size": len(data)}})
+        inputs.append(
+            {
+                "name": name,
+                "shape": list(array.shape),
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": len(data)},
+            }
+        )
         blobs.append(data)
     head = json.dumps({"inputs": inputs, "outputs": [{"name": output, "parameters": {"binary_data": True}}]}).encode()
-    return head + b"".join(blobs), {"content-type": "application/octet-stream",
-                                    "inference-header-content-length": str(len(head))}
+    return head + b"".join(blobs), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(head)),
+    }
 
 
 def run_case(case: dict, rounds: int, time_cap: float, log_dir: Path) -> dict:
@@ -199,10 +220,12 @@ def run_case(case: dict, rounds: int, time_cap: float, log_dir: Path) -> dict:
     images = [picture(case["size"], case["size"], seed=i) for i in range(count)]
     payloads = [(encode(image), {"content-type": "image/png"}) for image in images]
     rows = {c: {arm: [] for arm in ARMS} for c in CONCURRENCY}
-    with Server(model, "--max-batch", "16", log_dir=log_dir) as batched, \
-            Server(model, "--max-batch", "1", log_dir=log_dir) as unbatched, \
-            open_predictor(model, "ort-cpu") as predictor, \
-            HelloServer(coding.encode(predictor(images[0], scale=scale), "png", None)[0], log_dir) as hello:
+    with (
+        Server(model, "--max-batch", "16", log_dir=log_dir) as batched,
+        Server(model, "--max-batch", "1", log_dir=log_dir) as unbatched,
+        open_predictor(model, "ort-cpu") as predictor,
+        HelloServer(coding.encode(predictor(images[0], scale=scale), "png", None)[0], log_dir) as hello,
+    ):
         pipeline = predictor.pipeline
         feeds = [pipeline.feeds(pipeline.prepare(image[None], scale).tensor, scale) for image in images]
         bodies = [infer_body(f, pipeline.output_name) for f in feeds]
@@ -210,8 +233,11 @@ def run_case(case: dict, rounds: int, time_cap: float, log_dir: Path) -> dict:
         infer_path = f"/v2/models/{model}/infer"
 
         def batch(chunk):
-            return [predictor(chunk[0], scale=scale)] if len(chunk) == 1 else \
-                predictor.predict_batch(chunk, scale=scale, batch_size=len(chunk))
+            return (
+                [predictor(chunk[0], scale=scale)]
+                if len(chunk) == 1
+                else predictor.predict_batch(chunk, scale=scale, batch_size=len(chunk))
+            )
 
         def single(chunk):  # end times, for in_batches
             ends = []
@@ -221,10 +247,14 @@ def run_case(case: dict, rounds: int, time_cap: float, log_dir: Path) -> dict:
             return tuple(ends)
 
         def stacked_run(chunk):  # the image input stacked; a runtime-scale factor is one for all
-            return predictor.run({name: np.concatenate([f[name] for f in chunk]) if value.ndim == 4 else value
-                                  for name, value in chunk[0].items()})
+            return predictor.run(
+                {
+                    name: np.concatenate([f[name] for f in chunk]) if value.ndim == 4 else value
+                    for name, value in chunk[0].items()
+                }
+            )
 
-        best_mode = {c: batch for c in CONCURRENCY}  # set per round from the two in-process arms
+        best_mode = dict.fromkeys(CONCURRENCY, batch)  # set per round from the two in-process arms
 
         def codec(chunk, concurrency):
             decoded = [coding.decode(body, 1 << 30)[0] for body, _ in chunk]
@@ -255,12 +285,14 @@ def run_case(case: dict, rounds: int, time_cap: float, log_dir: Path) -> dict:
                     best_mode[c] = single if faster else batch
                     results["in_process_codec"] = in_batches(payloads[:n], c, lambda chunk: codec(chunk, c))
 
-                groups = [in_process_group,
-                          lambda: results.update(server=load(batched.url, upscale_path, payloads[:n], c, time_cap)),
-                          lambda: results.update(server_batch1=load(unbatched.url, upscale_path, payloads[:n], c, time_cap)),
-                          lambda: results.update(in_process_run=in_batches(feeds[:n], c, stacked_run)),
-                          lambda: results.update(server_infer=load(batched.url, infer_path, bodies[:n], c, time_cap)),
-                          lambda: results.update(floor=load(hello.url, upscale_path, payloads[:n], c, time_cap))]
+                groups = [
+                    in_process_group,
+                    lambda: results.update(server=load(batched.url, upscale_path, payloads[:n], c, time_cap)),
+                    lambda: results.update(server_batch1=load(unbatched.url, upscale_path, payloads[:n], c, time_cap)),
+                    lambda: results.update(in_process_run=in_batches(feeds[:n], c, stacked_run)),
+                    lambda: results.update(server_infer=load(batched.url, infer_path, bodies[:n], c, time_cap)),
+                    lambda: results.update(floor=load(hello.url, upscale_path, payloads[:n], c, time_cap)),
+                ]
                 if round_index % 2:
                     groups.reverse()
                 for group in groups:
@@ -268,16 +300,27 @@ def run_case(case: dict, rounds: int, time_cap: float, log_dir: Path) -> dict:
                 for arm in ARMS:
                     result = results[arm]
                     rows[c][arm].append(result)
-                    print(f"  {case['name']:18} c={c:<2} round {round_index + 1} {arm:17} "
-                          f"{result['throughput']:7.2f} img/s  p50 {result['p50_ms']:8.1f} ms  p99 {result['p99_ms']:8.1f} ms",
-                          file=sys.stderr, flush=True)
-    return {"case": case["name"], "model": model, "size": case["size"], "scale": scale,
-            "requests": case["requests"], "by_concurrency": {c: summarize(arms) for c, arms in rows.items()}}
+                    print(
+                        f"  {case['name']:18} c={c:<2} round {round_index + 1} {arm:17} "
+                        f"{result['throughput']:7.2f} img/s  p50 {result['p50_ms']:8.1f} ms  p99 {result['p99_ms']:8.1f} ms",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    return {
+        "case": case["name"],
+        "model": model,
+        "size": case["size"],
+        "scale": scale,
+        "requests": case["requests"],
+        "by_concurrency": {c: summarize(arms) for c, arms in rows.items()},
+    }
 
 
 def summarize(arms: dict) -> dict:
-    entry = {arm: {k: statistics.median(r[k] for r in results) for k in ("throughput", "p50_ms", "p99_ms")}
-             for arm, results in arms.items()}
+    entry = {
+        arm: {k: statistics.median(r[k] for r in results) for k in ("throughput", "p50_ms", "p99_ms")}
+        for arm, results in arms.items()
+    }
 
     def per_round(fn):
         return statistics.median(fn(*row) for row in zip(*(arms[a] for a in ARMS)))
@@ -288,21 +331,33 @@ def summarize(arms: dict) -> dict:
     i = {a: ARMS.index(a) for a in ARMS}
     entry["ratio_vs_best"] = per_round(lambda *r: r[i["server"]]["throughput"] / best(r)["throughput"])
     entry["ratio_vs_issue_arm"] = per_round(lambda *r: r[i["server"]]["throughput"] / r[i["in_process"]]["throughput"])
-    entry["ratio_vs_codec"] = per_round(lambda *r: r[i["server"]]["throughput"] / r[i["in_process_codec"]]["throughput"])
-    entry["infer_ratio"] = per_round(lambda *r: r[i["server_infer"]]["throughput"] / r[i["in_process_run"]]["throughput"])
+    entry["ratio_vs_codec"] = per_round(
+        lambda *r: r[i["server"]]["throughput"] / r[i["in_process_codec"]]["throughput"]
+    )
+    entry["infer_ratio"] = per_round(
+        lambda *r: r[i["server_infer"]]["throughput"] / r[i["in_process_run"]]["throughput"]
+    )
     entry["batching_gain"] = per_round(lambda *r: r[i["server"]]["throughput"] / r[i["server_batch1"]]["throughput"])
     entry["added_p50_ms"] = per_round(lambda *r: r[i["server"]]["p50_ms"] - best(r)["p50_ms"])
     entry["added_p50_ms_vs_codec"] = per_round(lambda *r: r[i["server"]]["p50_ms"] - r[i["in_process_codec"]]["p50_ms"])
-    entry["infer_added_p50_ms"] = per_round(lambda *r: r[i["server_infer"]]["p50_ms"] - r[i["in_process_run"]]["p50_ms"])
+    entry["infer_added_p50_ms"] = per_round(
+        lambda *r: r[i["server_infer"]]["p50_ms"] - r[i["in_process_run"]]["p50_ms"]
+    )
     entry["ceiling"] = per_round(lambda *r: ceiling(r[i["in_process_codec"]], r[i["floor"]]))
-    entry["ceiling_ratio"] = per_round(lambda *r: ceiling(r[i["in_process_codec"]], r[i["floor"]]) / best(r)["throughput"])
-    entry["server_vs_ceiling"] = per_round(lambda *r: r[i["server"]]["throughput"] / ceiling(r[i["in_process_codec"]], r[i["floor"]]))
+    entry["ceiling_ratio"] = per_round(
+        lambda *r: ceiling(r[i["in_process_codec"]], r[i["floor"]]) / best(r)["throughput"]
+    )
+    entry["server_vs_ceiling"] = per_round(
+        lambda *r: r[i["server"]]["throughput"] / ceiling(r[i["in_process_codec"]], r[i["floor"]])
+    )
     entry["floor_ms"] = per_round(lambda *r: 1000 / r[i["floor"]]["throughput"])
     # The least HTTP could add to a lone request's p50: the floor's round trip and the codec.
-    entry["least_added_p50_ms"] = per_round(lambda *r: r[i["floor"]]["p50_ms"] + r[i["in_process_codec"]]["p50_ms"]
-                                            - best(r)["p50_ms"])
-    entry["server_own_ms"] = per_round(lambda *r: 1000 / r[i["server"]]["throughput"]
-                                       - 1000 / ceiling(r[i["in_process_codec"]], r[i["floor"]]))
+    entry["least_added_p50_ms"] = per_round(
+        lambda *r: r[i["floor"]]["p50_ms"] + r[i["in_process_codec"]]["p50_ms"] - best(r)["p50_ms"]
+    )
+    entry["server_own_ms"] = per_round(
+        lambda *r: 1000 / r[i["server"]]["throughput"] - 1000 / ceiling(r[i["in_process_codec"]], r[i["floor"]])
+    )
     entry["failed"] = sum(r["failed"] for results in arms.values() for r in results)
     return entry
 
@@ -314,17 +369,28 @@ def ceiling(codec: dict, floor: dict) -> float:
 
 
 def markdown(results: list[dict], command: str) -> str:
-    lines = ["# sdk serve on the loopback vs in-process", "", f"`{command}`", "",
-             "Medians over rounds; ratios and differences taken within each round (arms interleaved). Latency is "
-             "client-side. \"best in-process\" is the faster, in each round, of predict_batch in batches of the "
-             "concurrency (the issue's arm) and one Predictor call per image; \"+codec\" adds the PNG decode and "
-             "encode a user's own service would pay. See the docstring of benchmarks/serve.py for every arm.", ""]
+    lines = [
+        "# sdk serve on the loopback vs in-process",
+        "",
+        f"`{command}`",
+        "",
+        "Medians over rounds; ratios and differences taken within each round (arms interleaved). Latency is "
+        'client-side. "best in-process" is the faster, in each round, of predict_batch in batches of the '
+        'concurrency (the issue\'s arm) and one Predictor call per image; "+codec" adds the PNG decode and '
+        "encode a user's own service would pay. See the docstring of benchmarks/serve.py for every arm.",
+        "",
+    ]
     for r in results:
-        lines += [f"## {r['case']}", "", "Image endpoint (PNG in, PNG out):", "",
-                  "| clients | predict_batch img/s | single calls img/s | best in-process +codec img/s | server img/s | "
-                  "server / best in-process | server / predict_batch | server / +codec | --max-batch 1 img/s | "
-                  "batching gain | best in-process p50 ms | server p50 ms | server p99 ms | HTTP adds p50 ms |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {r['case']}",
+            "",
+            "Image endpoint (PNG in, PNG out):",
+            "",
+            "| clients | predict_batch img/s | single calls img/s | best in-process +codec img/s | server img/s | "
+            "server / best in-process | server / predict_batch | server / +codec | --max-batch 1 img/s | "
+            "batching gain | best in-process p50 ms | server p50 ms | server p99 ms | HTTP adds p50 ms |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for c, e in r["by_concurrency"].items():
             best_p50 = min(e["in_process"]["p50_ms"], e["in_process_single"]["p50_ms"])
             lines.append(
@@ -332,25 +398,37 @@ def markdown(results: list[dict], command: str) -> str:
                 f"{e['in_process_codec']['throughput']:.2f} | {e['server']['throughput']:.2f} | "
                 f"**{e['ratio_vs_best']:.2f}** | {e['ratio_vs_issue_arm']:.2f} | {e['ratio_vs_codec']:.2f} | "
                 f"{e['server_batch1']['throughput']:.2f} | {e['batching_gain']:.2f} | {best_p50:.1f} | "
-                f"{e['server']['p50_ms']:.1f} | {e['server']['p99_ms']:.1f} | **{e['added_p50_ms']:+.1f}** |")
-        lines += ["", "The floor (a bare ASGI app on the same uvicorn, same load generator, no work) and the ceiling "
-                  "(in-process + codec + the floor's time per request):", "",
-                  "| clients | floor req/s | floor ms / request | floor p50 ms | ceiling img/s | ceiling / best in-process | "
-                  "server / ceiling | server's own ms / image | least HTTP + codec could add p50 ms |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                f"{e['server']['p50_ms']:.1f} | {e['server']['p99_ms']:.1f} | **{e['added_p50_ms']:+.1f}** |"
+            )
+        lines += [
+            "",
+            "The floor (a bare ASGI app on the same uvicorn, same load generator, no work) and the ceiling "
+            "(in-process + codec + the floor's time per request):",
+            "",
+            "| clients | floor req/s | floor ms / request | floor p50 ms | ceiling img/s | ceiling / best in-process | "
+            "server / ceiling | server's own ms / image | least HTTP + codec could add p50 ms |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for c, e in r["by_concurrency"].items():
             lines.append(
                 f"| {c} | {e['floor']['throughput']:.0f} | {e['floor_ms']:.2f} | {e['floor']['p50_ms']:.2f} | "
                 f"{e['ceiling']:.2f} | {e['ceiling_ratio']:.2f} | {e['server_vs_ceiling']:.2f} | {e['server_own_ms']:.2f} | "
-                f"{e['least_added_p50_ms']:+.1f} |")
-        lines += ["", "Open Inference Protocol, binary tensors (model-space tensors in and out, no codec):", "",
-                  "| clients | Predictor.run img/s | /v2 infer img/s | infer / run | run p50 ms | infer p50 ms | "
-                  "infer p99 ms | HTTP adds p50 ms |", "|---|---|---|---|---|---|---|---|"]
+                f"{e['least_added_p50_ms']:+.1f} |"
+            )
+        lines += [
+            "",
+            "Open Inference Protocol, binary tensors (model-space tensors in and out, no codec):",
+            "",
+            "| clients | Predictor.run img/s | /v2 infer img/s | infer / run | run p50 ms | infer p50 ms | "
+            "infer p99 ms | HTTP adds p50 ms |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for c, e in r["by_concurrency"].items():
             lines.append(
                 f"| {c} | {e['in_process_run']['throughput']:.2f} | {e['server_infer']['throughput']:.2f} | "
                 f"{e['infer_ratio']:.2f} | {e['in_process_run']['p50_ms']:.1f} | {e['server_infer']['p50_ms']:.1f} | "
-                f"{e['server_infer']['p99_ms']:.1f} | {e['infer_added_p50_ms']:+.1f} |")
+                f"{e['server_infer']['p99_ms']:.1f} | {e['infer_added_p50_ms']:+.1f} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -364,16 +442,24 @@ def plot(results: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.5), squeeze=False)
     for ax, r in zip(axes[0], results):
         cs = list(r["by_concurrency"])
-        for arm, label, style in (("in_process", "in-process predict_batch", "-"),
-                                  ("in_process_single", "in-process single calls", "-"),
-                                  ("in_process_codec", "in-process + PNG decode/encode", ":"),
-                                  ("server", "sdk serve /v1 upscale (PNG)", "-"),
-                                  ("server_batch1", "sdk serve --max-batch 1", "--"),
-                                  ("server_infer", "sdk serve /v2 infer (binary tensors)", "-."),
-                                  ("in_process_run", "in-process Predictor.run (same tensors)", "-.")):
+        for arm, label, style in (
+            ("in_process", "in-process predict_batch", "-"),
+            ("in_process_single", "in-process single calls", "-"),
+            ("in_process_codec", "in-process + PNG decode/encode", ":"),
+            ("server", "sdk serve /v1 upscale (PNG)", "-"),
+            ("server_batch1", "sdk serve --max-batch 1", "--"),
+            ("server_infer", "sdk serve /v2 infer (binary tensors)", "-."),
+            ("in_process_run", "in-process Predictor.run (same tensors)", "-."),
+        ):
             ax.plot(cs, [r["by_concurrency"][c][arm]["throughput"] for c in cs], style, marker="o", label=label)
-        ax.plot(cs, [r["by_concurrency"][c]["ceiling"] for c in cs], ":", color="grey", marker="x",
-                label="ceiling: in-process + codec + bare-ASGI floor")
+        ax.plot(
+            cs,
+            [r["by_concurrency"][c]["ceiling"] for c in cs],
+            ":",
+            color="grey",
+            marker="x",
+            label="ceiling: in-process + codec + bare-ASGI floor",
+        )
         ax.set_xscale("log", base=2)
         ax.set_xticks(cs, [str(c) for c in cs])
         ax.set_xlabel("concurrent clients")
@@ -395,13 +481,21 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path)
     parser.add_argument("--plot", type=Path)
-    parser.add_argument("--hello", nargs=2, metavar=("PORT", "ANSWER"), help=argparse.SUPPRESS)  # the floor arm's server
+    parser.add_argument(
+        "--hello", nargs=2, metavar=("PORT", "ANSWER"), help=argparse.SUPPRESS
+    )  # the floor arm's server
     args = parser.parse_args(argv)
     if args.hello:
         import uvicorn
 
-        uvicorn.run(hello_app(Path(args.hello[1]).read_bytes()), host="127.0.0.1", port=int(args.hello[0]),
-                    log_level="warning", access_log=False, lifespan="off")
+        uvicorn.run(
+            hello_app(Path(args.hello[1]).read_bytes()),
+            host="127.0.0.1",
+            port=int(args.hello[0]),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
         return 0
     import os
     import tempfile
@@ -413,11 +507,15 @@ def main(argv=None) -> int:
                 results.append(run_case(case, args.rounds, args.time_cap, Path(logs)))
     command = "python benchmarks/serve.py " + " ".join(sys.argv[1:] if argv is None else argv)
     load_average = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]}
-    text = markdown(results, command) + (f"\nLoad average (1, 5, 15 min) before the run {load_average['before']}, "
-                                         f"after {load_average['after']}; the run took {time.monotonic() - started:.0f} s.\n")
+    text = markdown(results, command) + (
+        f"\nLoad average (1, 5, 15 min) before the run {load_average['before']}, "
+        f"after {load_average['after']}; the run took {time.monotonic() - started:.0f} s.\n"
+    )
     print(text)
     if args.json:
-        args.json.write_text(json.dumps({"command": command, "load_average": load_average, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"command": command, "load_average": load_average, "results": results}, indent=2)
+        )
     if args.md:
         args.md.write_text(text)
     if args.plot:

@@ -8,14 +8,15 @@ Importing ``sdk`` loads no engine: backends import their libraries when first pr
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 from .backend import Availability, Backend, RawRunner, Session, TensorInfo
 from .devices import Device
 from .errors import BackendUnavailableError, ExportError, InputError, ModelError, PluginError, SDKError
 from .hookspecs import hookimpl
-from .spec import PipelineSpec
 from .predictor import Predictor
+from .spec import PipelineSpec
 
 try:
     __version__ = _version("deploy-sdk")
@@ -37,7 +38,21 @@ def list_backends(device: str | Device | None = None) -> list:
 
 
 __all__ = [
-    "Availability", "Backend", "RawRunner", "BackendUnavailableError", "Device", "ExportError", "InputError",
-    "ModelError", "PipelineSpec", "PluginError", "Predictor", "SDKError", "Session", "TensorInfo",
-    "hookimpl", "list_backends", "__version__",
+    "Availability",
+    "Backend",
+    "BackendUnavailableError",
+    "Device",
+    "ExportError",
+    "InputError",
+    "ModelError",
+    "PipelineSpec",
+    "PluginError",
+    "Predictor",
+    "RawRunner",
+    "SDKError",
+    "Session",
+    "TensorInfo",
+    "__version__",
+    "hookimpl",
+    "list_backends",
 ]

@@ -9,8 +9,9 @@ may only name external data beside or below itself).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import InputError, ModelError
 from .files import atomic_file, atomic_write
@@ -56,7 +57,9 @@ def _carry_external_data(source, folder: Path) -> None:
         if not data.is_file():
             raise ModelError(f"{source.path} keeps weights in {data}, which is missing; copy it beside the model")
         if target.exists():
-            raise InputError(f"{target} exists and is not the model's weight file {data}; write the copy to another folder")
+            raise InputError(
+                f"{target} exists and is not the model's weight file {data}; write the copy to another folder"
+            )
         with open(data, "rb") as src, atomic_file(target) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
 
@@ -65,9 +68,11 @@ def add_commands(subparsers) -> None:
     from .declare import add_pipeline_arguments
 
     p = subparsers.add_parser(
-        "annotate", help="write the pipeline (colour, value range, scale ...) into a copy of a model",
+        "annotate",
+        help="write the pipeline (colour, value range, scale ...) into a copy of a model",
         description="Write the sdk.pipeline metadata into a copy of MODEL, so that Predictor(OUT) and every "
-        "sdk command run it right without hints. The weights are copied unchanged.")
+        "sdk command run it right without hints. The weights are copied unchanged.",
+    )
     p.add_argument("model", help="the .onnx file (or a bundled model name)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="where to write the annotated copy")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists (also when it is MODEL itself)")
@@ -86,9 +91,12 @@ def cmd_annotate(args) -> int:
     print(f"wrote {args.output} with {PIPELINE_KEY} = {spec.to_json()}", file=sys.stderr)
     inferred = [name for name in FIELDS if resolution.sources[name] == "inferred"]
     if resolution.guesses:
-        print(f"sdk: note: nobody declared {', '.join(resolution.guesses)}; written as inferred "
-              f"({', '.join(f'{n}={getattr(spec, n)!r}' for n in resolution.guesses)}). Check them: the file "
-              "now states them as fact.", file=sys.stderr)
+        print(
+            f"sdk: note: nobody declared {', '.join(resolution.guesses)}; written as inferred "
+            f"({', '.join(f'{n}={getattr(spec, n)!r}' for n in resolution.guesses)}). Check them: the file "
+            "now states them as fact.",
+            file=sys.stderr,
+        )
     elif inferred:
         print(f"read from the graph: {', '.join(inferred)}", file=sys.stderr)
     return 0

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,11 +36,11 @@ class Availability:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def yes(cls, **details: Any) -> "Availability":
+    def yes(cls, **details: Any) -> Availability:
         return cls(True, "", details)
 
     @classmethod
-    def no(cls, reason: str, **details: Any) -> "Availability":
+    def no(cls, reason: str, **details: Any) -> Availability:
         return cls(False, reason, details)
 
 
@@ -69,7 +70,7 @@ class Session(ABC):
     def close(self) -> None:
         """Free engine resources. Calling it twice is harmless."""
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -119,7 +120,7 @@ class Backend(ABC):
         if not isinstance(self.priority, int):
             raise PluginError(f"backend {self.name!r}: priority must be an int, got {self.priority!r}")
 
-    def probe(self, device: "Device") -> Availability:
+    def probe(self, device: Device) -> Availability:
         """Can this backend run on ``device``? Cached per device; never raises."""
         key = str(device)
         with self._probe_lock:
@@ -140,14 +141,14 @@ class Backend(ABC):
         return self.options is None or option in self.options
 
     @abstractmethod
-    def _probe(self, device: "Device") -> Availability:
+    def _probe(self, device: Device) -> Availability:
         """Check, cheaply, that the engine is installed and works on ``device``."""
 
     @abstractmethod
-    def create_session(self, model: "Model", device: "Device", options: Mapping[str, Any]) -> Session:
+    def create_session(self, model: Model, device: Device, options: Mapping[str, Any]) -> Session:
         """Load ``model`` on ``device``. Raise BackendUnavailableError when it cannot run after all."""
 
-    def raw_runner(self, model: "Model", device: "Device", options: Mapping[str, Any]) -> RawRunner | None:
+    def raw_runner(self, model: Model, device: Device, options: Mapping[str, Any]) -> RawRunner | None:
         """The bare engine on ``model`` for the benchmark's raw row, or None (the default) when the
         backend offers no such baseline. ``model`` is the file the backend's Session would get (the
         optimised one), so the raw row differs from the SDK row by the SDK's own work only."""

@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdk", description="Run super-resolution ONNX models on any installed engine.")
+    parser = argparse.ArgumentParser(
+        prog="sdk", description="Run super-resolution ONNX models on any installed engine."
+    )
     sub = parser.add_subparsers(metavar="COMMAND")
 
     p = sub.add_parser("backends", help="list the backends found and whether they can run here")
@@ -43,33 +45,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("upscale", help="upscale image files or folders of images")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output file (for one input) or folder; inputs are never overwritten")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output file (for one input) or folder; inputs are never overwritten",
+    )
     p.add_argument("--scale", type=int, default=None, help="upscaling factor (required by runtime-scale models)")
     p.add_argument("--model", default="srcnn3", help="bundled model name or .onnx path (default: srcnn3)")
     p.add_argument("--backend", default="auto", help="backend name or 'auto' (default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--tile", default="auto", metavar="auto|N|0",
-                   help="auto (default): tiles only when the whole image would not fit the memory budget; "
-                        "N: tiles of N x N input pixels; 0: never tile")
-    p.add_argument("--memory-budget", default=None, metavar="SIZE",
-                   help="memory one run may use, e.g. 2GiB or 800MB (default: $SDK_MEMORY_BUDGET, else a share "
-                        "of the memory available)")
+    p.add_argument(
+        "--tile",
+        default="auto",
+        metavar="auto|N|0",
+        help="auto (default): tiles only when the whole image would not fit the memory budget; "
+        "N: tiles of N x N input pixels; 0: never tile",
+    )
+    p.add_argument(
+        "--memory-budget",
+        default=None,
+        metavar="SIZE",
+        help="memory one run may use, e.g. 2GiB or 800MB (default: $SDK_MEMORY_BUDGET, else a share "
+        "of the memory available)",
+    )
     p.add_argument("--force", action="store_true", help="redo outputs that already exist (by default they are skipped)")
-    p.add_argument("--no-exif-orientation", action="store_true",
-                   help="keep the pixels as stored instead of turning photos upright by their EXIF orientation")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="run on a Ray cluster: a private local one without ADDRESS, 'auto' for this machine's, "
-                        "or ray://HOST:10001 (put it after the inputs; needs the 'ray' extra)")
+    p.add_argument(
+        "--no-exif-orientation",
+        action="store_true",
+        help="keep the pixels as stored instead of turning photos upright by their EXIF orientation",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Ray cluster: a private local one without ADDRESS, 'auto' for this machine's, "
+        "or ray://HOST:10001 (put it after the inputs; needs the 'ray' extra)",
+    )
     add_pipeline_arguments(p, scale_flag="--model-scale")
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("info", help="show a model's inputs, outputs, opset, metadata and pipeline")
     p.add_argument("model", help="bundled model name or .onnx path")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--probe", action="store_true",
-                   help="also run the model on ort-cpu/auto under each common value range and say which one "
-                        "reproduces its input (a hint for --value-range; see README)")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="also run the model on ort-cpu/auto under each common value range and say which one "
+        "reproduces its input (a hint for --value-range; see README)",
+    )
     add_pipeline_arguments(p)
     p.set_defaults(func=cmd_info)
 
@@ -108,15 +135,24 @@ def cmd_backends(args) -> int:
     for r in records:
         available = "[green]yes[/]" if r.available else ("[red]load failed[/]" if r.load_error else "[yellow]no[/]")
         priority = "" if r.priority is None else str(r.priority)
-        table.add_row(escape(r.name), available, priority, ",".join(r.devices), escape(r.distribution), escape(r.version))
+        table.add_row(
+            escape(r.name), available, priority, ",".join(r.devices), escape(r.distribution), escape(r.version)
+        )
     console = Console()
     console.print(table)
     for r in records:
         if not r.available:
             console.print(f"[bold]{escape(r.name)}[/]: {escape(r.reason)}", soft_wrap=True)
     gpus = gpu_summary()
-    console.print("GPUs: " + (", ".join(f"cuda:{g['index']} {g['name']} (sm {g['compute_capability']}, "
-                                         f"{g['memory_gib']} GiB)" for g in gpus) or "none found"))
+    console.print(
+        "GPUs: "
+        + (
+            ", ".join(
+                f"cuda:{g['index']} {g['name']} (sm {g['compute_capability']}, {g['memory_gib']} GiB)" for g in gpus
+            )
+            or "none found"
+        )
+    )
     return 0
 
 
@@ -130,12 +166,26 @@ def cmd_upscale(args) -> int:
 
     tile = jobs.parse_tile(args.tile)
     pairs = jobs.plan_outputs(jobs.collect_images(args.inputs), Path(args.output))
-    predictor = Predictor(args.model, backend=args.backend, device=args.device, memory_budget=args.memory_budget,
-                          pipeline=pipeline_from_args(args))
+    predictor = Predictor(
+        args.model,
+        backend=args.backend,
+        device=args.device,
+        memory_budget=args.memory_budget,
+        pipeline=pipeline_from_args(args),
+    )
     scale = predictor.pipeline.check_scale(args.scale)  # a bad --scale fails before any work
     with jobs.stop_on_signals(), predictor, jobs.JobProgress(len(pairs)) as progress:
-        summary = jobs.run(predictor, pairs, scale, tile=tile, force=args.force, orient=not args.no_exif_orientation,
-                           on_start=progress.start, on_image=progress.image, on_tiles=progress.tiles)
+        summary = jobs.run(
+            predictor,
+            pairs,
+            scale,
+            tile=tile,
+            force=args.force,
+            orient=not args.no_exif_orientation,
+            on_start=progress.start,
+            on_image=progress.image,
+            on_tiles=progress.tiles,
+        )
     for line in summary.lines(scale, f"{predictor.backend} on {predictor.device}", args.output):
         print(f"sdk: {line}", file=sys.stderr)
     return summary.exit_code
@@ -173,8 +223,11 @@ def cmd_info(args) -> int:
 
         with Predictor(model.path, pipeline=resolution.spec) as predictor:
             found = detect_value_range(predictor)
-        info["probe"] = {"value_range": found.value_range, "reason": found.reason,
-                         "psnr_db": {f"{lo:g}..{hi:g}": round(db, 2) for (lo, hi), db in found.scores.items()}}
+        info["probe"] = {
+            "value_range": found.value_range,
+            "reason": found.reason,
+            "psnr_db": {f"{lo:g}..{hi:g}": round(db, 2) for (lo, hi), db in found.scores.items()},
+        }
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -187,8 +240,10 @@ def cmd_info(args) -> int:
         print(f"metadata  {key} = {value}")
     if resolution is None:
         print(f"pipeline  cannot run this model: {problem}")
-        print(f"          declare what is missing with Predictor(..., pipeline={{...}}) or write it into the file "
-              f"with `sdk annotate {args.model} -o OUT.onnx` (its {PIPELINE_KEY!r} metadata)")
+        print(
+            f"          declare what is missing with Predictor(..., pipeline={{...}}) or write it into the file "
+            f"with `sdk annotate {args.model} -o OUT.onnx` (its {PIPELINE_KEY!r} metadata)"
+        )
         return 0
     spec = resolution.spec
     print("pipeline  field         value                    source")
@@ -205,4 +260,8 @@ def cmd_info(args) -> int:
 
 
 def _tensor(info) -> dict:
-    return {"name": info.name, "dtype": str(info.dtype), "shape": ["?" if not isinstance(d, int) else d for d in info.shape]}
+    return {
+        "name": info.name,
+        "dtype": str(info.dtype),
+        "shape": ["?" if not isinstance(d, int) else d for d in info.shape],
+    }

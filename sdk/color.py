@@ -66,5 +66,5 @@ def _times(matrix: np.ndarray, planes: np.ndarray, out: np.ndarray) -> np.ndarra
     """``out`` (K x P) = ``matrix`` (K x 3) @ ``planes`` (3 x P), a block of pixels at a time. Every
     pixel is computed the same way whatever the image's size, so a batch equals single calls."""
     for start in range(0, planes.shape[1], _BLOCK):
-        np.matmul(matrix, planes[:, start:start + _BLOCK], out=out[:, start:start + _BLOCK])
+        np.matmul(matrix, planes[:, start : start + _BLOCK], out=out[:, start : start + _BLOCK])
     return out

@@ -16,20 +16,52 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, scale_flag: str = "-
     """Add the pipeline fields. Commands whose ``--scale`` is the factor to run at pass another
     ``scale_flag`` (``--model-scale``) for the model's own fixed factor."""
     group = parser.add_argument_group("pipeline (override or complete what the model file says)")
-    group.add_argument("--color", choices=COLORS, type=str.lower, default=None,
-                       help="the model's colour: rgb, bgr, y (BT.601 luma, colour kept) or gray (a grayscale net)")
-    group.add_argument("--value-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                       help="input tensor values for pixel values 0 and 255, e.g. 0 1 (most public models) or 0 255")
-    group.add_argument("--output-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                       help="the output's, when it differs from the input's (e.g. -1 1 out of a tanh)")
+    group.add_argument(
+        "--color",
+        choices=COLORS,
+        type=str.lower,
+        default=None,
+        help="the model's colour: rgb, bgr, y (BT.601 luma, colour kept) or gray (a grayscale net)",
+    )
+    group.add_argument(
+        "--value-range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=None,
+        help="input tensor values for pixel values 0 and 255, e.g. 0 1 (most public models) or 0 255",
+    )
+    group.add_argument(
+        "--output-range",
+        type=float,
+        nargs=2,
+        metavar=("LO", "HI"),
+        default=None,
+        help="the output's, when it differs from the input's (e.g. -1 1 out of a tanh)",
+    )
     group.add_argument("--layout", choices=LAYOUTS, type=str.upper, default=None, help="NCHW (default) or NHWC")
-    group.add_argument(scale_flag, dest="pipeline_scale", type=int, default=None, metavar="S",
-                       help="the model's fixed upscaling factor (1 for restoration nets)")
-    group.add_argument("--scale-input", default=None, metavar="NAME",
-                       help="the input that takes the factor at run time (Resize's [1, 1, s, s])")
+    group.add_argument(
+        scale_flag,
+        dest="pipeline_scale",
+        type=int,
+        default=None,
+        metavar="S",
+        help="the model's fixed upscaling factor (1 for restoration nets)",
+    )
+    group.add_argument(
+        "--scale-input",
+        default=None,
+        metavar="NAME",
+        help="the input that takes the factor at run time (Resize's [1, 1, s, s])",
+    )
     group.add_argument("--image-input", default=None, metavar="NAME", help="the input that takes the image")
-    group.add_argument("--multiple-of", type=int, default=None, metavar="K",
-                       help="H and W must be multiples of K (window attention, U-Nets): padded, then cropped")
+    group.add_argument(
+        "--multiple-of",
+        type=int,
+        default=None,
+        metavar="K",
+        help="H and W must be multiples of K (window attention, U-Nets): padded, then cropped",
+    )
 
 
 def pipeline_from_args(args: argparse.Namespace) -> dict | None:

@@ -29,7 +29,12 @@ _SMALL = 4096
 # Post-processing's own float temporaries per output pixel, by the pipeline's colour mode (measured
 # against peak RSS on ort-cpu): RGB rounds in place and transposes once; luma models rebuild the
 # colour from upscaled chroma planes and a YCbCr -> RGB product.
-_POST_BYTES = {"y": 56, "rgb": 24, "bgr": 24, "gray": 24}  # initializers up to this many values stay in the copy: shapes and scales live there
+_POST_BYTES = {
+    "y": 56,
+    "rgb": 24,
+    "bgr": 24,
+    "gray": 24,
+}  # initializers up to this many values stay in the copy: shapes and scales live there
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,7 @@ def _fallback_per_pixel(proto, spec, scale: int) -> float:
     return float(_FALLBACK_LIVE * widest * 4 * scale * scale)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _itemsize(elem_type: int) -> int:
     from onnx import helper
 

@@ -16,7 +16,8 @@ and that module implements::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -29,5 +30,5 @@ if TYPE_CHECKING:
 
 
 @hookspec
-def sdk_backends() -> "Sequence[Backend]":
+def sdk_backends() -> Sequence[Backend]:
     """Return the :class:`sdk.Backend` instances this plugin provides (one, or a list)."""

@@ -15,10 +15,10 @@ import contextlib
 import glob
 import signal
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from .errors import InputError, SDKError
 from .images import IMAGE_SUFFIXES, Decoded, check_writable_size, decode, save_atomic
@@ -48,8 +48,10 @@ def plan_outputs(images: Sequence[Path], output: Path) -> list[Pair]:
     output = Path(output)
     single_file = len(images) == 1 and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir()
     if not single_file and output.exists() and not output.is_dir():
-        raise SDKError(f"output {output} is a file: pass a folder for the results "
-                       "(or, for one input image, a new file name ending in an image suffix)")
+        raise SDKError(
+            f"output {output} is a file: pass a folder for the results "
+            "(or, for one input image, a new file name ending in an image suffix)"
+        )
     pairs = [(images[0], output)] if single_file else [(image, output / image.name) for image in images]
     sources = {image.resolve() for image in images}
     targets = [target.resolve() for _, target in pairs]
@@ -57,7 +59,9 @@ def plan_outputs(images: Sequence[Path], output: Path) -> list[Pair]:
         if resolved in sources:
             raise SDKError(f"output {target} would overwrite an input; choose another output folder")
     if len(set(targets)) != len(targets):
-        raise SDKError("two inputs have the same file name and would write one output; upscale them into separate folders")
+        raise SDKError(
+            "two inputs have the same file name and would write one output; upscale them into separate folders"
+        )
     return pairs
 
 
@@ -209,7 +213,7 @@ class JobProgress:
         self._bar = None
         self._tiles = None
 
-    def __enter__(self) -> "JobProgress":
+    def __enter__(self) -> JobProgress:
         from rich.console import Console
         from rich.progress import Progress
 

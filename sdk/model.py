@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -33,10 +33,14 @@ def resolve(model: str | Path) -> Path:
     if isinstance(model, str) and model in BUNDLED:
         return bundled_path(model)
     if not isinstance(model, (str, Path)):
-        raise ModelError(f"model must be a path to an .onnx file or one of {', '.join(BUNDLED)}, not {type(model).__name__}")
+        raise ModelError(
+            f"model must be a path to an .onnx file or one of {', '.join(BUNDLED)}, not {type(model).__name__}"
+        )
     path = Path(model).expanduser()
     if not path.exists():
-        raise ModelError(f"model file {str(path)!r} does not exist; pass a path to an .onnx file or a bundled model name ({', '.join(BUNDLED)})")
+        raise ModelError(
+            f"model file {str(path)!r} does not exist; pass a path to an .onnx file or a bundled model name ({', '.join(BUNDLED)})"
+        )
     if path.is_dir():
         raise ModelError(f"model {str(path)!r} is a folder; pass the .onnx file inside it")
     return path
@@ -100,9 +104,7 @@ class Model:
 
 def _tensor_info(value) -> TensorInfo:
     tensor_type = value.type.tensor_type
-    shape = tuple(
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim
-    )
+    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim)
     dtype = _np_dtype(tensor_type.elem_type, value.name) if tensor_type.elem_type else np.dtype("float32")
     return TensorInfo(value.name, shape, dtype)
 
@@ -117,6 +119,7 @@ def _np_dtype(elem_type: int, name: str) -> np.dtype:
 
 
 # -- hostile files: checked before any engine reads a byte of weights --------------------------------
+
 
 def _all_tensors(graph) -> Iterator:
     """Every TensorProto in a graph and its subgraphs (If/Loop bodies, Constant nodes)."""
@@ -160,13 +163,19 @@ def check_external_data(proto, path: Path) -> None:
         where = f"{path}: tensor {tensor.name!r} keeps its data in {location!r}"
         if not location:
             raise ModelError(f"{where}: no file named; export the model again")
-        if Path(location).is_absolute() or location.startswith(("/", "\\")) or ".." in Path(location).parts \
-                or ".." in location.replace("\\", "/").split("/"):
+        if (
+            Path(location).is_absolute()
+            or location.startswith(("/", "\\"))
+            or ".." in Path(location).parts
+            or ".." in location.replace("\\", "/").split("/")
+        ):
             raise ModelError(f"{where}, outside the model's folder; external data must be a file next to the model")
         target = (path.parent / location).resolve()
         if not target.is_relative_to(folder):
-            raise ModelError(f"{where}, which leads outside the model's folder ({target}); "
-                             "external data must be a file next to the model")
+            raise ModelError(
+                f"{where}, which leads outside the model's folder ({target}); "
+                "external data must be a file next to the model"
+            )
         if not target.is_file():
             raise ModelError(f"{where}, which does not exist; copy it next to the model")
         size = sizes.setdefault(target, target.stat().st_size)
@@ -175,8 +184,10 @@ def check_external_data(proto, path: Path) -> None:
         except ValueError:
             raise ModelError(f"{where} with an offset or length that is not a number; export the model again") from None
         if offset < 0 or length < 0 or offset + length > size:
-            raise ModelError(f"{where} at bytes {offset}..{offset + length}, past the end of that {size}-byte file; "
-                             "the data file is truncated or belongs to another model")
+            raise ModelError(
+                f"{where} at bytes {offset}..{offset + length}, past the end of that {size}-byte file; "
+                "the data file is truncated or belongs to another model"
+            )
     _check_fits_memory(path, path.stat().st_size + sum(sizes.values()), "model with its external data")
 
 
@@ -194,14 +205,18 @@ def check_declared_sizes(proto, path: Path) -> None:
     for tensor in _all_tensors(proto.graph):
         count = _product(tensor.dims)
         if count < 0 or count * _itemsize(tensor.data_type) > limit:
-            raise ModelError(f"{path}: tensor {tensor.name!r} declares shape {list(tensor.dims)}, "
-                             f"more than this machine's memory ({limit / 2**30:.1f} GiB); the file is broken or hostile")
+            raise ModelError(
+                f"{path}: tensor {tensor.name!r} declares shape {list(tensor.dims)}, "
+                f"more than this machine's memory ({limit / 2**30:.1f} GiB); the file is broken or hostile"
+            )
     for value in [*proto.graph.input, *proto.graph.output]:
         dims = [d.dim_value for d in value.type.tensor_type.shape.dim if d.HasField("dim_value")]
         count = _product(dims)
         if count < 0 or count * _itemsize(value.type.tensor_type.elem_type) > limit:
-            raise ModelError(f"{path}: {value.name!r} declares a static shape {dims}, more than this machine's "
-                             f"memory ({limit / 2**30:.1f} GiB); export the model with sane or dynamic sizes")
+            raise ModelError(
+                f"{path}: {value.name!r} declares a static shape {dims}, more than this machine's "
+                f"memory ({limit / 2**30:.1f} GiB); export the model with sane or dynamic sizes"
+            )
 
 
 def _product(dims) -> int:
@@ -227,5 +242,7 @@ def _check_fits_memory(path: Path, size: int, what: str) -> None:
 
     limit = total()
     if size > limit:
-        raise ModelError(f"{path}: the {what} is {size / 2**30:.1f} GiB, more than this machine's memory "
-                         f"({limit / 2**30:.1f} GiB); it cannot be loaded here - use a machine with more memory")
+        raise ModelError(
+            f"{path}: the {what} is {size / 2**30:.1f} GiB, more than this machine's memory "
+            f"({limit / 2**30:.1f} GiB); it cannot be loaded here - use a machine with more memory"
+        )

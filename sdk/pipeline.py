@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numbers
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -59,7 +59,9 @@ class Pipeline:
         """The scale to run at, or an InputError naming what to pass."""
         if scale is None:
             if self.runtime_scale:
-                raise InputError(f"{self.model_name} takes its scale at run time: pass scale=N (an integer >= 1, e.g. 2, 3 or 4)")
+                raise InputError(
+                    f"{self.model_name} takes its scale at run time: pass scale=N (an integer >= 1, e.g. 2, 3 or 4)"
+                )
             return self.spec.scale
         if type(scale) is not int:  # the common case skips the abstract-class checks
             if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or float(scale) != int(scale):
@@ -112,7 +114,7 @@ class Pipeline:
 
     def feeds(self, tensor: np.ndarray, scale: int) -> dict[str, np.ndarray]:
         """The engine's feeds for one model-space tensor: padded, laid out and cast for the model."""
-        n, c, height, width = tensor.shape
+        _n, _c, height, width = tensor.shape
         ph, pw = (height, width) if self._any_size else self.padded_size(height, width)
         if (ph, pw) != (height, width):
             # Reflection keeps the padding image-like, so the model sees no false edge at the border.
@@ -136,9 +138,12 @@ class Pipeline:
             out = out.transpose(0, 3, 1, 2)
         expected = (n, c, ph * scale, pw * scale)
         if tuple(out.shape) != expected:
-            hint = (" If the model needs H and W to be multiples of some k (window attention, U-Nets), declare "
-                    "multiple_of: pipeline={'multiple_of': 8} or `sdk annotate --multiple-of 8`."
-                    if self.spec.multiple_of == 1 and self.static_size is None else "")
+            hint = (
+                " If the model needs H and W to be multiples of some k (window attention, U-Nets), declare "
+                "multiple_of: pipeline={'multiple_of': 8} or `sdk annotate --multiple-of 8`."
+                if self.spec.multiple_of == 1 and self.static_size is None
+                else ""
+            )
             raise ModelError(
                 f"{self.model_name} returned a {tuple(out.shape)} tensor (as NCHW) for a {(n, c, ph, pw)} input "
                 f"at scale {scale}; expected {expected}. A runtime-scale model that always returns one size has "
@@ -156,8 +161,11 @@ class Pipeline:
         try:
             outputs = session.run(feeds)
         except Exception as exc:
-            if self.spec.multiple_of > 1 or self.static_size is not None or (
-                    isinstance(exc, SDKError) and type(exc) not in (SDKError, InputError)):
+            if (
+                self.spec.multiple_of > 1
+                or self.static_size is not None
+                or (isinstance(exc, SDKError) and type(exc) not in (SDKError, InputError))
+            ):
                 raise
             height, width = tensor.shape[2:]
             raise InputError(
@@ -253,5 +261,5 @@ def _from_y_and_chroma(y: np.ndarray, chroma: np.ndarray, flip: bool = False) ->
             # tobytes + frombuffer: one copy of the plane (np.asarray on the image makes two).
             ycbcr[c + 1] = np.frombuffer(high.tobytes(), dtype=np.float32)
         color.ycbcr_to_rgb(ycbcr, out=rgb, centred=True)
-        _to_uint8_nhwc(rgb.reshape(1, 3, height, width), flip, out=images[i:i + 1])
+        _to_uint8_nhwc(rgb.reshape(1, 3, height, width), flip, out=images[i : i + 1])
     return images

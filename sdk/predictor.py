@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
+from . import memory, tiling
 from .backend import Session, TensorInfo
 from .devices import parse_device
 from .errors import InputError, SDKError
-from .images import check_color, to_rgb
-from .model import Model
-from . import memory, tiling
 from .footprint import footprint
+from .images import to_rgb
+from .model import Model
 from .pipeline import Pipeline
 from .selection import normalize_name, open_session
 from .spec import resolve, warn_about_guesses
-
 
 _SCALES_KEPT = 64
 
@@ -29,8 +29,15 @@ class Predictor:
     >>> hi = p(lo, scale=3)           # HxWx3 uint8 -> 3Hx3Wx3 uint8
     """
 
-    def __init__(self, model, backend: str = "auto", device: str = "auto", pipeline: Mapping[str, Any] | None = None,
-                 memory_budget=None, **options: Any):
+    def __init__(
+        self,
+        model,
+        backend: str = "auto",
+        device: str = "auto",
+        pipeline: Mapping[str, Any] | None = None,
+        memory_budget=None,
+        **options: Any,
+    ):
         normalize_name(backend)  # a bad backend or budget argument fails before the model is read
         self._budget = memory.parse_size(memory_budget) if memory_budget is not None else None
         self.model = Model(model)
@@ -56,7 +63,9 @@ class Predictor:
         """The model's fixed scale, or None when it takes the scale at run time."""
         return self.spec.scale
 
-    def __call__(self, image, scale=None, color: str = "rgb", tile="auto", progress=None, orient: bool = True) -> np.ndarray:
+    def __call__(
+        self, image, scale=None, color: str = "rgb", tile="auto", progress=None, orient: bool = True
+    ) -> np.ndarray:
         """Upscale one image; returns HxWx3 uint8 in ``color`` order (the order ``image`` is in).
 
         tile: "auto" runs tiles only when the whole image would exceed the memory budget; N runs
@@ -69,8 +78,9 @@ class Predictor:
         scale = self.pipeline.check_scale(scale)
         return self._upscale(rgb[None], scale, color, tile, progress)[0]
 
-    def predict_batch(self, images: Iterable, scale=None, color: str = "rgb", batch_size: int = 8,
-                      tile="auto") -> list[np.ndarray]:
+    def predict_batch(
+        self, images: Iterable, scale=None, color: str = "rgb", batch_size: int = 8, tile="auto"
+    ) -> list[np.ndarray]:
         """Upscale many images. Every image is checked before any runs, so a bad one costs nothing.
 
         Images of one size run as one batch when the model has a dynamic batch axis.
@@ -90,7 +100,7 @@ class Predictor:
         results: list[np.ndarray | None] = [None] * len(rgbs)
         for indices in by_size.values():
             for start in range(0, len(indices), step):
-                chunk = indices[start:start + step]
+                chunk = indices[start : start + step]
                 batch = np.stack([rgbs[i] for i in chunk])
                 for i, out in zip(chunk, self._upscale(batch, scale, color, tile)):
                     results[i] = out
@@ -102,7 +112,9 @@ class Predictor:
         if plan is None:
             return self._run_windows(batch, scale, bgr)
         with _progress_bar(progress) as report:
-            return tiling.upscale_tiled(batch, scale, plan, lambda windows: self._run_windows(windows, scale, bgr), report)
+            return tiling.upscale_tiled(
+                batch, scale, plan, lambda windows: self._run_windows(windows, scale, bgr), report
+            )
 
     def _run_windows(self, batch: np.ndarray, scale: int, bgr: bool) -> np.ndarray:
         """N x h x w x 3 uint8 -> N x sh x sw x 3 uint8: the whole pipeline on exactly this batch."""
@@ -111,7 +123,7 @@ class Predictor:
         out = pipeline.run_tensor(self._session or self._open_session(), prepared.tensor, scale)
         return pipeline.finish(out, prepared, bgr=bgr)
 
-    def _plan(self, shape: tuple[int, int, int], scale: int, tile) -> "tiling.Plan | None":
+    def _plan(self, shape: tuple[int, int, int], scale: int, tile) -> tiling.Plan | None:
         """Refuse what cannot fit before any engine call, then choose the tiles (or none)."""
         n, height, width = shape
         out_bytes = n * height * scale * width * scale * 3
@@ -128,16 +140,27 @@ class Predictor:
                 f"running {width}x{height} at x{scale} in one piece needs about {memory.gib(found.peak(n, height, width))}, "
                 f"more than the {memory.gib(room)} available; use tile='auto' (the default) or a tile size"
             )
-        return tiling.choose_plan(tile, shape, scale, found, budget, margin, self._dynamic_batch,
-                                  static_size=self.pipeline.static_size, multiple_of=self.spec.multiple_of)
+        return tiling.choose_plan(
+            tile,
+            shape,
+            scale,
+            found,
+            budget,
+            margin,
+            self._dynamic_batch,
+            static_size=self.pipeline.static_size,
+            multiple_of=self.spec.multiple_of,
+        )
 
     def _size(self, scale: int) -> tuple:
         """The footprint and tile margin at ``scale``, derived once (a benign race: two threads may
         both derive the same values)."""
         k = self.spec.multiple_of
         probe = self.pipeline.static_size or (-(-64 // k) * k,) * 2  # a size the model can really take
-        sizing = (footprint(self.model, self.spec, scale, probe),
-                  tiling.margin_for(tiling.receptive_radius(self.model.proto, self.spec.image_input, scale)))
+        sizing = (
+            footprint(self.model, self.spec, scale, probe),
+            tiling.margin_for(tiling.receptive_radius(self.model.proto, self.spec.image_input, scale)),
+        )
         if len(self._sizing) >= _SCALES_KEPT:  # scales are few in practice; a flood of them must not grow this
             self._sizing.clear()
         self._sizing[scale] = sizing
@@ -179,7 +202,7 @@ class Predictor:
             self._session.close()
             self._session = None
 
-    def __enter__(self) -> "Predictor":
+    def __enter__(self) -> Predictor:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -198,13 +221,17 @@ def check_feeds(feeds: Mapping[str, np.ndarray], inputs: Iterable[TensorInfo]) -
     expected = {i.name for i in inputs}
     if set(feeds) != expected:
         missing, unknown = sorted(expected - set(feeds)), sorted(set(feeds) - expected)
-        raise InputError(f"feeds must name exactly the model's inputs {sorted(expected)}; missing {missing}, unknown {unknown}")
+        raise InputError(
+            f"feeds must name exactly the model's inputs {sorted(expected)}; missing {missing}, unknown {unknown}"
+        )
     for info in inputs:
         value = feeds[info.name]
         if not isinstance(value, np.ndarray):
             raise InputError(f"feed {info.name!r} is a {type(value).__name__}; pass a numpy array")
         if value.dtype != info.dtype:
-            raise InputError(f"feed {info.name!r} is {value.dtype}; the model wants {info.dtype} (use .astype(np.{info.dtype}))")
+            raise InputError(
+                f"feed {info.name!r} is {value.dtype}; the model wants {info.dtype} (use .astype(np.{info.dtype}))"
+            )
         fits = len(value.shape) == len(info.shape) and all(
             not isinstance(want, int) or want == got for want, got in zip(info.shape, value.shape)
         )

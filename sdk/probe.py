@@ -57,7 +57,9 @@ def detect_value_range(predictor, scale: int | None = None) -> Detection:
         pipeline = Pipeline(spec, predictor.model)
         prepared = pipeline.prepare(image[None], scale)
         out = pipeline.finish(pipeline.run_tensor(predictor.session, prepared.tensor, scale), prepared)[0]
-        back = np.asarray(Image.fromarray(out).resize(image.shape[1::-1], Image.Resampling.BICUBIC)) if scale > 1 else out
+        back = (
+            np.asarray(Image.fromarray(out).resize(image.shape[1::-1], Image.Resampling.BICUBIC)) if scale > 1 else out
+        )
         mse = np.mean((back.astype(np.float64) - image) ** 2)
         scores[candidate] = float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
     ranked = sorted(scores, key=scores.get, reverse=True)
@@ -66,6 +68,9 @@ def detect_value_range(predictor, scale: int | None = None) -> Detection:
     if scores[best] < MIN_PSNR_DB:
         return Detection(None, scores, f"no range reproduces the input ({shown})")
     if scores[best] - scores[second] < MIN_MARGIN_DB:
-        return Detection(None, scores, f"ambiguous: {best[0]:g}..{best[1]:g} and {second[0]:g}..{second[1]:g} "
-                                       f"do about equally well ({shown})")
+        return Detection(
+            None,
+            scores,
+            f"ambiguous: {best[0]:g}..{best[1]:g} and {second[0]:g}..{second[1]:g} do about equally well ({shown})",
+        )
     return Detection(best, scores, f"{best[0]:g}..{best[1]:g} wins clearly ({shown})")

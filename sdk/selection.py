@@ -7,8 +7,9 @@ chooses by priority among the backends whose probe says they really work here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .backend import Availability, Backend, Session
 from .devices import Device, cuda_gpus
@@ -73,20 +74,34 @@ def list_backends(device: Device | None = None, registry: Registry | None = None
         found, _ = availability(record.backend, device)
         infos.append(_info(record, found))
     for failure in registry.failures:
-        infos.append(BackendInfo(
-            name=failure.plugin, distribution=failure.distribution, version=failure.version, devices=[],
-            priority=None, available=False, reason=f"plugin failed to load: {failure.error}",
-            plugin=failure.plugin, load_error=failure.error,
-        ))
+        infos.append(
+            BackendInfo(
+                name=failure.plugin,
+                distribution=failure.distribution,
+                version=failure.version,
+                devices=[],
+                priority=None,
+                available=False,
+                reason=f"plugin failed to load: {failure.error}",
+                plugin=failure.plugin,
+                load_error=failure.error,
+            )
+        )
     return infos
 
 
 def _info(record: BackendRecord, found: Availability) -> BackendInfo:
     backend = record.backend
     return BackendInfo(
-        name=backend.name, distribution=record.distribution, version=record.version,
-        devices=list(backend.devices), priority=backend.priority, available=found.ok,
-        reason=found.reason, plugin=record.plugin, details=dict(found.details),
+        name=backend.name,
+        distribution=record.distribution,
+        version=record.version,
+        devices=list(backend.devices),
+        priority=backend.priority,
+        available=found.ok,
+        reason=found.reason,
+        plugin=record.plugin,
+        details=dict(found.details),
     )
 
 
@@ -106,15 +121,16 @@ class Chosen:
     device: Device
 
 
-def create_session(engine: Backend, model: "Model", device: Device, options: Mapping[str, Any]) -> Session:
+def create_session(engine: Backend, model: Model, device: Device, options: Mapping[str, Any]) -> Session:
     """The one place where the SDK asks a backend for a session: on the optimised model (sdk.optimize)."""
     from .optimize import optimized_session
 
     return optimized_session(engine, model, device, options)
 
 
-def open_session(model: "Model", backend: str, device: Device | None, options: Mapping[str, Any],
-                 registry: Registry | None = None) -> Chosen:
+def open_session(
+    model: Model, backend: str, device: Device | None, options: Mapping[str, Any], registry: Registry | None = None
+) -> Chosen:
     """A session for ``model`` on the named backend, or on the best one that starts for ``"auto"``.
 
     "auto" tries the available backends by priority. A backend that does not take one of ``options``
@@ -190,7 +206,11 @@ def _named(name: str, device: Device | None, registry: Registry) -> tuple[Backen
 def gpu_summary() -> list[dict]:
     """The GPUs found, for ``sdk backends`` and benchmark records."""
     return [
-        {"index": g.index, "name": g.name, "compute_capability": "%d.%d" % g.compute_capability,
-         "memory_gib": round(g.memory_bytes / 2**30, 1)}
+        {
+            "index": g.index,
+            "name": g.name,
+            "compute_capability": "%d.%d" % g.compute_capability,
+            "memory_gib": round(g.memory_bytes / 2**30, 1),
+        }
         for g in cuda_gpus()
     ]

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,7 @@ class PipelineSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "PipelineSpec":
+    def from_json(cls, text: str) -> PipelineSpec:
         return cls(**_metadata_fields(text))
 
 
@@ -117,7 +118,12 @@ def _range(name: str, value) -> tuple[float, float]:
 
 
 def _whole(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer)) or value != int(value) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer))
+        or value != int(value)
+        or value < minimum
+    ):
         raise ModelError(f"pipeline {name} must be a whole number >= {minimum}; got {value!r}")
     return int(value)
 
@@ -131,8 +137,10 @@ def _metadata_fields(text: str) -> dict[str, Any]:
         raise ModelError(f"the model's {PIPELINE_KEY!r} metadata is not valid: a JSON object is expected")
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
-        raise ModelError(f"the model's {PIPELINE_KEY!r} metadata is not valid: unknown field(s) {unknown}; "
-                         f"the fields are {', '.join(FIELDS)}")
+        raise ModelError(
+            f"the model's {PIPELINE_KEY!r} metadata is not valid: unknown field(s) {unknown}; "
+            f"the fields are {', '.join(FIELDS)}"
+        )
     return values
 
 
@@ -182,8 +190,10 @@ def check_declared(declared: Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(declared, PipelineSpec):
         return {name: value for name, value in asdict(declared).items() if name != "version"}
     if not isinstance(declared, Mapping):
-        raise InputError(f"pipeline= must be a dict of pipeline fields such as {{'value_range': (0, 1)}}, "
-                         f"not {type(declared).__name__}")
+        raise InputError(
+            f"pipeline= must be a dict of pipeline fields such as {{'value_range': (0, 1)}}, "
+            f"not {type(declared).__name__}"
+        )
     unknown = sorted(set(declared) - set(DECLARABLE))
     if unknown:
         raise InputError(f"pipeline= has unknown field(s) {unknown}; the fields are {', '.join(DECLARABLE)}")
@@ -238,8 +248,13 @@ def _infer_missing(model, values: dict, sources: dict) -> tuple[str, ...]:
 def _image_input(model, name: str | None, layout: str | None):
     if name is not None:
         return model.input(name)
-    images = [i for i in model.inputs if len(i.shape) == 4 and _is_float(i.dtype)
-              and (_layout_of(i) == layout if layout else _layout_of(i) is not None)]
+    images = [
+        i
+        for i in model.inputs
+        if len(i.shape) == 4
+        and _is_float(i.dtype)
+        and (_layout_of(i) == layout if layout else _layout_of(i) is not None)
+    ]
     if not images:
         found = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in model.inputs) or "none"
         raise ModelError(
@@ -253,9 +268,13 @@ def _layout_of(info) -> str | None:
     """NCHW when dim 1 can be a channel count (1, 3 or dynamic), else NHWC when dim 3 can."""
     if len(info.shape) != 4:
         return None
+
     def fits(d):
         return d in (1, 3) or not isinstance(d, int)
-    if fits(info.shape[1]) and not (not isinstance(info.shape[1], int) and isinstance(info.shape[3], int) and info.shape[3] in (1, 3)):
+
+    if fits(info.shape[1]) and not (
+        not isinstance(info.shape[1], int) and isinstance(info.shape[3], int) and info.shape[3] in (1, 3)
+    ):
         return "NCHW"
     if fits(info.shape[3]):
         return "NHWC"
@@ -264,8 +283,10 @@ def _layout_of(info) -> str | None:
 
 def _layout_is_ambiguous(info) -> bool:
     """True unless exactly one of axis 1 and axis 3 is a fixed channel count (1 or 3)."""
+
     def fixed(d):
         return isinstance(d, int) and d in (1, 3)
+
     return len(info.shape) == 4 and fixed(info.shape[1]) == fixed(info.shape[3])
 
 
@@ -275,7 +296,9 @@ def _is_float(dtype) -> bool:
 
 def _looks_like_scales(info) -> bool:
     """A 1-D float input of four values (or of unknown length): Resize's ``[1, 1, s, s]``."""
-    return len(info.shape) == 1 and _is_float(info.dtype) and not (isinstance(info.shape[0], int) and info.shape[0] != 4)
+    return (
+        len(info.shape) == 1 and _is_float(info.dtype) and not (isinstance(info.shape[0], int) and info.shape[0] != 4)
+    )
 
 
 def _spatial(shape, layout: str) -> tuple:
@@ -361,30 +384,43 @@ def check_against_model(spec: PipelineSpec, model) -> None:
     image = model.input(spec.image_input)
     channel_axis = 1 if spec.layout == "NCHW" else 3
     wanted = f"N x {spec.channels} x H x W" if spec.layout == "NCHW" else f"N x H x W x {spec.channels}"
-    if len(image.shape) != 4 or (isinstance(image.shape[channel_axis], int) and image.shape[channel_axis] != spec.channels):
-        raise ModelError(f"{model.name}: input {image.name!r} has shape {list(image.shape)}, but its pipeline "
-                         f"({spec.color}, {spec.layout}) needs {wanted}; declare the right color/layout")
+    if len(image.shape) != 4 or (
+        isinstance(image.shape[channel_axis], int) and image.shape[channel_axis] != spec.channels
+    ):
+        raise ModelError(
+            f"{model.name}: input {image.name!r} has shape {list(image.shape)}, but its pipeline "
+            f"({spec.color}, {spec.layout}) needs {wanted}; declare the right color/layout"
+        )
     if not _is_float(image.dtype):
-        raise ModelError(f"{model.name}: input {image.name!r} is {image.dtype}; the pipeline feeds "
-                         f"{', '.join(FLOAT_DTYPES)} images only")
+        raise ModelError(
+            f"{model.name}: input {image.name!r} is {image.dtype}; the pipeline feeds "
+            f"{', '.join(FLOAT_DTYPES)} images only"
+        )
     if spec.scale_input is not None:
         model.input(spec.scale_input)
     extra = {i.name for i in model.inputs} - {spec.image_input, spec.scale_input}
     if extra:
-        raise ModelError(f"{model.name} has inputs the pipeline cannot fill: {sorted(extra)}; use Predictor.run for raw feeds")
+        raise ModelError(
+            f"{model.name} has inputs the pipeline cannot fill: {sorted(extra)}; use Predictor.run for raw feeds"
+        )
     output = model.outputs[0]
     if len(output.shape) != 4:
-        raise ModelError(f"{model.name}: output {output.name!r} has shape {list(output.shape)}; an image "
-                         f"({wanted}) is expected")
+        raise ModelError(
+            f"{model.name}: output {output.name!r} has shape {list(output.shape)}; an image ({wanted}) is expected"
+        )
     out_channels = output.shape[channel_axis]
     if isinstance(out_channels, int) and out_channels != spec.channels:
-        raise ModelError(f"{model.name}: output {output.name!r} has {out_channels} channels at axis {channel_axis}, "
-                         f"but its pipeline ({spec.color}, {spec.layout}) needs {spec.channels}; declare the right "
-                         "color/layout")
+        raise ModelError(
+            f"{model.name}: output {output.name!r} has {out_channels} channels at axis {channel_axis}, "
+            f"but its pipeline ({spec.color}, {spec.layout}) needs {spec.channels}; declare the right "
+            "color/layout"
+        )
     static = static_size(spec, model)
     if static and spec.multiple_of > 1 and any(d % spec.multiple_of for d in static):
-        raise ModelError(f"{model.name} takes {static[0]}x{static[1]} inputs, which are not multiples of "
-                         f"multiple_of={spec.multiple_of}; fix the declared multiple_of")
+        raise ModelError(
+            f"{model.name} takes {static[0]}x{static[1]} inputs, which are not multiples of "
+            f"multiple_of={spec.multiple_of}; fix the declared multiple_of"
+        )
 
 
 def static_size(spec: PipelineSpec, model) -> tuple[int, int] | None:
@@ -407,8 +443,11 @@ def describe_guesses(resolution: Resolution, model_name: str) -> str | None:
         "value_range": f"values {_show(spec.value_range)}" + ("" if spec.output_range else " in and out"),
         "layout": f"layout {spec.layout}",
     }
-    example = {"color": f"'color': '{spec.color}'", "value_range": "'value_range': (0, 1)",
-               "layout": f"'layout': '{spec.layout}'"}
+    example = {
+        "color": f"'color': '{spec.color}'",
+        "value_range": "'value_range': (0, 1)",
+        "layout": f"'layout': '{spec.layout}'",
+    }
     flags = {"color": f"--color {spec.color}", "value_range": "--value-range 0 1", "layout": f"--layout {spec.layout}"}
     return (
         f"{model_name} has no {PIPELINE_KEY!r} metadata; assumed {', '.join(assumed[g] for g in guessed)}. "

@@ -15,8 +15,8 @@ whole-image run up to the float rounding of the engine.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -35,12 +35,64 @@ MAX_BATCH = 16
 
 # Ops that map each pixel to itself (or only mix channels): the receptive field passes through.
 _POINTWISE = {
-    "Abs", "Add", "And", "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Div", "Dropout",
-    "Elu", "Equal", "Erf", "Exp", "Floor", "Gelu", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish",
-    "Identity", "IsInf", "IsNaN", "LeakyRelu", "Less", "LessOrEqual", "Log", "Max", "Mean", "Min", "Mish", "Mod",
-    "Mul", "Neg", "Not", "Or", "PRelu", "Pow", "QuantizeLinear", "DequantizeLinear", "Reciprocal", "Relu",
-    "Round", "Selu", "Sigmoid", "Sign", "Softplus", "Softsign", "Split", "Sqrt", "Sub", "Sum", "Tanh",
-    "ThresholdedRelu", "Where", "Xor",
+    "Abs",
+    "Add",
+    "And",
+    "BatchNormalization",
+    "Cast",
+    "CastLike",
+    "Ceil",
+    "Celu",
+    "Clip",
+    "Concat",
+    "Div",
+    "Dropout",
+    "Elu",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Floor",
+    "Gelu",
+    "Greater",
+    "GreaterOrEqual",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "IsInf",
+    "IsNaN",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "Max",
+    "Mean",
+    "Min",
+    "Mish",
+    "Mod",
+    "Mul",
+    "Neg",
+    "Not",
+    "Or",
+    "PRelu",
+    "Pow",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "Reciprocal",
+    "Relu",
+    "Round",
+    "Selu",
+    "Sigmoid",
+    "Sign",
+    "Softplus",
+    "Softsign",
+    "Split",
+    "Sqrt",
+    "Sub",
+    "Sum",
+    "Tanh",
+    "ThresholdedRelu",
+    "Where",
+    "Xor",
 }
 # Ops whose outputs describe shapes, not pixels: data that depends on them carries no context.
 _SHAPE_ONLY = {"Shape", "Size", "Constant", "ConstantOfShape"}
@@ -69,7 +121,9 @@ def check_tile(tile):
     if tile is None:
         return "auto"
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 0:
-        raise InputError(f"tile={tile!r}: pass 'auto' (the default), 0 (no tiling) or a tile size in input pixels, e.g. 512")
+        raise InputError(
+            f"tile={tile!r}: pass 'auto' (the default), 0 (no tiling) or a tile size in input pixels, e.g. 512"
+        )
     return int(tile)
 
 
@@ -86,7 +140,9 @@ def spans(length: int, window: int, margin: int) -> list[tuple[int, int, int]]:
         return [(0, length, 0)]
     step = window - 2 * margin
     if step < 1:
-        raise InputError(f"tiles of {window} pixels leave nothing inside a margin of {margin}; use tiles larger than {2 * margin}")
+        raise InputError(
+            f"tiles of {window} pixels leave nothing inside a margin of {margin}; use tiles larger than {2 * margin}"
+        )
     out = [(0, window - margin, 0)]
     while out[-1][1] < length:
         start = out[-1][1]
@@ -114,15 +170,16 @@ def upscale_tiled(
     pad_w = plan.window[1] - win_w if plan.exact else 0
     done = 0
     for first in range(0, len(jobs), max(1, plan.batch)):
-        chunk = jobs[first:first + max(1, plan.batch)]
-        windows = np.stack([images[i, r[2]:r[2] + win_h, c[2]:c[2] + win_w] for i, r, c in chunk])
+        chunk = jobs[first : first + max(1, plan.batch)]
+        windows = np.stack([images[i, r[2] : r[2] + win_h, c[2] : c[2] + win_w] for i, r, c in chunk])
         if pad_h or pad_w:
             windows = _pad(windows, pad_h, pad_w)
         results = run_windows(windows)
         for (i, (y0, y1, wy), (x0, x1, wx)), result in zip(chunk, results):
             dy, dx = (y0 - wy) * scale, (x0 - wx) * scale
-            out[i, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
-                result[dy:dy + (y1 - y0) * scale, dx:dx + (x1 - x0) * scale]
+            out[i, y0 * scale : y1 * scale, x0 * scale : x1 * scale] = result[
+                dy : dy + (y1 - y0) * scale, dx : dx + (x1 - x0) * scale
+            ]
         done += len(chunk)
         if progress is not None:
             progress(done, len(jobs))
@@ -136,6 +193,7 @@ def _pad(windows: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
 
 
 # -- the receptive field, from the graph ------------------------------------------------------------
+
 
 def receptive_radius(proto, image_input: str, scale: int) -> float | None:
     """How far (in input pixels) an output pixel can see, or None when the graph has a layer whose
@@ -278,7 +336,7 @@ def _auto_window(footprint, budget: int, height: int, width: int, margin: int, a
             f"model (about {footprint.peak(1, smallest, smallest) / 2**20:.0f} MiB); raise memory_budget= / "
             "--memory-budget / $SDK_MEMORY_BUDGET"
         )
-    side = max(smallest, int(math.isqrt(pixels)) // align * align)
+    side = max(smallest, math.isqrt(pixels) // align * align)
     # A long thin picture gets long thin windows: the budget is pixels, not a square.
     win_h = min(height, side)
     win_w = min(width, max(smallest, (pixels // max(1, win_h)) // align * align))

@@ -6,7 +6,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # so tests can import the graphs helper
 
-import graphs  # noqa: E402
+import graphs
 
 
 @pytest.fixture(scope="session")

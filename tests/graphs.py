@@ -28,8 +28,13 @@ def _body(source: str, channels: int, rng) -> tuple[list, list]:
 
 def _resize(inputs: list[str]):
     return helper.make_node(
-        "Resize", inputs, ["up"], mode="cubic", coordinate_transformation_mode="pytorch_half_pixel",
-        cubic_coeff_a=-0.75, nearest_mode="floor",
+        "Resize",
+        inputs,
+        ["up"],
+        mode="cubic",
+        coordinate_transformation_mode="pytorch_half_pixel",
+        cubic_coeff_a=-0.75,
+        nearest_mode="floor",
     )
 
 

@@ -50,8 +50,9 @@ def _ephemeral_low() -> int:
 class Server:
     """``with Server("srcnn3", "--tile", "64") as s: s.client.post(...)``; stopped by SIGTERM."""
 
-    def __init__(self, model: str, *args: str, token: str | None = None, log_dir: Path | None = None,
-                 start_timeout: float = 90.0):
+    def __init__(
+        self, model: str, *args: str, token: str | None = None, log_dir: Path | None = None, start_timeout: float = 90.0
+    ):
         self.model = model
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -64,13 +65,18 @@ class Server:
         self.proc = None
         self.client = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         import httpx
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "sdk", "serve", self.model, *self.args], cwd=ROOT,
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sdk", "serve", self.model, *self.args],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         self.client = httpx.Client(base_url=self.url, timeout=60, headers=headers)
         deadline = time.monotonic() + self.start_timeout
@@ -136,7 +142,9 @@ def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth picture with some texture (noise alone is no test of an upscaler)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([128 + 90 * np.sin(x / (7 + seed % 5)), 128 + 90 * np.cos(y / 9), 128 + 60 * np.sin((x + y) / 13)], -1)
+    base = np.stack(
+        [128 + 90 * np.sin(x / (7 + seed % 5)), 128 + 90 * np.cos(y / 9), 128 + 60 * np.sin((x + y) / 13)], -1
+    )
     return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 

@@ -16,9 +16,29 @@ from sdk.bench.metrics import Tolerance, compare_images, latency_summary
 from sdk.errors import SDKError
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULT_KEYS = {"backend", "kind", "available", "reason", "load_s", "first_ms", "latency_ms", "images_per_s",
-               "stages_ms", "peak_rss_mb", "max_abs_diff", "psnr_db", "passed", "size", "batch", "device",
-               "options", "compile_s", "gflop", "floor_ms", "sgemm_gflops"}
+RESULT_KEYS = {
+    "backend",
+    "kind",
+    "available",
+    "reason",
+    "load_s",
+    "first_ms",
+    "latency_ms",
+    "images_per_s",
+    "stages_ms",
+    "peak_rss_mb",
+    "max_abs_diff",
+    "psnr_db",
+    "passed",
+    "size",
+    "batch",
+    "device",
+    "options",
+    "compile_s",
+    "gflop",
+    "floor_ms",
+    "sgemm_gflops",
+}
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
@@ -28,17 +48,36 @@ def _row(results, kind, backend):
 
 def test_smoke_run_writes_the_documented_json_and_outputs_pass(tmp_path):
     """CI's smoke test: the bundled srcnn3 at 24x24, one timed run, through the real CLI."""
-    from sdk.cli import main
-
     from sdk import list_backends
+    from sdk.cli import main
 
     out = tmp_path / "bench.json"
     # Every row but torch.compile, whose compiling takes minutes on a small machine.
     everything_but_compile = [r.name for r in list_backends()] + ["raw", "floor"]
-    code = main(["bench", "--model", "srcnn3", "--size", "24", "--scale", "3", "--warmup", "0", "--runs", "1",
-                 "--backends", *everything_but_compile,
-                 "--json", str(out), "--md", str(tmp_path / "bench.md"), "--plot", str(tmp_path / "bench.png"),
-                 "--quiet"])
+    code = main(
+        [
+            "bench",
+            "--model",
+            "srcnn3",
+            "--size",
+            "24",
+            "--scale",
+            "3",
+            "--warmup",
+            "0",
+            "--runs",
+            "1",
+            "--backends",
+            *everything_but_compile,
+            "--json",
+            str(out),
+            "--md",
+            str(tmp_path / "bench.md"),
+            "--plot",
+            str(tmp_path / "bench.png"),
+            "--quiet",
+        ]
+    )
     document = json.loads(out.read_text())
     assert set(document) == {"machine", "config", "results"}
     assert {"cpu", "physical_cores", "gpus", "libraries"} <= set(document["machine"])
@@ -77,16 +116,24 @@ def test_smoke_run_writes_the_documented_json_and_outputs_pass(tmp_path):
 
 
 def test_compare_script_help_runs_from_a_checkout():
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--help"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--help"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and "--backends" in result.stdout
 
 
 def test_building_the_cli_parser_stays_light():
-    code = ("import sys, sdk.cli; sdk.cli.build_parser(); "
-            "print(','.join(m for m in ('torch', 'onnxruntime', 'matplotlib', 'rich') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, sdk.cli; sdk.cli.build_parser(); "
+        "print(','.join(m for m in ('torch', 'onnxruntime', 'matplotlib', 'rich') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
 
@@ -115,7 +162,7 @@ def test_all_adds_compiled_torch_the_floor_and_unoptimised_rows_on_request():
 
 
 def test_a_backend_without_a_raw_baseline_gets_no_raw_row(monkeypatch):
-    from backends.onnxruntime import OrtCpuBackend
+    from deploy_sdk_backends.onnxruntime import OrtCpuBackend
     from sdk.backend import Backend
     from sdk.bench.compare import plan_rows
 
@@ -176,8 +223,7 @@ def test_a_crashing_or_failing_worker_costs_only_its_own_row(tmp_path, photo):
         Measurement(job("sdk", "ort-cpu", "srcnn3", "good")),
         Measurement(job("raw", "ort-cpu", "srcnn3", "dies")),
     ]
-    measure(rows, Plan(warmup=0, runs=2, stage_runs=1, timeout=120),
-            targets={id(rows[2]): _dies_at_once})
+    measure(rows, Plan(warmup=0, runs=2, stage_runs=1, timeout=120), targets={id(rows[2]): _dies_at_once})
     assert not rows[0].available and rows[0].crashed and "ModelError" in rows[0].reason
     assert not rows[2].available and rows[2].crashed and "exit code 3" in rows[2].reason
     good = rows[1]
@@ -234,7 +280,7 @@ def test_a_bundled_model_is_rebuilt_from_the_zoo_with_the_files_weights():
     from sdk.bench.reference import reference_module
     from sdk.model import Model
 
-    module, names, source = reference_module(Model("srcnn3"))
+    _module, names, source = reference_module(Model("srcnn3"))
     assert source.startswith("sdk.zoo srcnn3") and names == ["input", "factor"]
 
 
@@ -242,7 +288,9 @@ def test_variants_add_sdk_rows_with_typed_options():
     from sdk.bench.compare import parse_variant, plan_rows
 
     assert parse_variant("ort-cpu:precision=int8,optimize=false") == (
-        "ort-cpu", (("optimize", False), ("precision", "int8")))
+        "ort-cpu",
+        (("optimize", False), ("precision", "int8")),
+    )
     assert parse_variant("openvino:threads=2") == ("openvino", (("threads", 2),))
     with pytest.raises(SDKError, match="BACKEND:KEY=VALUE"):
         parse_variant("ort-cpu")
@@ -258,7 +306,19 @@ def test_reduced_precision_rows_are_shown_not_judged():
 
     assert reduced_precision({"options": {"precision": "int8"}})
     assert not reduced_precision({"options": {"precision": "fp32"}}) and not reduced_precision({"options": {}})
-    record = {"kind": "sdk", "backend": "x", "options": {"precision": "int8"}, "latency_ms": None,
-              "stages_ms": None, "passed": None, "max_abs_diff": 8, "psnr_db": 48.1, "device": "cpu",
-              "load_s": None, "first_ms": None, "images_per_s": None, "peak_rss_mb": None}
+    record = {
+        "kind": "sdk",
+        "backend": "x",
+        "options": {"precision": "int8"},
+        "latency_ms": None,
+        "stages_ms": None,
+        "passed": None,
+        "max_abs_diff": 8,
+        "psnr_db": 48.1,
+        "device": "cpu",
+        "load_s": None,
+        "first_ms": None,
+        "images_per_s": None,
+        "peak_rss_mb": None,
+    }
     assert cells(record, NO_RATIO)["accuracy"] == "not judged (reduced precision)"

@@ -9,7 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="the byom tests export PyTorch nets: pip install torch==2.13.0 (the 'export' extra)")
+torch = pytest.importorskip(
+    "torch", reason="the byom tests export PyTorch nets: pip install torch==2.13.0 (the 'export' extra)"
+)
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
@@ -23,8 +25,15 @@ class Net(nn.Module):
     or PReLU (homogeneous: a wrong range shows only through the biases); a nearest-neighbour skip,
     so that the output is a plausible picture; an optional tanh for -1..1 outputs."""
 
-    def __init__(self, scale: int = 4, channels: int = 3, act: str = "attention", tanh: bool = False, seed: int = 0,
-                 gain: float = 0.3):
+    def __init__(
+        self,
+        scale: int = 4,
+        channels: int = 3,
+        act: str = "attention",
+        tanh: bool = False,
+        seed: int = 0,
+        gain: float = 0.3,
+    ):
         super().__init__()
         torch.manual_seed(seed)
         self.scale, self.act, self.tanh, self.gain = scale, act, tanh, gain
@@ -76,8 +85,14 @@ class NHWC(nn.Module):
         return self.inner(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
-def export(net: nn.Module, path, channels: int = 3, layout: str = "NCHW", dtype=torch.float32,
-           static: tuple[int, int] | None = None) -> str:
+def export(
+    net: nn.Module,
+    path,
+    channels: int = 3,
+    layout: str = "NCHW",
+    dtype=torch.float32,
+    static: tuple[int, int] | None = None,
+) -> str:
     """torch.onnx.export as a user would run it: no metadata, dynamic H and W unless static."""
     net = net.eval().to(dtype)
     h, w = static or (16, 16)
@@ -85,14 +100,28 @@ def export(net: nn.Module, path, channels: int = 3, layout: str = "NCHW", dtype=
     axes = {0: "n", 2: "h", 3: "w"} if layout == "NCHW" else {0: "n", 1: "h", 2: "w"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.rand(shape, dtype=dtype),), str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["output"],
-                          dynamic_axes=None if static else {"input": axes, "output": axes})
+        torch.onnx.export(
+            net,
+            (torch.rand(shape, dtype=dtype),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes=None if static else {"input": axes, "output": axes},
+        )
     return str(path)
 
 
-def reference(net: nn.Module, image: np.ndarray, color="rgb", value_range=(0, 1), output_range=None,
-              layout="NCHW", pad_to: tuple[int, int] | None = None) -> np.ndarray:
+def reference(
+    net: nn.Module,
+    image: np.ndarray,
+    color="rgb",
+    value_range=(0, 1),
+    output_range=None,
+    layout="NCHW",
+    pad_to: tuple[int, int] | None = None,
+) -> np.ndarray:
     """What the model computes in PyTorch (float32), turned into uint8 the documented way."""
     output_range = output_range or value_range
     pixels = image.astype(np.float64)
@@ -142,13 +171,21 @@ def image(photo):
 CASES = {
     "rgb01-attention-x4": dict(net=lambda: Net(4, gain=1.0), declare={"value_range": (0, 1)}),
     "rgb01-prelu-x2": dict(net=lambda: Net(2, act="prelu"), declare={"value_range": (0, 1)}),
-    "rgb-1to1-tanh-x2": dict(net=lambda: Net(2, tanh=True), declare={"value_range": (-1, 1)},
-                             ref=dict(value_range=(-1, 1))),
-    "in01-out-1to1-x3": dict(net=lambda: Net(3, tanh=True), declare={"value_range": (0, 1), "output_range": (-1, 1)},
-                             ref=dict(output_range=(-1, 1))),
+    "rgb-1to1-tanh-x2": dict(
+        net=lambda: Net(2, tanh=True), declare={"value_range": (-1, 1)}, ref=dict(value_range=(-1, 1))
+    ),
+    "in01-out-1to1-x3": dict(
+        net=lambda: Net(3, tanh=True),
+        declare={"value_range": (0, 1), "output_range": (-1, 1)},
+        ref=dict(output_range=(-1, 1)),
+    ),
     "bgr01-x2": dict(net=lambda: Net(2), declare={"color": "bgr", "value_range": (0, 1)}, ref=dict(color="bgr")),
-    "gray01-x2": dict(net=lambda: Net(2, channels=1), channels=1, declare={"color": "gray", "value_range": (0, 1)},
-                      ref=dict(color="gray")),
+    "gray01-x2": dict(
+        net=lambda: Net(2, channels=1),
+        channels=1,
+        declare={"color": "gray", "value_range": (0, 1)},
+        ref=dict(color="gray"),
+    ),
     "restoration-x1": dict(net=lambda: Net(1), declare={"value_range": (0, 1)}),
     "nhwc-x2": dict(net=lambda: NHWC(Net(2)), layout="NHWC", declare={"value_range": (0, 1)}, ref=dict(layout="NHWC")),
     "rgb255-x2": dict(net=lambda: Net(2), declare={"value_range": (0, 255)}, ref=dict(value_range=(0, 255))),
@@ -158,8 +195,13 @@ CASES = {
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("byom")
-    return {name: (case["net"](), export(case["net"](), folder / f"{name}.onnx", case.get("channels", 3),
-                                         case.get("layout", "NCHW"))) for name, case in CASES.items()}
+    return {
+        name: (
+            case["net"](),
+            export(case["net"](), folder / f"{name}.onnx", case.get("channels", 3), case.get("layout", "NCHW")),
+        )
+        for name, case in CASES.items()
+    }
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -257,11 +299,17 @@ def test_bundled_models_carry_their_pipeline(name, caplog):
 def test_annotated_fp16_and_multiple_of_need_no_hints(image, tmp_path, caplog):
     odd = image[:19, :23].copy()
     unet = NeedsMultipleOf8()
-    annotate(export(NeedsMultipleOf8(), tmp_path / "unet.onnx"), tmp_path / "unet-a.onnx",
-             {"value_range": (0, 1), "multiple_of": 8, "color": "rgb"})
+    annotate(
+        export(NeedsMultipleOf8(), tmp_path / "unet.onnx"),
+        tmp_path / "unet-a.onnx",
+        {"value_range": (0, 1), "multiple_of": 8, "color": "rgb"},
+    )
     half = Net(4)
-    annotate(export(Net(4), tmp_path / "half.onnx", dtype=torch.float16), tmp_path / "half-a.onnx",
-             {"value_range": (0, 1), "color": "rgb"})
+    annotate(
+        export(Net(4), tmp_path / "half.onnx", dtype=torch.float16),
+        tmp_path / "half-a.onnx",
+        {"value_range": (0, 1), "color": "rgb"},
+    )
     with caplog.at_level(logging.WARNING, logger="sdk"):
         unet_p = sdk.Predictor(tmp_path / "unet-a.onnx", backend="ort-cpu")
         half_p = sdk.Predictor(tmp_path / "half-a.onnx", backend="ort-cpu")

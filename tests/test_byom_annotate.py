@@ -6,11 +6,11 @@ import hashlib
 import json
 import logging
 
+import graphs
 import numpy as np
 import onnx
 import pytest
 
-import graphs
 import sdk
 from sdk import cli
 
@@ -22,8 +22,14 @@ def digest(path) -> str:
 def with_external_data(folder, name="model.onnx"):
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    onnx.save_model(graphs.runtime_scale_model(), str(path), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    onnx.save_model(
+        graphs.runtime_scale_model(),
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     return path
 
 
@@ -86,7 +92,25 @@ def test_upscale_takes_the_pipeline_fields(runtime_model, tmp_path, photo):
     source = tmp_path / "in.png"
     Image.fromarray(photo).save(source)
     out = tmp_path / "out.png"
-    assert cli.main(["upscale", str(source), "-o", str(out), "--model", runtime_model, "--scale", "2",
-                     "--backend", "ort-cpu", "--value-range", "0", "1"]) == 0
+    assert (
+        cli.main(
+            [
+                "upscale",
+                str(source),
+                "-o",
+                str(out),
+                "--model",
+                runtime_model,
+                "--scale",
+                "2",
+                "--backend",
+                "ort-cpu",
+                "--value-range",
+                "0",
+                "1",
+            ]
+        )
+        == 0
+    )
     expected = sdk.Predictor(runtime_model, backend="ort-cpu", pipeline={"value_range": (0, 1)})(photo, scale=2)
     np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)

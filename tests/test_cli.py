@@ -26,7 +26,9 @@ def pictures(tmp_path, photo):
 
 def test_upscale_a_folder(pictures, tmp_path, runtime_model, photo):
     out = tmp_path / "out"
-    code = cli.main(["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2", "--backend", "ort-cpu"])
+    code = cli.main(
+        ["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2", "--backend", "ort-cpu"]
+    )
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]
     written = np.asarray(Image.open(out / "a.png"))
@@ -36,7 +38,23 @@ def test_upscale_a_folder(pictures, tmp_path, runtime_model, photo):
 
 def test_upscale_one_file_to_a_file(pictures, tmp_path, runtime_model):
     target = tmp_path / "big.png"
-    assert cli.main(["upscale", str(pictures / "a.png"), "-o", str(target), "--model", runtime_model, "--scale", "3", "--tile", "16"]) == 0
+    assert (
+        cli.main(
+            [
+                "upscale",
+                str(pictures / "a.png"),
+                "-o",
+                str(target),
+                "--model",
+                runtime_model,
+                "--scale",
+                "3",
+                "--tile",
+                "16",
+            ]
+        )
+        == 0
+    )
     assert Image.open(target).size == (48 * 3, 40 * 3)
 
 
@@ -137,7 +155,9 @@ def test_info(runtime_model, capsys):
 
 
 def test_python_dash_m_sdk_and_console_script():
-    listed = subprocess.run([sys.executable, "-m", "sdk", "backends", "--json"], check=True, capture_output=True, text=True)
+    listed = subprocess.run(
+        [sys.executable, "-m", "sdk", "backends", "--json"], check=True, capture_output=True, text=True
+    )
     names = {r["name"] for r in json.loads(listed.stdout)}
     assert {"ort-cpu", "ort-cuda"} <= names
 
@@ -145,10 +165,28 @@ def test_python_dash_m_sdk_and_console_script():
 @pytest.mark.parametrize("tile, message", [("abc", "--tile 'abc'"), ("-2", "--tile -2")])
 def test_bad_tile_and_budget_options_fail_before_any_work(pictures, tmp_path, runtime_model, capsys, tile, message):
     out = tmp_path / "out"
-    assert cli.main(["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2", "--tile", tile]) == 1
+    assert (
+        cli.main(["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2", "--tile", tile])
+        == 1
+    )
     assert message in capsys.readouterr().err and not out.exists()
-    assert cli.main(["upscale", str(pictures), "-o", str(out), "--model", runtime_model, "--scale", "2",
-                     "--memory-budget", "plenty"]) == 1
+    assert (
+        cli.main(
+            [
+                "upscale",
+                str(pictures),
+                "-o",
+                str(out),
+                "--model",
+                runtime_model,
+                "--scale",
+                "2",
+                "--memory-budget",
+                "plenty",
+            ]
+        )
+        == 1
+    )
     assert "not a size" in capsys.readouterr().err and not out.exists()
 
 

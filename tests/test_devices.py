@@ -9,7 +9,13 @@ from sdk.errors import InputError
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("auto", None), ("cpu", Device("cpu")), ("CUDA", Device("cuda", 0)), ("cuda:1", Device("cuda", 1)), (" cuda:0 ", Device("cuda", 0))],
+    [
+        ("auto", None),
+        ("cpu", Device("cpu")),
+        ("CUDA", Device("cuda", 0)),
+        ("cuda:1", Device("cuda", 1)),
+        (" cuda:0 ", Device("cuda", 0)),
+    ],
 )
 def test_parse(text, expected):
     assert parse_device(text) == expected
@@ -56,8 +62,14 @@ def test_gpus_through_nvml(fake_nvml):
 
 @pytest.mark.parametrize(
     "visible, names",
-    [("1", ["NVIDIA A10"]), ("1,0", ["NVIDIA A10", "NVIDIA H100 80GB HBM3"]), ("", []), ("-1", []),
-     ("GPU-bb", ["NVIDIA A10"]), ("0,7,1", ["NVIDIA H100 80GB HBM3"])],
+    [
+        ("1", ["NVIDIA A10"]),
+        ("1,0", ["NVIDIA A10", "NVIDIA H100 80GB HBM3"]),
+        ("", []),
+        ("-1", []),
+        ("GPU-bb", ["NVIDIA A10"]),
+        ("0,7,1", ["NVIDIA H100 80GB HBM3"]),
+    ],
 )
 def test_cuda_visible_devices_is_honoured(fake_nvml, visible, names):
     fake_nvml.setenv("CUDA_VISIBLE_DEVICES", visible)

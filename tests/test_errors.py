@@ -1,9 +1,9 @@
 """Every way a user can get it wrong gets an sdk error that says what to do."""
 
+import graphs
 import numpy as np
 import pytest
 
-import graphs
 import sdk
 
 
@@ -136,10 +136,19 @@ def test_bad_tile(runtime, tile):
     "feeds, message",
     [
         ({"input": np.zeros((1, 3, 4, 4), np.float32)}, "missing \\['factor'\\]"),
-        ({"input": np.zeros((1, 3, 4, 4), np.float32), "factor": np.ones(4, np.float32), "x": np.ones(1)}, "unknown \\['x'\\]"),
-        ({"input": np.zeros((1, 4, 4, 3), np.float32), "factor": np.ones(4, np.float32)}, "shape \\[1, 4, 4, 3\\].*\\['\\?', 3"),
+        (
+            {"input": np.zeros((1, 3, 4, 4), np.float32), "factor": np.ones(4, np.float32), "x": np.ones(1)},
+            "unknown \\['x'\\]",
+        ),
+        (
+            {"input": np.zeros((1, 4, 4, 3), np.float32), "factor": np.ones(4, np.float32)},
+            "shape \\[1, 4, 4, 3\\].*\\['\\?', 3",
+        ),
         ({"input": np.zeros((3, 4, 4), np.float32), "factor": np.ones(4, np.float32)}, "shape \\[3, 4, 4\\]"),
-        ({"input": np.zeros((1, 3, 4, 4), np.float64), "factor": np.ones(4, np.float32)}, "float64; the model wants float32"),
+        (
+            {"input": np.zeros((1, 3, 4, 4), np.float64), "factor": np.ones(4, np.float32)},
+            "float64; the model wants float32",
+        ),
         ({"input": [[0.0]], "factor": np.ones(4, np.float32)}, "is a list; pass a numpy array"),
         ([("input", 1)], "must be a dict"),
     ],

@@ -21,10 +21,9 @@ def test_the_target_appears_only_when_the_block_succeeds(tmp_path):
 def test_a_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "model.onnx"
     target.write_bytes(b"old model")
-    with pytest.raises(RuntimeError, match="exporter crashed"):
-        with atomic_file(target) as handle:
-            handle.write(b"half a mod")
-            raise RuntimeError("exporter crashed")
+    with pytest.raises(RuntimeError, match="exporter crashed"), atomic_file(target) as handle:
+        handle.write(b"half a mod")
+        raise RuntimeError("exporter crashed")
     assert target.read_bytes() == b"old model"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 

@@ -6,14 +6,19 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="the fuzz tests need hypothesis: pip install -e '.[dev]'")
+import graphs  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-import graphs  # noqa: E402
 import sdk  # noqa: E402
 
-BOUNDED = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+BOUNDED = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +33,23 @@ CHANNELS = [None, 1, 2, 3, 4, 5]
 def _valid(dtype, channels, height, width, scale, color, tile) -> bool:
     scale_ok = scale is not None and not isinstance(scale, bool) and float(scale) == int(scale) and scale >= 1
     tile_ok = tile == "auto" or (isinstance(tile, int) and tile >= 0)
-    return (dtype is np.uint8 and channels in (None, 1, 3, 4) and height > 0 and width > 0
-            and scale_ok and color in ("rgb", "bgr") and tile_ok)
+    return (
+        dtype is np.uint8
+        and channels in (None, 1, 3, 4)
+        and height > 0
+        and width > 0
+        and scale_ok
+        and color in ("rgb", "bgr")
+        and tile_ok
+    )
 
 
 @BOUNDED
 @given(
-    height=st.integers(0, 600), width=st.integers(0, 600),
-    channels=st.sampled_from(CHANNELS), dtype=st.sampled_from(DTYPES),
+    height=st.integers(0, 600),
+    width=st.integers(0, 600),
+    channels=st.sampled_from(CHANNELS),
+    dtype=st.sampled_from(DTYPES),
     scale=st.sampled_from([1, 2, 3, 2.0, 0, -1, 2.5, None, True]),
     color=st.sampled_from(["rgb", "bgr", "RGB", "yuv"]),
     tile=st.sampled_from(["auto", 0, 16, 100, -1, 1.5, "big"]),
@@ -44,7 +58,7 @@ def test_images_give_the_expected_shape_or_an_sdk_error(predictor, height, width
     shape = (height, width) if channels is None else (height, width, channels)
     image = np.zeros(shape, dtype=dtype)
     if height and width:
-        image.flat[:: 7] = 1  # not all zeros, cheaply
+        image.flat[::7] = 1  # not all zeros, cheaply
     try:
         out = predictor(image, scale=scale, color=color, tile=tile)
     except sdk.SDKError:
@@ -63,7 +77,7 @@ def _mutate(data: bytes, draw) -> bytes:
             at = draw(st.integers(0, len(buf) - 1))
             buf[at] ^= 1 << draw(st.integers(0, 7))
     elif kind == "truncate":
-        del buf[draw(st.integers(0, len(buf) - 1)):]
+        del buf[draw(st.integers(0, len(buf) - 1)) :]
     elif kind == "insert":
         at = draw(st.integers(0, len(buf)))
         buf[at:at] = draw(st.binary(min_size=1, max_size=16))

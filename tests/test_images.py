@@ -55,7 +55,9 @@ def test_predictor_and_cli_turn_photos_upright(sideways, runtime_model, photo, t
     assert predictor(path, scale=2, orient=False).shape == (photo.shape[1] * 2, photo.shape[0] * 2, 3)
     from sdk import cli
 
-    assert cli.main(["upscale", str(path), "-o", str(tmp_path / "o.png"), "--model", runtime_model, "--scale", "2"]) == 0
+    assert (
+        cli.main(["upscale", str(path), "-o", str(tmp_path / "o.png"), "--model", runtime_model, "--scale", "2"]) == 0
+    )
     assert Image.open(tmp_path / "o.png").size == (photo.shape[1] * 2, photo.shape[0] * 2)
 
 
@@ -111,7 +113,7 @@ def test_alpha_travels_to_formats_that_have_it(tmp_path, photo):
 
 
 def test_16_bit_grayscale_keeps_its_top_bits(tmp_path):
-    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    ramp = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     Image.fromarray(ramp).save(tmp_path / "g16.png")
     rgb = to_rgb(tmp_path / "g16.png")
     np.testing.assert_array_equal(rgb[..., 0], (ramp >> 8).astype(np.uint8))
@@ -138,8 +140,12 @@ def test_16_bit_rgb_keeps_its_top_bits(tmp_path):
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
     (tmp_path / "rgb16.png").write_bytes(png)
     rgb = to_rgb(tmp_path / "rgb16.png")
     assert rgb.shape == (h, w, 3) and rgb.dtype == np.uint8

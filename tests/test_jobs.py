@@ -1,6 +1,5 @@
 """Folder jobs that resume: kill -9, SIGINT and SIGTERM mid-folder, then the same command again."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -35,7 +34,7 @@ def _start(source, out):
 def _wait_for_outputs(out: Path, count: int, process, limit: float = 60.0):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        done = [p for p in out.glob("*.png")] if out.exists() else []
+        done = list(out.glob("*.png")) if out.exists() else []
         if len(done) >= count:
             return
         if process.poll() is not None:

@@ -2,12 +2,12 @@
 
 import os
 
+import graphs
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-import graphs
 import sdk
 from sdk.model import Model
 

@@ -5,13 +5,13 @@ The reference for every equality check is ONNX Runtime running the graph as it w
 
 import json
 
+import graphs
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import graphs
 import sdk
 from sdk.errors import InputError
 from sdk.model import Model
@@ -40,11 +40,16 @@ FACTORS = range(1, 9)
 def resize_model(mode, coords, extra, factor, channels=3, dtype=TensorProto.FLOAT) -> onnx.ModelProto:
     scales = numpy_helper.from_array(np.array([1, 1, factor, factor], np.float32), "scales")
     roi = numpy_helper.from_array(np.array([], np.float32), "roi")
-    node = helper.make_node("Resize", ["x", "roi", "scales"], ["y"], name="up", mode=mode,
-                            coordinate_transformation_mode=coords, **extra)
+    node = helper.make_node(
+        "Resize", ["x", "roi", "scales"], ["y"], name="up", mode=mode, coordinate_transformation_mode=coords, **extra
+    )
     graph = helper.make_graph(
-        [node], "resize", [helper.make_tensor_value_info("x", dtype, ["n", channels, "h", "w"])],
-        [helper.make_tensor_value_info("y", dtype, ["n", channels, "H", "W"])], [roi, scales])
+        [node],
+        "resize",
+        [helper.make_tensor_value_info("x", dtype, ["n", channels, "h", "w"])],
+        [helper.make_tensor_value_info("y", dtype, ["n", channels, "H", "W"])],
+        [roi, scales],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
     return model
@@ -69,7 +74,7 @@ def test_every_resize_mode_and_factor_equals_the_original(mode, coords, extra, f
 
 
 def test_the_rewrite_is_a_polyphase_conv_on_the_small_grid():
-    rewritten, report = optimise(resize_model("cubic", "pytorch_half_pixel", {"cubic_coeff_a": -0.75}, 3))
+    rewritten, _report = optimise(resize_model("cubic", "pytorch_half_pixel", {"cubic_coeff_a": -0.75}, 3))
     assert [n.op_type for n in rewritten.graph.node] == ["Pad", "Conv", "DepthToSpace"]
     weights = {t.name: numpy_helper.to_array(t) for t in rewritten.graph.initializer}
     conv = rewritten.graph.node[1]
@@ -90,13 +95,16 @@ def test_float16_resize_keeps_its_type():
     np.testing.assert_allclose(out.astype(np.float32), run(model, {"x": x}).astype(np.float32), atol=2e-3)
 
 
-@pytest.mark.parametrize("case,model", [
-    ("non-integer factor", resize_model("cubic", "half_pixel", {}, 2.5)),
-    ("different factors per axis", None),
-    ("align_corners (taps depend on the size)", resize_model("linear", "align_corners", {}, 2)),
-    ("exclude_outside (renormalised borders)", resize_model("cubic", "half_pixel", {"exclude_outside": 1}, 2)),
-    ("tf_crop_and_resize", resize_model("linear", "tf_crop_and_resize", {}, 2)),
-])
+@pytest.mark.parametrize(
+    "case,model",
+    [
+        ("non-integer factor", resize_model("cubic", "half_pixel", {}, 2.5)),
+        ("different factors per axis", None),
+        ("align_corners (taps depend on the size)", resize_model("linear", "align_corners", {}, 2)),
+        ("exclude_outside (renormalised borders)", resize_model("cubic", "half_pixel", {"exclude_outside": 1}, 2)),
+        ("tf_crop_and_resize", resize_model("linear", "tf_crop_and_resize", {}, 2)),
+    ],
+)
 def test_what_the_pass_cannot_prove_equal_is_left_alone(case, model):
     if model is None:
         model = resize_model("cubic", "half_pixel", {}, 2)
@@ -151,11 +159,18 @@ def test_bundled_models_give_the_same_pictures(name, scale, photo):
 
 def test_the_cache_key_covers_content_factor_and_pass_version():
     base = OptimizeKey("a" * 64, (("factor", (1.0, 1.0, 3.0, 3.0)),), 1)
-    assert len({base.digest,
+    assert (
+        len(
+            {
+                base.digest,
                 OptimizeKey("b" * 64, base.factor, 1).digest,
                 OptimizeKey(base.model_sha256, (("factor", (1.0, 1.0, 2.0, 2.0)),), 1).digest,
                 OptimizeKey(base.model_sha256, None, 1).digest,
-                OptimizeKey(base.model_sha256, base.factor, 2).digest}) == 5
+                OptimizeKey(base.model_sha256, base.factor, 2).digest,
+            }
+        )
+        == 5
+    )
     assert OptimizeKey("a" * 64, base.factor, 1).digest == base.digest
 
 
@@ -199,7 +214,7 @@ def test_a_damaged_cache_entry_is_made_again(fixed_model, tmp_path):
 
 class Recording:
     def __init__(self, monkeypatch):
-        from backends.onnxruntime import OrtCpuBackend
+        from deploy_sdk_backends.onnxruntime import OrtCpuBackend
 
         self.paths = []
         original = OrtCpuBackend.create_session

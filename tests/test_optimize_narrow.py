@@ -26,8 +26,13 @@ def conv_model(cout, cin, kernel, pads=None, bias=True, seed=0, dtype=np.float32
         nodes.append(helper.make_node("Relu", ["c"], ["y"]))
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     channels = cin * attrs.get("group", 1)  # cin is per group, as in the weight's shape
-    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", elem, ["n", channels, "h", "w"])],
-                              [helper.make_tensor_value_info("y", elem, ["n", cout, "H", "W"])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("x", elem, ["n", channels, "h", "w"])],
+        [helper.make_tensor_value_info("y", elem, ["n", cout, "H", "W"])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
     return model
@@ -39,13 +44,16 @@ def run(proto, x):
 
 
 @pytest.mark.parametrize("cout", [1, 2, 3])
-@pytest.mark.parametrize("cin,kernel,pads", [
-    (32, (5, 5), [2, 2, 2, 2]),   # SRCNN's last layer (1 output: the Y-channel SRCNN)
-    (64, (9, 9), [4, 4, 4, 4]),
-    (32, (3, 5), [1, 2, 1, 2]),   # not square
-    (32, (5, 3), [0, 0, 0, 0]),   # no padding: the output shrinks
-    (48, (4, 4), [3, 0, 1, 2]),   # even and lopsided
-])
+@pytest.mark.parametrize(
+    "cin,kernel,pads",
+    [
+        (32, (5, 5), [2, 2, 2, 2]),  # SRCNN's last layer (1 output: the Y-channel SRCNN)
+        (64, (9, 9), [4, 4, 4, 4]),
+        (32, (3, 5), [1, 2, 1, 2]),  # not square
+        (32, (5, 3), [0, 0, 0, 0]),  # no padding: the output shrinks
+        (48, (4, 4), [3, 0, 1, 2]),  # even and lopsided
+    ],
+)
 @pytest.mark.parametrize("bias", [True, False])
 def test_a_narrow_convolution_split_in_two_equals_the_original(cout, cin, kernel, pads, bias):
     check_split_equals(cout, cin, kernel, pads, bias)
@@ -79,25 +87,31 @@ def test_the_split_is_a_column_pass_into_whole_blocks_then_a_row_sum():
     onnx.checker.check_model(rewritten)
 
 
-@pytest.mark.parametrize("why,model", [
-    ("group 2", conv_model(4, 32, (5, 5), [2, 2, 2, 2], group=2)),
-    ("strides or dilations", conv_model(3, 32, (5, 5), [2, 2, 2, 2], strides=[2, 2])),
-    ("strides or dilations", conv_model(3, 32, (5, 5), [4, 4, 4, 4], dilations=[2, 2])),
-    ("auto_pad", conv_model(3, 32, (5, 5), auto_pad="SAME_UPPER")),
-    ("float32", conv_model(3, 32, (5, 5), [2, 2, 2, 2], dtype=np.float16)),
-])
+@pytest.mark.parametrize(
+    "why,model",
+    [
+        ("group 2", conv_model(4, 32, (5, 5), [2, 2, 2, 2], group=2)),
+        ("strides or dilations", conv_model(3, 32, (5, 5), [2, 2, 2, 2], strides=[2, 2])),
+        ("strides or dilations", conv_model(3, 32, (5, 5), [4, 4, 4, 4], dilations=[2, 2])),
+        ("auto_pad", conv_model(3, 32, (5, 5), auto_pad="SAME_UPPER")),
+        ("float32", conv_model(3, 32, (5, 5), [2, 2, 2, 2], dtype=np.float16)),
+    ],
+)
 def test_what_is_not_the_plain_case_is_left_alone_and_said_why(why, model):
     rewritten, report = optimise(model)
     assert [r.done for r in report] == [False] and why in report[0].what
     assert rewritten.SerializeToString() == model.SerializeToString()
 
 
-@pytest.mark.parametrize("model", [
-    conv_model(BLOCK, 32, (5, 5), [2, 2, 2, 2]),  # already fills its blocks
-    conv_model(3, 32, (1, 1)),                    # one column: nothing to split
-    conv_model(9, 32, (3, 3), [1, 1, 1, 1]),      # ESPCN x3's last layer: 27 -> 32 channels would not pay
-    conv_model(3, 3, (9, 9), [4, 4, 4, 4]),       # few inputs: the row sum would cost more than it saves
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        conv_model(BLOCK, 32, (5, 5), [2, 2, 2, 2]),  # already fills its blocks
+        conv_model(3, 32, (1, 1)),  # one column: nothing to split
+        conv_model(9, 32, (3, 3), [1, 1, 1, 1]),  # ESPCN x3's last layer: 27 -> 32 channels would not pay
+        conv_model(3, 3, (9, 9), [4, 4, 4, 4]),  # few inputs: the row sum would cost more than it saves
+    ],
+)
 def test_convolutions_that_would_not_gain_are_not_touched(model):
     rewritten, report = optimise(model)
     assert report == [] and rewritten.SerializeToString() == model.SerializeToString()

@@ -23,8 +23,11 @@ def test_int8_runs_close_to_fp32_and_is_never_the_default(photo):
     assert "QLinearConv" in {node.op_type for node in quantised.graph.node}
     assert "QLinearConv" not in {node.op_type for node in _loaded_model(fp32).graph.node}
     # Where this CPU's kernels saturate pairs of products, the weights must be small enough not to.
-    widest = max(np.abs(_weights(quantised, node).astype(np.int32)).max()
-                 for node in quantised.graph.node if node.op_type == "QLinearConv")
+    widest = max(
+        np.abs(_weights(quantised, node).astype(np.int32)).max()
+        for node in quantised.graph.node
+        if node.op_type == "QLinearConv"
+    )
     assert widest <= (64 if _pairs_saturate() else 127)
 
 
@@ -45,7 +48,7 @@ def _cpu_flags() -> set[str]:
 
 def _pairs_saturate() -> bool:
     ort = pytest.importorskip("onnxruntime", reason="asks onnxruntime's own kernels")
-    from backends.ort_int8 import pairs_saturate
+    from deploy_sdk_backends.ort_int8 import pairs_saturate
 
     return pairs_saturate(ort)
 

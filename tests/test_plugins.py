@@ -15,7 +15,7 @@ MODULES = {
     # A working backend that reuses onnxruntime under another name and a high priority.
     "fake_fast": """
         from sdk import hookimpl
-        from backends.onnxruntime import OrtCpuBackend
+        from deploy_sdk_backends.onnxruntime import OrtCpuBackend
 
         class FastBackend(OrtCpuBackend):
             name = "fake-fast"
@@ -66,7 +66,7 @@ MODULES = {
     # Takes one option of its own, and none of onnxruntime's.
     "fake_picky": """
         from sdk import Availability, Backend, hookimpl
-        from backends.onnxruntime import OrtCpuBackend
+        from deploy_sdk_backends.onnxruntime import OrtCpuBackend
 
         class PickyBackend(Backend):
             name = "fake-picky"
@@ -103,7 +103,7 @@ MODULES = {
     """,
     "fake_clash": """
         from sdk import hookimpl
-        from backends.onnxruntime import OrtCpuBackend
+        from deploy_sdk_backends.onnxruntime import OrtCpuBackend
 
         @hookimpl
         def sdk_backends():
@@ -130,8 +130,18 @@ MODULES = {
 }
 
 DISTRIBUTIONS = {
-    "fakeplugins": ("1.0", ["fast = fake_fast", "flaky = fake_flaky", "gpu = fake_gpu", "broken = fake_broken",
-                            "garbage = fake_garbage", "typo = fake_typo", "exploding = fake_probe_raises"]),
+    "fakeplugins": (
+        "1.0",
+        [
+            "fast = fake_fast",
+            "flaky = fake_flaky",
+            "gpu = fake_gpu",
+            "broken = fake_broken",
+            "garbage = fake_garbage",
+            "typo = fake_typo",
+            "exploding = fake_probe_raises",
+        ],
+    ),
     "clashing-plugin": ("2.0", ["clash = fake_clash"]),
     "picky-plugin": ("0.3", ["picky = fake_picky"]),
 }

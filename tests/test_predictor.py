@@ -116,12 +116,14 @@ class _OneImageAtATime(sdk.backend.Session):
     def run(self, feeds):
         image = next(name for name, value in feeds.items() if value.ndim == 4)
         self.batches.append(len(feeds[image]))
-        runs = [self.session.run({**feeds, image: feeds[image][i:i + 1]}) for i in range(len(feeds[image]))]
+        runs = [self.session.run({**feeds, image: feeds[image][i : i + 1]}) for i in range(len(feeds[image]))]
         return {name: np.concatenate([run[name] for run in runs]) for name in runs[0]}
 
 
-@pytest.mark.parametrize("model, pipeline, color", [("espcn", None, "rgb"), ("espcn", None, "bgr"),
-                                                    ("srcnn", None, "rgb"), ("srcnn", {"value_range": [0, 1]}, "bgr")])
+@pytest.mark.parametrize(
+    "model, pipeline, color",
+    [("espcn", None, "rgb"), ("espcn", None, "bgr"), ("srcnn", None, "rgb"), ("srcnn", {"value_range": [0, 1]}, "bgr")],
+)
 def test_predict_batch_pre_and_post_equal_single_calls_exactly(model, pipeline, color, photo):
     predictor = sdk.Predictor(model, backend="ort-cpu", pipeline=pipeline)
     predictor._session = engine = _OneImageAtATime(predictor._session)

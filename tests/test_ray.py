@@ -33,8 +33,12 @@ IMAGES = 8
 @pytest.fixture(scope="module")
 def cluster():
     ray.init(
-        address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-        object_store_memory=128 * 2**20, logging_level="warning",
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        object_store_memory=128 * 2**20,
+        logging_level="warning",
         # Workers import this module to unpickle the test's subclass of FileUpscaler.
         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}},
     )
@@ -104,8 +108,18 @@ def test_job_survives_a_killed_actor_reports_the_corrupt_file_and_resumes(cluste
     report = {}
     killer = threading.Thread(target=kill_midway, args=(out, mailbox, report), daemon=True)
     killer.start()
-    summary = upscale_files([folder], out, model=runtime_model, scale=2, backend="ort-cpu", actors=1, batch_size=1,
-                            max_restarts=2, max_task_retries=2, upscaler=PostingUpscaler)
+    summary = upscale_files(
+        [folder],
+        out,
+        model=runtime_model,
+        scale=2,
+        backend="ort-cpu",
+        actors=1,
+        batch_size=1,
+        max_restarts=2,
+        max_task_retries=2,
+        upscaler=PostingUpscaler,
+    )
     killer.join(timeout=10)
 
     assert 2 <= report["written_before_kill"] < IMAGES, "the actor was not killed midway"
@@ -134,7 +148,9 @@ class TileCountingUpscaler(Upscaler):
         images, tiles = [], []
         for image in batch["image"]:
             seen = [1]
-            images.append(self.predictor(image, scale=self.scale, tile=self.tile, progress=lambda done, total: seen.append(total)))
+            images.append(
+                self.predictor(image, scale=self.scale, tile=self.tile, progress=lambda done, total: seen.append(total))
+            )
             tiles.append(max(seen))
         return {**batch, "image": images, "tiles": np.array(tiles)}
 
@@ -145,8 +161,14 @@ def test_the_model_and_its_settings_travel_and_big_images_are_tiled(cluster, run
     # A model whose weights live in a file beside it: both must travel.
     folder = tmp_path / "travelling"
     folder.mkdir()
-    onnx.save_model(onnx.load(runtime_model), str(folder / "net.onnx"), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="net.weights", size_threshold=0)
+    onnx.save_model(
+        onnx.load(runtime_model),
+        str(folder / "net.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="net.weights",
+        size_threshold=0,
+    )
     assert (folder / "net.weights").stat().st_size > 0
     shipped = ship_model(folder / "net.onnx")
     shutil.rmtree(folder)  # the actors must not need the driver's files
@@ -154,9 +176,15 @@ def test_the_model_and_its_settings_travel_and_big_images_are_tiled(cluster, run
     images = [photo, big]  # two sizes: a ragged column
     dataset = ray.data.from_items([{"image": image, "index": i} for i, image in enumerate(images)])
     rows = dataset.map_batches(
-        TileCountingUpscaler, batch_size=2, compute=ray.data.ActorPoolStrategy(size=1),
-        fn_constructor_kwargs={"model": shipped, "scale": 3, "memory_budget": "8MB",
-                               "options": {"intra_op_num_threads": 1}},
+        TileCountingUpscaler,
+        batch_size=2,
+        compute=ray.data.ActorPoolStrategy(size=1),
+        fn_constructor_kwargs={
+            "model": shipped,
+            "scale": 3,
+            "memory_budget": "8MB",
+            "options": {"intra_op_num_threads": 1},
+        },
     ).take_all()
     assert len(rows) == 2
     with sdk.Predictor(runtime_model, backend="ort-cpu", memory_budget="8MB") as local:  # as the actor runs it

@@ -4,14 +4,14 @@ These run without Ray installed."""
 import subprocess
 import sys
 
-import pytest
-
-from sdk import SDKError, cli
+from sdk import cli
 
 
 def test_importing_the_ray_module_imports_no_ray():
-    code = ("import sys, sdk, sdk.scale.ray, sdk.cli; sdk.cli.build_parser(); "
-            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    code = (
+        "import sys, sdk, sdk.scale.ray, sdk.cli; sdk.cli.build_parser(); "
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

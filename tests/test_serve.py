@@ -7,21 +7,29 @@ import struct
 import time
 import zlib
 
-import numpy as np
 import pytest
 
 pytest.importorskip("httpx", reason="the serve tests need httpx: pip install 'deploy-sdk[serve,dev]'")
 pytest.importorskip("uvicorn", reason="sdk serve needs the serve extra: pip install 'deploy-sdk[serve]'")
 
-from serving import Server, decode, encode, max_diff, picture  # noqa: E402
+from serving import Server, decode, encode, max_diff, picture
 
 TOKEN = "test-token-0123456789"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with Server("srcnn3", "--tile", "64", "--max-pixels", "1000000", "--max-body-mb", "2", token=TOKEN,
-                log_dir=tmp_path_factory.mktemp("serve")) as s:
+    with Server(
+        "srcnn3",
+        "--tile",
+        "64",
+        "--max-pixels",
+        "1000000",
+        "--max-body-mb",
+        "2",
+        token=TOKEN,
+        log_dir=tmp_path_factory.mktemp("serve"),
+    ) as s:
         yield s
 
 
@@ -55,8 +63,11 @@ def test_large_image_runs_as_windows_and_equals_predictor(server, predictor):
 
 def test_multipart_upload_and_output_formats(server, predictor):
     image = picture(32, 32, seed=1)
-    response = server.client.post("/v1/models/srcnn3/upscale", params={"scale": 2, "format": "webp"},
-                                  files={"image": ("a.png", encode(image), "image/png")})
+    response = server.client.post(
+        "/v1/models/srcnn3/upscale",
+        params={"scale": 2, "format": "webp"},
+        files={"image": ("a.png", encode(image), "image/png")},
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/webp"
     assert decode(response.content).shape == (64, 64, 3)
@@ -106,6 +117,7 @@ def test_unknown_model_or_route_is_404_in_protocol_form(server):
 
 def bomb_png(width: int, height: int) -> bytes:
     """A valid grayscale PNG of zeros: a few hundred KB that inflate to width x height bytes."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -166,20 +178,24 @@ def test_metrics_and_access_log(server):
     import json
 
     def logged():  # access lines are written by a thread of their own, a few milliseconds late
-        return [json.loads(l) for l in server.log().splitlines() if l.startswith("{")]
+        return [json.loads(entry) for entry in server.log().splitlines() if entry.startswith("{")]
 
     deadline = time.monotonic() + 5
-    while not any(l["route"] == "/metrics" for l in logged()) and time.monotonic() < deadline:
+    while not any(entry["route"] == "/metrics" for entry in logged()) and time.monotonic() < deadline:
         time.sleep(0.01)
     lines = logged()
-    assert any(l["route"] == "/v1/models/{name}/upscale" and l["status"] == 200 and l["ms"] > 0 for l in lines)
-    assert any(l["status"] == 401 for l in lines)
+    assert any(
+        entry["route"] == "/v1/models/{name}/upscale" and entry["status"] == 200 and entry["ms"] > 0 for entry in lines
+    )
+    assert any(entry["status"] == 401 for entry in lines)
 
 
 def test_no_stack_trace_leaves_the_server(server):
-    for response in (upscale(server, b"\x89PNG\r\n\x1a\n" + b"\0" * 40, scale=2),
-                     server.client.post("/v2/models/srcnn3/infer", content=b"{not json"),
-                     server.client.post("/v2/models/srcnn3/infer", json={"inputs": [{"name": "input"}]})):
+    for response in (
+        upscale(server, b"\x89PNG\r\n\x1a\n" + b"\0" * 40, scale=2),
+        server.client.post("/v2/models/srcnn3/infer", content=b"{not json"),
+        server.client.post("/v2/models/srcnn3/infer", json={"inputs": [{"name": "input"}]}),
+    ):
         assert 400 <= response.status_code < 500
         assert "Traceback" not in response.text and set(response.json()) == {"error"}
 
@@ -205,7 +221,9 @@ def test_import_sdk_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, sdk, sdk.cli; sdk.cli.build_parser(); "
-            "print(sorted(m for m in ('starlette', 'uvicorn', 'prometheus_client', 'ray', 'multipart') if m in sys.modules))")
+    code = (
+        "import sys, sdk, sdk.cli; sdk.cli.build_parser(); "
+        "print(sorted(m for m in ('starlette', 'uvicorn', 'prometheus_client', 'ray', 'multipart') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

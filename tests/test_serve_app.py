@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("httpx", reason="the serve tests need httpx: pip install 'deploy-sdk[serve,dev]'")
 pytest.importorskip("starlette", reason="sdk serve needs the serve extra: pip install 'deploy-sdk[serve]'")
 
-import graphs  # noqa: E402
-from serving import decode, encode, max_diff, picture  # noqa: E402
+import graphs
+from serving import decode, encode, max_diff, picture
 
 # Starlette 1.x would rather its TestClient ran on httpx2; on httpx it works the same.
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
@@ -54,7 +54,7 @@ def test_static_size_model_runs_windows_of_exactly_its_size(tmp_path, monkeypatc
             response = client.post("/v1/models/static32/upscale?scale=2", content=encode(image))
             assert response.status_code == 200, response.text
             assert max_diff(decode(response.content), p(image, scale=2)) <= 1
-        assert {s for s in shapes} == {(1, 3, 32, 32)}
+        assert set(shapes) == {(1, 3, 32, 32)}
 
 
 def test_engine_batches_only_while_someone_is_coming_and_drops_cancelled_jobs():
@@ -157,21 +157,29 @@ def test_the_inference_routes_answer_alike_straight_or_through_the_router():
         app.app = router
         try:
             with TestClient(app) as direct, TestClient(Starlette(routes=[Mount("/sr", app=app)])) as mounted:
-                answers = [client.post(prefix + "/v1/models/srcnn3/upscale?scale=2", content=image)
-                           for client, prefix in ((direct, ""), (mounted, "/sr"))]
+                answers = [
+                    client.post(prefix + "/v1/models/srcnn3/upscale?scale=2", content=image)
+                    for client, prefix in ((direct, ""), (mounted, "/sr"))
+                ]
                 assert [a.status_code for a in answers] == [200, 200] and answers[0].content == answers[1].content
                 for client, prefix in ((direct, ""), (mounted, "/sr")):
                     wrong = client.post(prefix + "/v1/models/nope/upscale?scale=2", content=image)
                     assert wrong.status_code == 404 and "srcnn3" in wrong.json()["error"]
                     assert client.get(prefix + "/v1/models/srcnn3/upscale").status_code == 405
-                    slash = client.post(prefix + "/v1/models/srcnn3/upscale/?scale=2", content=image, follow_redirects=False)
+                    slash = client.post(
+                        prefix + "/v1/models/srcnn3/upscale/?scale=2", content=image, follow_redirects=False
+                    )
                     assert slash.status_code == 307  # the router's redirect to the path without the slash
                     assert set(client.post(prefix + "/v2/models/srcnn3/infer", content=b"{").json()) == {"error"}
                 text = direct.get("/metrics").text
         finally:
             app.server.close()
-    counts = {(s.labels["route"], s.labels["status"]): s.value for f in text_string_to_metric_families(text)
-              for s in f.samples if s.name == "sdk_serve_requests_total"}
+    counts = {
+        (s.labels["route"], s.labels["status"]): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "sdk_serve_requests_total"
+    }
     assert counts[("/v1/models/{name}/upscale", "200")] == 2
     assert counts[("/v1/models/{name}/upscale", "404")] == 2
     assert counts[("/v2/models/{name}/infer", "400")] == 2

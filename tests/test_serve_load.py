@@ -7,7 +7,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 
 httpx = pytest.importorskip("httpx", reason="the serve tests need httpx: pip install 'deploy-sdk[serve,dev]'")
@@ -40,8 +39,10 @@ def test_concurrent_requests_of_mixed_sizes_share_engine_calls(tmp_path):
     distinct = [encode(picture(*size, seed=i)) for i, size in enumerate(SIZES)]
     payloads = [distinct[i % len(distinct)] for i in range(32)]
     with Server("srcnn3", "--tile", "64", "--max-batch", "16", "--max-delay-ms", "20", log_dir=tmp_path) as server:
-        alone = [decode(server.client.post("/v1/models/srcnn3/upscale", params={"scale": 2}, content=p).content)
-                 for p in distinct]
+        alone = [
+            decode(server.client.post("/v1/models/srcnn3/upscale", params={"scale": 2}, content=p).content)
+            for p in distinct
+        ]
         singles = [alone[i % len(alone)] for i in range(32)]
         calls_before = server.metric("sdk_serve_batch_size_count")
         responses = post_all(server, payloads)
@@ -83,9 +84,8 @@ def test_timeout_is_504_and_a_hang_up_frees_its_place(tmp_path):
         slow = server.client.post("/v1/models/srcnn3/upscale", params={"scale": 3}, content=big)
         assert slow.status_code == 504 and "--timeout" in slow.json()["error"]
         # A client that gives up mid-request: its place (the only one) must come free.
-        with httpx.Client(base_url=server.url, timeout=0.5) as impatient:
-            with pytest.raises(httpx.TimeoutException):
-                impatient.post("/v1/models/srcnn3/upscale", params={"scale": 3}, content=big)
+        with httpx.Client(base_url=server.url, timeout=0.5) as impatient, pytest.raises(httpx.TimeoutException):
+            impatient.post("/v1/models/srcnn3/upscale", params={"scale": 3}, content=big)
         deadline = time.monotonic() + 5
         while server.metric("sdk_serve_requests_in_flight") > 0 and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("httpx", reason="the serve tests need httpx: pip install 'deploy-sdk[serve,dev]'")
 pytest.importorskip("uvicorn", reason="sdk serve needs the serve extra: pip install 'deploy-sdk[serve]'")
 
-from serving import Server, decode, encode, max_diff, picture  # noqa: E402
+from serving import Server, decode, encode, max_diff, picture
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,10 @@ def predictor():
 
 def feeds(seed=0, h=12, w=10, scale=2):
     rng = np.random.default_rng(seed)
-    return {"input": (rng.random((2, 3, h, w), dtype=np.float32) * 255),
-            "factor": np.array([1, 1, scale, scale], dtype=np.float32)}
+    return {
+        "input": (rng.random((2, 3, h, w), dtype=np.float32) * 255),
+        "factor": np.array([1, 1, scale, scale], dtype=np.float32),
+    }
 
 
 def binary_request(inputs: dict, outputs=None, request_parameters=None) -> tuple[bytes, dict]:
@@ -40,8 +42,9 @@ def binary_request(inputs: dict, outputs=None, request_parameters=None) -> tuple
     entries, blobs = [], []
     for name, array in inputs.items():
         raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
-        entries.append({"name": name, "shape": list(array.shape), "datatype": "FP32",
-                        "parameters": {"binary_data_size": len(raw)}})
+        entries.append(
+            {"name": name, "shape": list(array.shape), "datatype": "FP32", "parameters": {"binary_data_size": len(raw)}}
+        )
         blobs.append(raw)
     doc = {"inputs": entries}
     if outputs is not None:
@@ -49,8 +52,10 @@ def binary_request(inputs: dict, outputs=None, request_parameters=None) -> tuple
     if request_parameters is not None:
         doc["parameters"] = request_parameters
     head = json.dumps(doc).encode()
-    return head + b"".join(blobs), {"Inference-Header-Content-Length": str(len(head)),
-                                    "Content-Type": "application/octet-stream"}
+    return head + b"".join(blobs), {
+        "Inference-Header-Content-Length": str(len(head)),
+        "Content-Type": "application/octet-stream",
+    }
 
 
 def split_binary_response(response) -> tuple[dict, bytes]:
@@ -75,10 +80,13 @@ def test_health_and_metadata(server):
 
 def test_infer_with_json_data_equals_predictor_run(server, predictor):
     f = feeds()
-    request = {"id": "r1", "inputs": [
-        {"name": "input", "shape": list(f["input"].shape), "datatype": "FP32", "data": f["input"].ravel().tolist()},
-        {"name": "factor", "shape": [4], "datatype": "FP32", "data": [[1, 1], [2, 2]]},  # nested is row-major too
-    ]}
+    request = {
+        "id": "r1",
+        "inputs": [
+            {"name": "input", "shape": list(f["input"].shape), "datatype": "FP32", "data": f["input"].ravel().tolist()},
+            {"name": "factor", "shape": [4], "datatype": "FP32", "data": [[1, 1], [2, 2]]},  # nested is row-major too
+        ],
+    }
     response = server.client.post("/v2/models/srcnn3/infer", json=request)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -135,8 +143,9 @@ def test_binary_inputs_with_json_outputs_and_request_level_binary_flag(server, p
     body, headers = binary_request(f)
     as_json = server.client.post("/v2/models/srcnn3/infer", content=body, headers=headers)
     assert as_json.headers["content-type"].startswith("application/json")
-    np.testing.assert_array_equal(np.array(as_json.json()["outputs"][0]["data"], dtype=np.float32),
-                                  predictor.run(f)["output"].ravel())
+    np.testing.assert_array_equal(
+        np.array(as_json.json()["outputs"][0]["data"], dtype=np.float32), predictor.run(f)["output"].ravel()
+    )
     body, headers = binary_request(f, request_parameters={"binary_data_output": True})
     head, raw = split_binary_response(server.client.post("/v2/models/srcnn3/infer", content=body, headers=headers))
     assert len(raw) == head["outputs"][0]["parameters"]["binary_data_size"]
@@ -146,11 +155,18 @@ def test_bytes_input_holding_an_encoded_image_gets_the_full_pipeline(server, pre
     images = [picture(30, 40, seed=4), picture(70, 90, seed=5)]  # the second runs as windows
     blobs = [encode(i) for i in images]
     raw = b"".join(struct.pack("<I", len(b)) + b for b in blobs)
-    head = json.dumps({"parameters": {"scale": 2, "format": "png"},
-                       "inputs": [{"name": "image", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}],
-                       "outputs": [{"name": "image", "parameters": {"binary_data": True}}]}).encode()
-    response = server.client.post("/v2/models/srcnn3/infer", content=head + raw,
-                                  headers={"Inference-Header-Content-Length": str(len(head))})
+    head = json.dumps(
+        {
+            "parameters": {"scale": 2, "format": "png"},
+            "inputs": [
+                {"name": "image", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": len(raw)}}
+            ],
+            "outputs": [{"name": "image", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    response = server.client.post(
+        "/v2/models/srcnn3/infer", content=head + raw, headers={"Inference-Header-Content-Length": str(len(head))}
+    )
     assert response.status_code == 200, response.text
     doc, data = split_binary_response(response)
     out = doc["outputs"][0]
@@ -158,29 +174,63 @@ def test_bytes_input_holding_an_encoded_image_gets_the_full_pipeline(server, pre
     results, offset = [], 0
     while offset < len(data):
         (n,) = struct.unpack_from("<I", data, offset)
-        results.append(decode(data[offset + 4:offset + 4 + n]))
+        results.append(decode(data[offset + 4 : offset + 4 + n]))
         offset += 4 + n
     assert max_diff(results[0], predictor(images[0], scale=2)) == 0
     assert max_diff(results[1], predictor(images[1], scale=2)) <= 1
     # JSON form: base64 in, base64 out.
-    request = {"parameters": {"scale": 2}, "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
-                                                       "parameters": {"content_type": "base64"},
-                                                       "data": [base64.b64encode(blobs[0]).decode()]}]}
+    request = {
+        "parameters": {"scale": 2},
+        "inputs": [
+            {
+                "name": "image",
+                "shape": [1],
+                "datatype": "BYTES",
+                "parameters": {"content_type": "base64"},
+                "data": [base64.b64encode(blobs[0]).decode()],
+            }
+        ],
+    }
     out = server.client.post("/v2/models/srcnn3/infer", json=request).json()["outputs"][0]
     assert out["parameters"]["content_type"] == "base64"
     assert max_diff(decode(base64.b64decode(out["data"][0])), results[0]) == 0
 
 
-@pytest.mark.parametrize("request_doc, status, words", [
-    ({"inputs": []}, 400, "non-empty"),
-    ({"inputs": [{"name": "input", "shape": [1, 3, 2, 2], "datatype": "FP32", "data": [1.0]}]}, 400, "holds 12"),
-    ({"inputs": [{"name": "input", "shape": [1, 3, 2, 2], "datatype": "FP99", "data": []}]}, 400, "datatype"),
-    ({"inputs": [{"name": "input", "shape": [1, 3, 2, 2], "datatype": "FP32", "data": [0.0] * 12}]}, 400, "factor"),
-    ({"inputs": [{"name": "input", "shape": [1, 3, 2, 2], "datatype": "INT32", "data": [0] * 12},
-                 {"name": "factor", "shape": [4], "datatype": "FP32", "data": [1, 1, 2, 2]}]}, 400, "float32"),
-    ({"parameters": {"scale": 0}, "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}, 422, "scale"),
-    ({"parameters": {"scale": 2}, "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}, 400, "not an image"),
-])
+@pytest.mark.parametrize(
+    "request_doc, status, words",
+    [
+        ({"inputs": []}, 400, "non-empty"),
+        ({"inputs": [{"name": "input", "shape": [1, 3, 2, 2], "datatype": "FP32", "data": [1.0]}]}, 400, "holds 12"),
+        ({"inputs": [{"name": "input", "shape": [1, 3, 2, 2], "datatype": "FP99", "data": []}]}, 400, "datatype"),
+        ({"inputs": [{"name": "input", "shape": [1, 3, 2, 2], "datatype": "FP32", "data": [0.0] * 12}]}, 400, "factor"),
+        (
+            {
+                "inputs": [
+                    {"name": "input", "shape": [1, 3, 2, 2], "datatype": "INT32", "data": [0] * 12},
+                    {"name": "factor", "shape": [4], "datatype": "FP32", "data": [1, 1, 2, 2]},
+                ]
+            },
+            400,
+            "float32",
+        ),
+        (
+            {
+                "parameters": {"scale": 0},
+                "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["x"]}],
+            },
+            422,
+            "scale",
+        ),
+        (
+            {
+                "parameters": {"scale": 2},
+                "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["x"]}],
+            },
+            400,
+            "not an image",
+        ),
+    ],
+)
 def test_errors_are_in_the_protocol_form(server, request_doc, status, words):
     response = server.client.post("/v2/models/srcnn3/infer", json=request_doc)
     assert response.status_code == status, response.text
@@ -202,7 +252,9 @@ def test_protocol_round_trip_in_process():
 
     array = np.arange(6, dtype=np.float16).reshape(2, 3)
     request = protocol.InferRequest(None, [], [{"name": "y", "parameters": {"binary_data": True}}], {})
-    body, headers = protocol.encode_response("m", request, [protocol.InferOutput("x", array), protocol.InferOutput("y", array)])
+    body, headers = protocol.encode_response(
+        "m", request, [protocol.InferOutput("x", array), protocol.InferOutput("y", array)]
+    )
     length = int(headers[protocol.HEADER_LENGTH])
     doc = json.loads(body[:length])
     assert doc["outputs"][0]["data"] == [0, 1, 2, 3, 4, 5] and doc["outputs"][0]["datatype"] == "FP16"

@@ -58,7 +58,9 @@ def test_two_replicas_equal_the_single_server_and_survive_a_killed_replica(tmp_p
 
         def one(_):
             try:
-                r = httpx.post(f"{server.url}/v1/models/srcnn3/upscale", params={"scale": 3}, content=payload, timeout=120)
+                r = httpx.post(
+                    f"{server.url}/v1/models/srcnn3/upscale", params={"scale": 3}, content=payload, timeout=120
+                )
             except httpx.HTTPError as exc:  # no answer at all: what must not happen
                 return None, repr(exc).encode()
             with lock:  # the 6th answer kills a replica: the load is in full swing, 8 requests in flight
@@ -113,8 +115,10 @@ def test_the_front_sends_a_lost_request_again_and_answers_503_when_every_attempt
                 if self.deaths is None:  # no replica ever takes it
                     return Response(asyncio.sleep(3600))
                 if self.calls <= self.deaths:
+
                     async def died():
                         raise ActorDiedError()
+
                     return Response(died())
                 return Response(ray_serve.call_app(app, call))
 
@@ -133,8 +137,14 @@ def test_the_front_sends_a_lost_request_again_and_answers_503_when_every_attempt
 
         def request():
             body = encode(image)
-            scope = {"type": "http", "method": "POST", "path": "/v1/models/srcnn3/upscale", "query_string": b"scale=2",
-                     "headers": [(b"content-length", str(len(body)).encode())], "client": ("127.0.0.1", 1)}
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": "/v1/models/srcnn3/upscale",
+                "query_string": b"scale=2",
+                "headers": [(b"content-length", str(len(body)).encode())],
+                "client": ("127.0.0.1", 1),
+            }
             sent = []
 
             async def receive():
@@ -142,6 +152,7 @@ def test_the_front_sends_a_lost_request_again_and_answers_503_when_every_attempt
                     await asyncio.sleep(3600)
                 sent.append(1)
                 return {"type": "http.request", "body": body, "more_body": False}
+
             return Request(scope, receive)
 
         async def run(deaths, **settings):

@@ -4,6 +4,7 @@ requests are refused before any engine call, and one Predictor serves many threa
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import graphs
 import hypothesis
 import hypothesis.strategies as st
 import numpy as np
@@ -11,7 +12,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-import graphs
 import sdk
 from sdk import tiling
 from sdk.footprint import footprint
@@ -191,7 +191,7 @@ def test_spans_cover_every_pixel_once():
             assert covered == list(range(length))
             for start, end, at in spans:
                 size = min(window, length)
-                assert 0 <= at and at + size <= length and at <= start and end <= at + size
+                assert at >= 0 and at + size <= length and at <= start and end <= at + size
                 assert start - at >= margin or at == 0
                 assert at + size - end >= margin or at + size == length
 
@@ -216,7 +216,7 @@ def test_spans_pay_margins_only_between_windows(margin, extra, length):
     assert cores[0][0] == 0 and cores[-1][1] == length
     assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))  # cores tile the axis, no gap, no overlap
     for start, end, at in cores:
-        assert 0 <= at and at + min(window, length) <= length
+        assert at >= 0 and at + min(window, length) <= length
         assert start == 0 or start - at >= margin  # context before, unless the image edge is there
         assert end == length or at + window - end >= margin  # and after
     if length > window:

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-import backends.tensorrt as trt_backend
-from backends.tensorrt import build
-from backends.tensorrt.options import TrtOptions
+import deploy_sdk_backends.tensorrt as trt_backend
+from deploy_sdk_backends.tensorrt import build
+from deploy_sdk_backends.tensorrt.options import TrtOptions
 from sdk.devices import GPU, Device
 from sdk.errors import BackendUnavailableError, InputError
 
@@ -24,15 +24,20 @@ HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 def _probe(monkeypatch, tensorrt: bool, pycuda: bool, gpu: GPU | None):
     real = importlib.util.find_spec
     present = {"tensorrt": tensorrt, "pycuda": pycuda}
-    monkeypatch.setattr(trt_backend.importlib.util, "find_spec",
-                        lambda name, *a: (real("json") if present[name] else None) if name in present else real(name, *a))
+    monkeypatch.setattr(
+        trt_backend.importlib.util,
+        "find_spec",
+        lambda name, *a: (real("json") if present[name] else None) if name in present else real(name, *a),
+    )
     monkeypatch.setattr(trt_backend, "gpu", lambda device: gpu)
     return trt_backend.TensorRTBackend()._probe(Device("cuda", 0))
 
 
 def test_trt_is_listed_with_a_precise_reason():
     """`sdk backends --json` lists trt; on a machine without TensorRT it says exactly what is missing."""
-    out = subprocess.run([sys.executable, "-m", "sdk", "backends", "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "sdk", "backends", "--json"], capture_output=True, text=True, check=True
+    )
     record = next(r for r in json.loads(out.stdout) if r["name"] == "trt")
     assert record["priority"] > next(r for r in json.loads(out.stdout) if r["name"] == "ort-cuda")["priority"]
     assert record["devices"] == ["cuda"] and record["load_error"] is None
@@ -75,14 +80,14 @@ def test_version_parsing():
 
 
 def test_trt_outranks_the_onnxruntime_backends():
-    from backends.onnxruntime import OrtCudaBackend
+    from deploy_sdk_backends.onnxruntime import OrtCudaBackend
 
     assert trt_backend.TensorRTBackend.priority > OrtCudaBackend.priority
 
 
 def test_loading_the_plugin_imports_no_engine_library():
     code = (
-        "import sys, sdk.plugins as p; p.load_plugins(); import backends.tensorrt; "
+        "import sys, sdk.plugins as p; p.load_plugins(); import deploy_sdk_backends.tensorrt; "
         "print(sorted(m for m in ('tensorrt', 'pycuda', 'onnxconverter_common') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -99,6 +104,7 @@ def test_asking_for_trt_without_it_raises_with_the_reason(runtime_model):
 
 # -- options --------------------------------------------------------------------------------------------
 
+
 def test_options_defaults_and_values(tmp_path):
     parsed = TrtOptions.parse({})
     assert (parsed.precision, parsed.max_engines, parsed.profile, parsed.cache_dir) == ("fp32", 4, None, None)
@@ -107,14 +113,17 @@ def test_options_defaults_and_values(tmp_path):
     assert parsed.settings.precision == "fp16"
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"intra_op_num_threads": 2}, "unknown TensorRT option.*precision"),
-    ({"precision": "int8"}, "fp32, fp16"),
-    ({"max_engines": 0}, "positive integer"),
-    ({"workspace": "1GB"}, "positive integer"),
-    ({"optimization_level": 9}, "0 to 5"),
-    ({"lock_timeout": "soon"}, "seconds"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"intra_op_num_threads": 2}, "unknown TensorRT option.*precision"),
+        ({"precision": "int8"}, "fp32, fp16"),
+        ({"max_engines": 0}, "positive integer"),
+        ({"workspace": "1GB"}, "positive integer"),
+        ({"optimization_level": 9}, "0 to 5"),
+        ({"lock_timeout": "soon"}, "seconds"),
+    ],
+)
 def test_bad_options_name_the_fix(options, message):
     with pytest.raises(InputError, match=message):
         TrtOptions.parse(options)
@@ -128,6 +137,7 @@ def test_bad_options_are_reported_before_the_gpu_is_looked_for(runtime_model):
 
 
 # -- build helpers that need no TensorRT --------------------------------------------------------------------
+
 
 def test_build_progress_reports_top_level_phases_with_elapsed_time():
     out, ticks = io.StringIO(), iter(range(0, 100, 5))
@@ -167,8 +177,12 @@ class _ParserError:
 
 def test_parser_errors_name_the_node():
     nodes = [("up", "Resize"), ("conv1", "Conv")]
-    assert build.describe_parser_error(_ParserError("scales must be constant", 0), nodes) == \
-        "node 0 'up' (Resize): scales must be constant"
-    assert build.describe_parser_error(_ParserError("bad weights", 1, "Conv_7", "Conv"), nodes) == \
-        "node 1 'Conv_7' (Conv): bad weights"
+    assert (
+        build.describe_parser_error(_ParserError("scales must be constant", 0), nodes)
+        == "node 0 'up' (Resize): scales must be constant"
+    )
+    assert (
+        build.describe_parser_error(_ParserError("bad weights", 1, "Conv_7", "Conv"), nodes)
+        == "node 1 'Conv_7' (Conv): bad weights"
+    )
     assert build.describe_parser_error(_ParserError("not an ONNX file", -1), nodes) == "not an ONNX file"

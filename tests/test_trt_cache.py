@@ -11,23 +11,29 @@ import shutil
 import threading
 import time
 
+import graphs
 import numpy as np
 import pytest
 
-import graphs
-from backends.tensorrt import cache as cache_module
-from backends.tensorrt.cache import CacheEntryError, EngineCache, EngineKey, unwrap, wrap
-from backends.tensorrt.options import TrtOptions
-from backends.tensorrt.profiles import derive
-from backends.tensorrt.session import engine_key, specialisation_of
+from deploy_sdk_backends.tensorrt import cache as cache_module
+from deploy_sdk_backends.tensorrt.cache import CacheEntryError, EngineCache, EngineKey, unwrap, wrap
+from deploy_sdk_backends.tensorrt.options import TrtOptions
+from deploy_sdk_backends.tensorrt.profiles import derive
+from deploy_sdk_backends.tensorrt.session import engine_key, specialisation_of
 from sdk.devices import GPU
 from sdk.model import Model
 
 H100 = GPU(0, "NVIDIA H100 80GB HBM3", (9, 0), 80 << 30)
 
 
-def _key(model: Model, factor: float = 3.0, shape=(1, 3, 64, 64), precision: str = "fp32",
-         version: str = "10.7.0", gpu: GPU = H100) -> EngineKey:
+def _key(
+    model: Model,
+    factor: float = 3.0,
+    shape=(1, 3, 64, 64),
+    precision: str = "fp32",
+    version: str = "10.7.0",
+    gpu: GPU = H100,
+) -> EngineKey:
     feeds = {"input": np.zeros(shape, np.float32), "factor": np.array([1, 1, factor, factor], np.float32)}
     profile = derive([model.input("input")], {"input": shape})
     options = TrtOptions.parse({"precision": precision})
@@ -41,6 +47,7 @@ def model(tmp_path) -> Model:
 
 # -- the key ----------------------------------------------------------------------------------------
 
+
 def test_key_changes_with_the_model_bytes(model, tmp_path):
     retrained = Model(graphs.save(graphs.runtime_scale_model(seed=1), tmp_path / "retrained.onnx"))
     assert _key(model).digest != _key(retrained).digest
@@ -53,11 +60,18 @@ def test_key_ignores_the_file_name_and_folder(model, tmp_path):
     assert _key(copy).digest == _key(model).digest
 
 
-@pytest.mark.parametrize("change", [
-    {"factor": 4.0}, {"shape": (1, 3, 300, 300)}, {"precision": "fp16"}, {"version": "10.8.0"},
-    {"version": "11.0.0"}, {"gpu": GPU(0, "NVIDIA A100-SXM4-80GB", (8, 0), 80 << 30)},
-    {"gpu": GPU(0, "NVIDIA H100 80GB HBM3", (9, 1), 80 << 30)},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"factor": 4.0},
+        {"shape": (1, 3, 300, 300)},
+        {"precision": "fp16"},
+        {"version": "10.8.0"},
+        {"version": "11.0.0"},
+        {"gpu": GPU(0, "NVIDIA A100-SXM4-80GB", (8, 0), 80 << 30)},
+        {"gpu": GPU(0, "NVIDIA H100 80GB HBM3", (9, 1), 80 << 30)},
+    ],
+)
 def test_key_changes_with_factor_profile_precision_versions_and_gpu(model, change):
     assert _key(model, **change).digest != _key(model).digest
 
@@ -65,8 +79,14 @@ def test_key_changes_with_factor_profile_precision_versions_and_gpu(model, chang
 def test_key_changes_with_builder_settings(model):
     base = _key(model)
     options = TrtOptions.parse({"optimization_level": 5})
-    other = engine_key(model.sha256, base.specialisation, derive([model.input("input")], {"input": (1, 3, 64, 64)}),
-                       options, "10.7.0", H100)
+    other = engine_key(
+        model.sha256,
+        base.specialisation,
+        derive([model.input("input")], {"input": (1, 3, 64, 64)}),
+        options,
+        "10.7.0",
+        H100,
+    )
     assert other.digest != base.digest
 
 
@@ -76,17 +96,21 @@ def test_the_same_inputs_give_the_same_key(model):
 
 # -- the file format ----------------------------------------------------------------------------------
 
+
 def test_wrap_and_unwrap_round_trip(model):
     key = _key(model)
     assert unwrap(key, wrap(key, b"engine bytes")) == b"engine bytes"
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda blob: blob[:20], "truncated"),
-    (lambda blob: blob[:-3], "truncated"),
-    (lambda blob: b"XXXXXXXX" + blob[8:], "magic"),
-    (lambda blob: blob[:-1] + bytes([blob[-1] ^ 1]), "checksum"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda blob: blob[:20], "truncated"),
+        (lambda blob: blob[:-3], "truncated"),
+        (lambda blob: b"XXXXXXXX" + blob[8:], "magic"),
+        (lambda blob: blob[:-1] + bytes([blob[-1] ^ 1]), "checksum"),
+    ],
+)
 def test_damaged_files_are_recognised(model, damage, message):
     key = _key(model)
     with pytest.raises(CacheEntryError, match=message):
@@ -99,6 +123,7 @@ def test_a_file_written_for_another_key_is_rejected(model):
 
 
 # -- storing and loading --------------------------------------------------------------------------------
+
 
 def test_store_then_load(model, tmp_path):
     cache, key = EngineCache(tmp_path), _key(model)
@@ -136,7 +161,7 @@ def test_a_corrupt_engine_is_deleted_with_a_warning_and_rebuilt(model, tmp_path,
         builds.append(1)
         return b"rebuilt engine"
 
-    with caplog.at_level(logging.WARNING, logger="backends.tensorrt.cache"):
+    with caplog.at_level(logging.WARNING, logger="deploy_sdk_backends.tensorrt.cache"):
         payload, built = cache.get_or_build(key, build)
     assert (payload, built, len(builds)) == (b"rebuilt engine", True, 1)
     assert "unusable" in caplog.text and "rebuilt" in caplog.text
@@ -146,7 +171,7 @@ def test_a_corrupt_engine_is_deleted_with_a_warning_and_rebuilt(model, tmp_path,
 def test_an_engine_tensorrt_refuses_is_discarded(model, tmp_path, caplog):
     cache, key = EngineCache(tmp_path), _key(model)
     cache.store(key, b"engine from another TensorRT")
-    with caplog.at_level(logging.WARNING, logger="backends.tensorrt.cache"):
+    with caplog.at_level(logging.WARNING, logger="deploy_sdk_backends.tensorrt.cache"):
         cache.discard(key, "TensorRT could not deserialize the engine")
     assert cache.load(key) is None and "could not deserialize" in caplog.text
     assert not cache.path(key).with_suffix(".json").exists()
@@ -177,6 +202,7 @@ def test_timing_cache_path_names_version_and_gpu_and_round_trips(tmp_path):
 
 # -- the lock: two builders of one engine, one build ----------------------------------------------------
 
+
 def _build_in_process(root: str, model_path: str, log_path: str, barrier) -> bytes:
     """Run in a child process: wait for the sibling, then ask for the same engine."""
     key = _key(Model(model_path))
@@ -198,8 +224,10 @@ def test_two_processes_build_the_same_engine_once(model, tmp_path):
     with context.Manager() as manager:
         barrier = manager.Barrier(2)
         with context.Pool(2) as pool:
-            jobs = [pool.apply_async(_build_in_process, (str(tmp_path / "cache"), str(model.path), str(log), barrier))
-                    for _ in range(2)]
+            jobs = [
+                pool.apply_async(_build_in_process, (str(tmp_path / "cache"), str(model.path), str(log), barrier))
+                for _ in range(2)
+            ]
             results = [job.get(timeout=60) for job in jobs]
     assert len(log.read_text().split()) == 1
     assert results[0] == results[1]

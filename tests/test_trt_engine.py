@@ -10,10 +10,9 @@ import logging
 import threading
 from types import SimpleNamespace
 
+import graphs
 import numpy as np
 import pytest
-
-import graphs
 
 
 def _missing() -> str | None:
@@ -123,7 +122,7 @@ def test_a_corrupt_engine_file_is_rebuilt_with_a_warning(srcnn3, tmp_path, image
 
 def test_an_engine_tensorrt_cannot_load_is_rebuilt(srcnn3, tmp_path, image, reference, caplog):
     """A well-formed cache file whose payload TensorRT rejects (as one from another TensorRT would be)."""
-    from backends.tensorrt.cache import unwrap, wrap
+    from deploy_sdk_backends.tensorrt.cache import unwrap, wrap
     from sdk import Predictor
 
     with Predictor(srcnn3, backend="trt", cache_dir=tmp_path) as first:
@@ -198,8 +197,10 @@ def test_threads_share_one_predictor(fp32, image, reference):
 
 
 def test_raw_run_returns_the_model_outputs(fp32, image):
-    feeds = {"input": np.ascontiguousarray(image.transpose(2, 0, 1)[None].astype(np.float32)),
-             "factor": np.array([1, 1, 2, 2], np.float32)}
+    feeds = {
+        "input": np.ascontiguousarray(image.transpose(2, 0, 1)[None].astype(np.float32)),
+        "factor": np.array([1, 1, 2, 2], np.float32),
+    }
     outputs = fp32.run(feeds)
     assert list(outputs) == [fp32.model.outputs[0].name]
     assert outputs[fp32.model.outputs[0].name].shape == (1, 3, image.shape[0] * 2, image.shape[1] * 2)

@@ -3,13 +3,13 @@ the runtime factor baked in as a constant, and the fp16 graph with fp32 inputs a
 
 from __future__ import annotations
 
+import graphs
 import numpy as np
 import onnx
 import pytest
 
-import graphs
-from backends.tensorrt import graph
-from backends.tensorrt.session import prepare_onnx, specialisation_of
+from deploy_sdk_backends.tensorrt import graph
+from deploy_sdk_backends.tensorrt.session import prepare_onnx, specialisation_of
 from sdk.errors import InputError, ModelError
 from sdk.model import Model
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.tensorrt import profiles
-from backends.tensorrt.profiles import Profile, ShapeRange
+from deploy_sdk_backends.tensorrt import profiles
+from deploy_sdk_backends.tensorrt.profiles import Profile, ShapeRange
 from sdk.backend import TensorInfo
 from sdk.errors import InputError
 
@@ -64,15 +64,18 @@ def test_canonical_text_is_stable_and_names_every_range():
     assert profile.canonical() == '{"input":[[1,3,1,1],[1,3,64,64],[1,3,64,64]]}'
 
 
-@pytest.mark.parametrize("option, message", [
-    ("input", "must be a dict"),
-    ({"image": [(1, 3, 1, 1)] * 3}, "engine's inputs are"),
-    ({"input": [(1, 3, 1, 1), (1, 3, 8, 8)]}, "three shapes"),
-    ({"input": [(1, 3, 1), (1, 3, 8), (1, 3, 9)]}, "rank 3"),
-    ({"input": [(1, 1, 1, 1), (1, 1, 8, 8), (1, 1, 9, 9)]}, "fixed at 3"),
-    ({"input": [(1, 3, 9, 9), (1, 3, 8, 8), (1, 3, 10, 10)]}, "min <= opt <= max"),
-    ({"input": [(0, 3, 1, 1), (1, 3, 8, 8), (1, 3, 10, 10)]}, "positive"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("input", "must be a dict"),
+        ({"image": [(1, 3, 1, 1)] * 3}, "engine's inputs are"),
+        ({"input": [(1, 3, 1, 1), (1, 3, 8, 8)]}, "three shapes"),
+        ({"input": [(1, 3, 1), (1, 3, 8), (1, 3, 9)]}, "rank 3"),
+        ({"input": [(1, 1, 1, 1), (1, 1, 8, 8), (1, 1, 9, 9)]}, "fixed at 3"),
+        ({"input": [(1, 3, 9, 9), (1, 3, 8, 8), (1, 3, 10, 10)]}, "min <= opt <= max"),
+        ({"input": [(0, 3, 1, 1), (1, 3, 8, 8), (1, 3, 10, 10)]}, "positive"),
+    ],
+)
 def test_bad_profile_options_name_the_fix(option, message):
     with pytest.raises(InputError, match=message):
         profiles.parse_option(option, [DYNAMIC])

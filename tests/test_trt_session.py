@@ -14,15 +14,15 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
+import graphs
 import numpy as np
 import onnx
 import pytest
 
-import graphs
-from backends.tensorrt import session as session_module
-from backends.tensorrt.cache import wrap
-from backends.tensorrt.options import TrtOptions
-from backends.tensorrt.runtime import IncompatibleEngine
+from deploy_sdk_backends.tensorrt import session as session_module
+from deploy_sdk_backends.tensorrt.cache import wrap
+from deploy_sdk_backends.tensorrt.options import TrtOptions
+from deploy_sdk_backends.tensorrt.runtime import IncompatibleEngine
 from sdk.devices import GPU, Device
 from sdk.errors import InputError, SDKError
 from sdk.model import Model
@@ -94,8 +94,9 @@ def model(tmp_path) -> Model:
 
 
 def _session(model, tmp_path, **options):
-    return session_module.TensorRTSession(model, Device("cuda", 0), GPU0,
-                                          TrtOptions.parse({"cache_dir": tmp_path / "cache", **options}))
+    return session_module.TensorRTSession(
+        model, Device("cuda", 0), GPU0, TrtOptions.parse({"cache_dir": tmp_path / "cache", **options})
+    )
 
 
 def _feeds(factor, height=40, width=48, seed=0):
@@ -147,7 +148,7 @@ def test_the_lru_closes_the_least_recently_used_engine(stand_in, model, tmp_path
 def test_a_bigger_image_widens_a_derived_profile_once(stand_in, model, tmp_path, caplog):
     session = _session(model, tmp_path)
     session.run(_feeds(2, 40, 48))
-    with caplog.at_level(logging.WARNING, logger="backends.tensorrt.session"):
+    with caplog.at_level(logging.WARNING, logger="deploy_sdk_backends.tensorrt.session"):
         out = session.run(_feeds(2, 100, 70))["output"]
     session.run(_feeds(2, 40, 48))
     assert out.shape == (1, 3, 200, 140)

@@ -87,7 +87,9 @@ def test_unreadable_and_unsafe_checkpoints_are_model_errors(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="cannot read checkpoint"):
         read_checkpoint(tmp_path / "junk.pth")
-    torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "hook": np.random.default_rng()}, tmp_path / "unsafe.pth")
+    torch.save(
+        {"state_dict": {"conv1.weight": torch.zeros(1)}, "hook": np.random.default_rng()}, tmp_path / "unsafe.pth"
+    )
     with pytest.raises(ModelError, match="cannot read checkpoint"):
         read_checkpoint(tmp_path / "unsafe.pth")
 

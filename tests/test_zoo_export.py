@@ -74,8 +74,9 @@ def test_dynamic_batch_and_spatial_axes(exported):
             assert out.shape == (shape[0], channels, shape[2] * 3, shape[3] * 3)
 
 
-@pytest.mark.parametrize("file, model", [("srcnn.onnx", "srcnn"), ("srcnn3.onnx", "srcnn3"),
-                                         ("super_resolution.onnx", "espcn")])
+@pytest.mark.parametrize(
+    "file, model", [("srcnn.onnx", "srcnn"), ("srcnn3.onnx", "srcnn3"), ("super_resolution.onnx", "espcn")]
+)
 def test_pipeline_metadata(exported, file, model):
     props = {p.key: p.value for p in onnx.load(str(exported / file)).metadata_props}
     spec = PipelineSpec.from_json(props[PIPELINE_KEY])
@@ -100,7 +101,8 @@ def test_onnx_matches_torch_on_a_photo(exported, photo):
     with torch.no_grad():
         expected = network(image, scale_factor_tensor(3)).numpy()
     (got,) = _session(exported / "srcnn3.onnx").run(
-        None, {"input": image.numpy(), "factor": scale_factor_tensor(3).numpy()})
+        None, {"input": image.numpy(), "factor": scale_factor_tensor(3).numpy()}
+    )
     np.testing.assert_allclose(got / 255, expected / 255, rtol=1e-3, atol=1e-5)
 
 

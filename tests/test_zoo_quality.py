@@ -92,14 +92,15 @@ def test_demo_writes_results_beside_bicubic(folder, tmp_path, capsys):
 
 
 def test_cli_parser_does_not_import_torch():
-    code = ("import sys, sdk.cli; p = sdk.cli.build_parser(); "
-            "assert p.parse_args(['export', '--out-dir', 'x']).func; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, sdk.cli; p = sdk.cli.build_parser(); "
+        "assert p.parse_args(['export', '--out-dir', 'x']).func; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-@pytest.mark.parametrize("model, scale", [("srcnn", 3), ("srcnn3", 2), ("srcnn3", 3), ("srcnn3", 4),
-                                          ("espcn", 3)])
+@pytest.mark.parametrize("model, scale", [("srcnn", 3), ("srcnn3", 2), ("srcnn3", 3), ("srcnn3", 4), ("espcn", 3)])
 def test_bundled_models_beat_bicubic_on_a_photo_they_were_not_trained_on(model, scale):
     """The shipped files through the product's own pipeline: a wrong value range, colour order or
     luma conversion anywhere between Predictor and the weights loses to bicubic by whole dBs."""

@@ -56,8 +56,9 @@ def test_training_is_reproducible(photos, model):
     assert runs[0].history == runs[1].history and len(runs[0].history) == 3
     first, second = (r.network.state_dict() for r in runs)
     assert all(torch.equal(first[k], second[k]) for k in first)
-    other = train(recipe_for(model, steps=6, batch=2, patch=24, warmup=2, seed=1), photos=photos,
-                  log=lambda s: None, log_every=2)
+    other = train(
+        recipe_for(model, steps=6, batch=2, patch=24, warmup=2, seed=1), photos=photos, log=lambda s: None, log_every=2
+    )
     assert other.history != runs[0].history
 
 
@@ -76,7 +77,6 @@ def test_trained_weights_round_trip_and_export(photos, tmp_path, capsys):
 
 def test_train_command_writes_weights(tmp_path, capsys, monkeypatch):
     from sdk.cli import main
-
     from sdk.zoo import train as training
 
     tiny = recipe_for("espcn", steps=2, batch=2, patch=24, warmup=1)
@@ -96,13 +96,16 @@ def test_bundled_weights_record_their_recipe():
         assert weights.info["recipe"]["model"] == name and weights.info["recipe"]["steps"] > 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--steps", "0"], "--steps 0: pass a positive whole number"),
-    (["--batch", "-2"], "--batch -2: pass a positive whole number"),
-    (["--lr", "0"], "--lr 0.0: pass a positive learning rate"),
-    (["--scale-weights", "1", "2"], "2 scale weights for the scales (2, 3, 4): give one per scale"),
-    (["--scale-weights", "0", "0", "0"], "not all 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--steps", "0"], "--steps 0: pass a positive whole number"),
+        (["--batch", "-2"], "--batch -2: pass a positive whole number"),
+        (["--lr", "0"], "--lr 0.0: pass a positive learning rate"),
+        (["--scale-weights", "1", "2"], "2 scale weights for the scales (2, 3, 4): give one per scale"),
+        (["--scale-weights", "0", "0", "0"], "not all 0"),
+    ],
+)
 def test_train_refuses_bad_options_before_training(args, message, tmp_path, capsys):
     from sdk.cli import main
 

@@ -14,7 +14,8 @@ looks for them without loading them until a GPU is known to be there, and sessio
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sdk import hookimpl
 from sdk.backend import Availability, Backend, Session
@@ -72,8 +73,9 @@ class TensorRTBackend(Backend):
                 f"{found.name} on {device} has compute capability {have}; TensorRT {trt.__version__} needs "
                 f"{need[0]}.{need[1]} or newer (Volta support ended in TensorRT 10.5): use backend='ort-cuda'"
             )
-        return Availability.yes(tensorrt=trt.__version__, gpu=found.name,
-                                compute_capability="%d.%d" % found.compute_capability)
+        return Availability.yes(
+            tensorrt=trt.__version__, gpu=found.name, compute_capability="%d.%d" % found.compute_capability
+        )
 
     def create_session(self, model, device: Device, options: Mapping[str, Any]) -> Session:
         parsed = TrtOptions.parse(options)  # a bad option is the caller's to fix, whatever the machine

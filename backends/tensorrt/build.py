@@ -17,9 +17,10 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, TextIO
+from typing import TextIO
 
 from sdk.errors import BackendUnavailableError, ModelError, SDKError
 
@@ -45,6 +46,7 @@ class BuildSettings:
 
 
 # -- the library -----------------------------------------------------------------------------------
+
 
 def import_tensorrt():
     try:
@@ -76,15 +78,18 @@ def fp16_in_graph(trt, precision: str) -> bool:
     return precision == "fp16" and not hasattr(trt.BuilderFlag, "FP16")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def logger_for(trt):
     """One logger per process (TensorRT keeps a global one), forwarding to Python logging."""
     severity = trt.ILogger.Severity
     levels = {
-        severity.INTERNAL_ERROR: logging.CRITICAL, severity.ERROR: logging.ERROR,
-        severity.WARNING: logging.WARNING, severity.INFO: logging.DEBUG, severity.VERBOSE: logging.DEBUG,
+        severity.INTERNAL_ERROR: logging.CRITICAL,
+        severity.ERROR: logging.ERROR,
+        severity.WARNING: logging.WARNING,
+        severity.INFO: logging.DEBUG,
+        severity.VERBOSE: logging.DEBUG,
     }
-    library_log = logging.getLogger("backends.tensorrt.library")
+    library_log = logging.getLogger("deploy_sdk_backends.tensorrt.library")
 
     class Logger(trt.ILogger):
         def __init__(self):
@@ -100,6 +105,7 @@ def logger_for(trt):
 
 # -- step 1: ONNX file -> network ---------------------------------------------------------------------
 
+
 def parse_onnx(trt, builder, path: Path, nodes: Sequence[tuple[str, str]], strongly_typed: bool):
     """Parse ``path`` from the file (so external weights next to it resolve) into a new network.
 
@@ -114,7 +120,8 @@ def parse_onnx(trt, builder, path: Path, nodes: Sequence[tuple[str, str]], stron
     if not parser.parse_from_file(str(path)):
         problems = [describe_parser_error(parser.get_error(i), nodes) for i in range(parser.num_errors)]
         raise ModelError(
-            "TensorRT cannot parse the model: " + "; ".join(problems or ["no detail given"])
+            "TensorRT cannot parse the model: "
+            + "; ".join(problems or ["no detail given"])
             + ". Use backend='ort-cuda' for this model, or export it with operators TensorRT supports"
         )
     return network, parser
@@ -145,6 +152,7 @@ def _call(obj, method: str) -> str:
 
 # -- step 2: network -> builder config -----------------------------------------------------------------
 
+
 def make_config(trt, builder, network, profile: Profile, settings: BuildSettings, timing: bytes, monitor=None):
     """The builder config: one optimisation profile, precision, memory limit, timing cache, progress.
 
@@ -155,7 +163,9 @@ def make_config(trt, builder, network, profile: Profile, settings: BuildSettings
     ranges = dict(profile.ranges)
     missing = [name for name in names if name not in ranges]
     if missing:
-        raise SDKError(f"no optimisation profile for the network inputs {missing}; pass profile={{name: [min, opt, max]}}")
+        raise SDKError(
+            f"no optimisation profile for the network inputs {missing}; pass profile={{name: [min, opt, max]}}"
+        )
     optimisation_profile = builder.create_optimization_profile()
     for name in names:
         r = ranges[name]
@@ -189,6 +199,7 @@ def make_config(trt, builder, network, profile: Profile, settings: BuildSettings
 
 # -- step 3: config -> engine bytes ---------------------------------------------------------------------
 
+
 def build_engine(builder, network, config, what: str) -> bytes:
     started = time.monotonic()
     serialized = builder.build_serialized_network(network, config)
@@ -207,6 +218,7 @@ def timing_cache_bytes(config) -> bytes:
 
 
 # -- build progress: builds take minutes, so say what is happening ------------------------------------
+
 
 class BuildProgress:
     """Turns TensorRT's phase/step events into one status line per top-level phase."""
@@ -260,8 +272,17 @@ def progress_monitor(trt, progress: BuildProgress):
 
 # -- the chain ---------------------------------------------------------------------------------------
 
-def build(trt, onnx_path: Path, nodes: Sequence[tuple[str, str]], profile: Profile, settings: BuildSettings,
-          timing: bytes, what: str, progress: BuildProgress | None = None) -> tuple[bytes, bytes]:
+
+def build(
+    trt,
+    onnx_path: Path,
+    nodes: Sequence[tuple[str, str]],
+    profile: Profile,
+    settings: BuildSettings,
+    timing: bytes,
+    what: str,
+    progress: BuildProgress | None = None,
+) -> tuple[bytes, bytes]:
     """ONNX file -> (serialized engine, updated timing cache)."""
     builder = trt.Builder(logger_for(trt))
     network, parser = parse_onnx(trt, builder, onnx_path, nodes, strongly_typed=fp16_in_graph(trt, settings.precision))

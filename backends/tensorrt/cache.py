@@ -27,9 +27,9 @@ import os
 import re
 import struct
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from sdk.errors import SDKError
 from sdk.files import atomic_write
@@ -95,7 +95,7 @@ def unwrap(key: EngineKey, blob: bytes) -> bytes:
         raise CacheEntryError("not an engine file of this SDK (bad magic number)")
     if digest != bytes.fromhex(key.digest):
         raise CacheEntryError("written for a different engine key")
-    payload = blob[_HEADER.size:]
+    payload = blob[_HEADER.size :]
     if len(payload) != length:
         raise CacheEntryError(f"payload is {len(payload)} bytes, the header says {length}: truncated")
     if hashlib.sha256(payload).digest() != checksum:
@@ -129,8 +129,13 @@ class EngineCache:
     def store(self, key: EngineKey, payload: bytes, description: dict | None = None) -> Path:
         path = self.path(key)
         atomic_write(path, wrap(key, payload))
-        record = {"key": key.fields(), "digest": key.digest, "bytes": len(payload), "created": time.time(),
-                  **(description or {})}
+        record = {
+            "key": key.fields(),
+            "digest": key.digest,
+            "bytes": len(payload),
+            "created": time.time(),
+            **(description or {}),
+        }
         atomic_write(path.with_suffix(".json"), json.dumps(record, indent=2, default=str).encode())
         return path
 
@@ -148,7 +153,9 @@ class EngineCache:
         with _file_lock(self.path(key).with_suffix(".lock"), self.lock_timeout, "build the same TensorRT engine"):
             yield
 
-    def get_or_build(self, key: EngineKey, build: Callable[[], bytes], description: dict | None = None) -> tuple[bytes, bool]:
+    def get_or_build(
+        self, key: EngineKey, build: Callable[[], bytes], description: dict | None = None
+    ) -> tuple[bytes, bool]:
         """The engine for ``key``, from disk or from ``build()``; and whether it was built now.
 
         Two processes asking at once: one builds, the other waits on the lock and then reads the file.
@@ -167,7 +174,9 @@ class EngineCache:
     # -- the timing cache: TensorRT's record of which kernels won on this GPU, reused by later builds
 
     def timing_path(self, tensorrt_version: str, gpu_name: str, compute_capability: tuple[int, int]) -> Path:
-        slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{tensorrt_version}-{gpu_name}-sm{compute_capability[0]}{compute_capability[1]}")
+        slug = re.sub(
+            r"[^A-Za-z0-9.]+", "-", f"{tensorrt_version}-{gpu_name}-sm{compute_capability[0]}{compute_capability[1]}"
+        )
         return self.root / "timing" / f"{slug.strip('-')}.cache"
 
     def load_timing(self, path: Path) -> bytes:

@@ -14,6 +14,7 @@ Nothing here imports TensorRT, so every rewrite is tested on ONNX Runtime CPU.
 from __future__ import annotations
 
 from sdk.errors import BackendUnavailableError, ModelError
+
 # The factor specialisation and file helpers are the core's (the optimisation pass uses them too).
 from sdk.optimize.graph import load_with_weights, save, shape_inputs, specialise  # noqa: F401
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sdk.errors import InputError
 
@@ -39,7 +40,7 @@ class TrtOptions:
         return BuildSettings(self.precision, self.workspace, self.optimization_level)
 
     @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> "TrtOptions":
+    def parse(cls, options: Mapping[str, Any]) -> TrtOptions:
         unknown = sorted(set(options) - set(HELP))
         if unknown:
             listing = "; ".join(f"{name}: {text}" for name, text in HELP.items())

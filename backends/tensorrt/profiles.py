@@ -14,8 +14,8 @@ sized for the profile's maximum. Profiles come from two places:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 from sdk.backend import TensorInfo
 from sdk.errors import InputError
@@ -100,8 +100,12 @@ def parse_option(option, inputs: Sequence[TensorInfo]) -> dict[str, ShapeRange]:
     return ranges
 
 
-def derive(inputs: Iterable[TensorInfo], shapes: Mapping[str, Sequence[int]],
-           given: Mapping[str, ShapeRange] | None = None, previous: Profile | None = None) -> Profile:
+def derive(
+    inputs: Iterable[TensorInfo],
+    shapes: Mapping[str, Sequence[int]],
+    given: Mapping[str, ShapeRange] | None = None,
+    previous: Profile | None = None,
+) -> Profile:
     """The profile for an engine that must run ``shapes``.
 
     ``given`` ranges are used as they are; every other input gets a derived range that covers both

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -36,7 +36,9 @@ def import_pycuda():
             "and needs the CUDA toolkit: nvcc on PATH, CUDA headers)"
         ) from exc
     except Exception as exc:  # libcuda missing or too old for this pycuda build
-        raise BackendUnavailableError(f"pycuda does not load ({type(exc).__name__}: {exc}); check the NVIDIA driver") from exc
+        raise BackendUnavailableError(
+            f"pycuda does not load ({type(exc).__name__}: {exc}); check the NVIDIA driver"
+        ) from exc
     return cuda
 
 
@@ -113,7 +115,9 @@ class EngineRunner:
             self._runtime = trt.Runtime(logger)
             self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
             if self._engine is None:
-                raise IncompatibleEngine("TensorRT could not deserialize the engine (built by another TensorRT or for another GPU)")
+                raise IncompatibleEngine(
+                    "TensorRT could not deserialize the engine (built by another TensorRT or for another GPU)"
+                )
             self._context = self._engine.create_execution_context()
             if self._context is None:
                 raise SDKError("TensorRT could not create an execution context; the GPU may be out of memory")
@@ -138,8 +142,10 @@ class EngineRunner:
                     continue
                 array = np.ascontiguousarray(feeds[tensor.name], dtype=tensor.dtype)
                 if not context.set_input_shape(tensor.name, array.shape):
-                    raise InputError(f"TensorRT rejected shape {list(array.shape)} for input {tensor.name!r}: "
-                                     "it is outside the engine's optimisation profile")
+                    raise InputError(
+                        f"TensorRT rejected shape {list(array.shape)} for input {tensor.name!r}: "
+                        "it is outside the engine's optimisation profile"
+                    )
                 buffer = self._buffers[tensor.name]
                 buffer.fit(max(1, array.nbytes))
                 staged = buffer.view(array.shape, tensor.dtype)

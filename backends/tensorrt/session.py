@@ -12,9 +12,9 @@ import logging
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -49,12 +49,23 @@ def specialisation_of(feeds: Mapping[str, np.ndarray], names) -> Specialisation:
     return tuple(specialisation)
 
 
-def engine_key(model_sha256: str, specialisation: Specialisation, profile: profiles.Profile, options: TrtOptions,
-               tensorrt_version: str, gpu: GPU) -> EngineKey:
+def engine_key(
+    model_sha256: str,
+    specialisation: Specialisation,
+    profile: profiles.Profile,
+    options: TrtOptions,
+    tensorrt_version: str,
+    gpu: GPU,
+) -> EngineKey:
     return EngineKey(
-        model_sha256=model_sha256, specialisation=specialisation, profile=profile.canonical(),
-        precision=options.precision, tensorrt_version=tensorrt_version, gpu_name=gpu.name,
-        compute_capability=tuple(gpu.compute_capability), builder=options.settings.key_items(),
+        model_sha256=model_sha256,
+        specialisation=specialisation,
+        profile=profile.canonical(),
+        precision=options.precision,
+        tensorrt_version=tensorrt_version,
+        gpu_name=gpu.name,
+        compute_capability=tuple(gpu.compute_capability),
+        builder=options.settings.key_items(),
     )
 
 
@@ -68,8 +79,9 @@ def prepare_onnx(model, specialisation: Specialisation, fp16: bool, work: Path) 
         return model.path, [(n.name, n.op_type) for n in model.proto.graph.node]
     proto = graph.load_with_weights(model.path)
     if specialisation:
-        proto = graph.specialise(proto, {name: np.asarray(v, dtype=np.float64).reshape(shape)
-                                         for name, shape, v in specialisation})
+        proto = graph.specialise(
+            proto, {name: np.asarray(v, dtype=np.float64).reshape(shape) for name, shape, v in specialisation}
+        )
     if fp16:
         proto = graph.to_fp16(proto)
     return graph.save(proto, work / "model.onnx"), [(n.name, n.op_type) for n in proto.graph.node]
@@ -86,8 +98,10 @@ class TensorRTSession(Session):
         self._engine_inputs = [i for i in model.inputs if i.name not in self._shape_inputs]
         specialised = sorted(set(options.profile or {}) & set(self._shape_inputs))
         if specialised:
-            raise InputError(f"profile names {specialised}, but those inputs set output sizes: the engine is built "
-                             "for each of their values, so they take no profile; leave them out")
+            raise InputError(
+                f"profile names {specialised}, but those inputs set output sizes: the engine is built "
+                "for each of their values, so they take no profile; leave them out"
+            )
         self._given = profiles.parse_option(options.profile, self._engine_inputs)
         self._cache = EngineCache(options.cache_dir, options.lock_timeout)
         # Checked last: a mistake in the options should not cost a CUDA context.
@@ -122,11 +136,15 @@ class TensorRTSession(Session):
             misses = [name for name, r in self._given.items() if not r.contains(shapes[name])]
         fixed = [name for name in misses if name in self._given]
         if fixed:
-            raise InputError(profiles.describe_miss(profiles.Profile(tuple(self._given.items())), fixed[0], shapes[fixed[0]]))
+            raise InputError(
+                profiles.describe_miss(profiles.Profile(tuple(self._given.items())), fixed[0], shapes[fixed[0]])
+            )
         previous = loaded.profile if loaded is not None else None
         profile = profiles.derive(self._engine_inputs, shapes, self._given, previous)
         if loaded is not None:
-            log.warning("input shapes %s are outside the engine's profile; building a wider one (cached afterwards)", shapes)
+            log.warning(
+                "input shapes %s are outside the engine's profile; building a wider one (cached afterwards)", shapes
+            )
         runner = self._load(specialisation, profile)
         if loaded is not None:
             loaded.runner.close()
@@ -144,16 +162,29 @@ class TensorRTSession(Session):
         description = {"model": str(self._model.path), "what": what}
 
         def build_now() -> bytes:
-            log.warning("building a TensorRT engine for %s on %s; this can take minutes, and is cached in %s",
-                        what, self._gpu.name, self._cache.root)
+            log.warning(
+                "building a TensorRT engine for %s on %s; this can take minutes, and is cached in %s",
+                what,
+                self._gpu.name,
+                self._cache.root,
+            )
             timing_path = self._cache.timing_path(trt.__version__, self._gpu.name, self._gpu.compute_capability)
             with tempfile.TemporaryDirectory(prefix="sdk-trt-") as work:
-                onnx_path, nodes = prepare_onnx(self._model, specialisation,
-                                                fp16_in_graph(trt, self._options.precision), Path(work))
+                onnx_path, nodes = prepare_onnx(
+                    self._model, specialisation, fp16_in_graph(trt, self._options.precision), Path(work)
+                )
                 progress = BuildProgress(what) if self._options.progress else None
                 with self._device.active():
-                    engine, timing = build(trt, onnx_path, nodes, profile, self._options.settings,
-                                           self._cache.load_timing(timing_path), what, progress)
+                    engine, timing = build(
+                        trt,
+                        onnx_path,
+                        nodes,
+                        profile,
+                        self._options.settings,
+                        self._cache.load_timing(timing_path),
+                        what,
+                        progress,
+                    )
             self._cache.store_timing(timing_path, timing)
             return engine
 

@@ -34,7 +34,7 @@ class Row:
 
 
 def parse_variant(text: str) -> tuple[str, tuple]:
-    """"NAME:precision=int8,optimize=false" -> ("NAME", (("optimize", False), ("precision", "int8")))."""
+    """ "NAME:precision=int8,optimize=false" -> ("NAME", (("optimize", False), ("precision", "int8")))."""
     name, sep, rest = text.partition(":")
     pairs = [p for p in rest.split(",") if p.strip()]
     if not sep or not name.strip() or not pairs or any("=" not in p for p in pairs):
@@ -75,8 +75,10 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False, vari
     known = {"all", "raw", REFERENCE, PEER, FLOOR, *names, *raw_names}
     unknown = [t for t in tokens if t not in known]
     if unknown:
-        raise SDKError(f"unknown --backends {unknown}; choose from all, raw, {REFERENCE}, {PEER}, {FLOOR}, "
-                       f"{', '.join(names)}, {', '.join(raw_names)}")
+        raise SDKError(
+            f"unknown --backends {unknown}; choose from all, raw, {REFERENCE}, {PEER}, {FLOOR}, "
+            f"{', '.join(names)}, {', '.join(raw_names)}"
+        )
     everything = "all" in tokens or not tokens
     chosen = [r for r in records if not r.load_error and (everything or r.name in tokens)]
     rows = []
@@ -128,21 +130,29 @@ def run_from_args(args) -> int:
     rows = plan_rows(args.backends, args.device, getattr(args, "unoptimized", False), variants)
     machine = describe_machine(args.note)
     config = {
-        "model": model.name, "model_file": model.path.name, "model_sha256": model.sha256[:16],
+        "model": model.name,
+        "model_file": model.path.name,
+        "model_sha256": model.sha256[:16],
         "pipeline": declared,
-        "scale": scale, "sizes": list(args.size), "batches": list(args.batch),
-        "backends": args.backends, "device": args.device, "warmup": args.warmup, "runs": args.runs,
-        "stage_runs": stage_runs, "schedule": args.schedule,
+        "scale": scale,
+        "sizes": list(args.size),
+        "batches": list(args.batch),
+        "backends": args.backends,
+        "device": args.device,
+        "warmup": args.warmup,
+        "runs": args.runs,
+        "stage_runs": stage_runs,
+        "schedule": args.schedule,
         "tolerance": {"max_abs_diff": tolerance.max_abs_diff, "min_psnr_db": tolerance.min_psnr_db},
         "inputs": "scikit-image photos (astronaut, then coffee, chelsea, rocket for a batch), centre-cropped "
-                  "and resized to size x size with PIL bicubic",
+        "and resized to size x size with PIL bicubic",
         "reference": "",
         "raw_baseline": "each backend's own bare engine (Backend.raw_runner) on the model file its Session gets, "
-                        "set up with the same settings, fed a tensor prepared before timing; latency = the engine call",
+        "set up with the same settings, fed a tensor prepared before timing; latency = the engine call",
         "peer": "the same PyTorch module in channels_last memory format under torch.compile (inductor), compiled "
-                "before the warm-up (compile_s), so no timed call includes compiling",
+        "before the warm-up (compile_s), so no timed call includes compiling",
         "floor": "model FLOPs (convolutions and matrix products, counted from the graph at each size) at the "
-                 "float32 sgemm rate of numpy's BLAS, measured as a row of the same interleaved run",
+        "float32 sgemm rate of numpy's BLAS, measured as a row of the same interleaved run",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(shlex.quote(a) for a in sys.argv),
     }
@@ -150,8 +160,10 @@ def run_from_args(args) -> int:
     reporter.header(machine, config, tolerance)
     results, crashed = [], []
     groups = [(size, batch) for size in args.size for batch in args.batch]
-    with tempfile.TemporaryDirectory(prefix="sdk-bench-") as scratch, reporter.progress(
-            len(groups) * len(rows) * plan.steps_per_row()) as tick:
+    with (
+        tempfile.TemporaryDirectory(prefix="sdk-bench-") as scratch,
+        reporter.progress(len(groups) * len(rows) * plan.steps_per_row()) as tick,
+    ):
         from .flops import model_flops
 
         for size, batch in groups:
@@ -160,9 +172,18 @@ def run_from_args(args) -> int:
             measurements = []
             for index, row in enumerate(rows):
                 # Raw rows run on their engine's device; the SDK and torch choose from --device.
-                job = Job(row.kind, row.backend, args.model, row.device if row.kind == "raw" else args.device,
-                          images, scale, str(Path(scratch) / f"{size}-{batch}-{index}.npy"), row.options, flops,
-                          pipeline=declared)
+                job = Job(
+                    row.kind,
+                    row.backend,
+                    args.model,
+                    row.device if row.kind == "raw" else args.device,
+                    images,
+                    scale,
+                    str(Path(scratch) / f"{size}-{batch}-{index}.npy"),
+                    row.options,
+                    flops,
+                    pipeline=declared,
+                )
                 m = Measurement(job, device=row.device)
                 if row.reason:
                     m.fail(row.reason)
@@ -184,8 +205,11 @@ def run_from_args(args) -> int:
         write_plot(document, Path(args.plot_path))
     failed = [r for r in results if r["passed"] is False]
     for r in failed:
-        reporter.note(f"FAIL: {r['kind']} {r['backend']} at {r['size']}px batch {r['batch']}: max abs diff "
-                      f"{r['max_abs_diff']}, PSNR {r['psnr_db']} (needs {tolerance})", style="red")
+        reporter.note(
+            f"FAIL: {r['kind']} {r['backend']} at {r['size']}px batch {r['batch']}: max abs diff "
+            f"{r['max_abs_diff']}, PSNR {r['psnr_db']} (needs {tolerance})",
+            style="red",
+        )
     for m, size in crashed:
         reporter.note(f"CRASH: {m.job.kind} {m.job.backend} at {size}px: {m.reason}", style="red")
     return 1 if failed or crashed else 0
@@ -198,27 +222,48 @@ def reduced_precision(record: dict) -> bool:
     return (record.get("options") or {}).get("precision") not in FULL_PRECISION
 
 
-def judge(measurements: list[Measurement], size: int, batch: int, tolerance: Tolerance,
-          flops: float = 0.0) -> list[dict]:
+def judge(
+    measurements: list[Measurement], size: int, batch: int, tolerance: Tolerance, flops: float = 0.0
+) -> list[dict]:
     """Result records (the JSON schema) for one size and batch, with accuracy against torch."""
     reference = next((m for m in measurements if m.job.kind == "reference" and m.available), None)
     expected = np.load(reference.job.output_path) if reference is not None else None
     results = []
     for m in measurements:
         record = {
-            "backend": m.job.backend, "kind": m.job.kind, "options": dict(m.job.options), "size": size,
-            "batch": batch, "device": m.device, "available": m.available, "reason": m.reason, "load_s": None,
-            "compile_s": m.compile_s, "first_ms": None, "gflop": flops / 1e9 if flops else None, "floor_ms": None,
+            "backend": m.job.backend,
+            "kind": m.job.kind,
+            "options": dict(m.job.options),
+            "size": size,
+            "batch": batch,
+            "device": m.device,
+            "available": m.available,
+            "reason": m.reason,
+            "load_s": None,
+            "compile_s": m.compile_s,
+            "first_ms": None,
+            "gflop": flops / 1e9 if flops else None,
+            "floor_ms": None,
             "sgemm_gflops": None,
-            "latency_ms": None, "images_per_s": None, "stages_ms": None, "peak_rss_mb": None,
-            "max_abs_diff": None, "psnr_db": None, "passed": None,
+            "latency_ms": None,
+            "images_per_s": None,
+            "stages_ms": None,
+            "peak_rss_mb": None,
+            "max_abs_diff": None,
+            "psnr_db": None,
+            "passed": None,
         }
         if m.available and m.times:
             latency = latency_summary(m.times)
             stages = stage_means(m.stages) if m.has_stages else {"pre": None, "infer": latency["mean"], "post": None}
-            record.update(load_s=m.load_s, first_ms=m.first_ms, latency_ms=latency,
-                          images_per_s=batch / (latency["mean"] / 1e3), stages_ms=stages,
-                          peak_rss_mb=m.peak_rss_mb)
+            record.update(
+                load_s=m.load_s,
+                first_ms=m.first_ms,
+                latency_ms=latency,
+                images_per_s=batch / (latency["mean"] / 1e3),
+                stages_ms=stages,
+                peak_rss_mb=m.peak_rss_mb,
+            )
             if m.job.kind == "floor" and m.sgemm_flops:
                 # The sgemm ran (almost) the model's FLOPs; scale its time to exactly that many.
                 record["floor_ms"] = latency["mean"] * flops / m.sgemm_flops

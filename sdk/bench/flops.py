@@ -55,6 +55,8 @@ def model_flops(model, size: int, batch: int, scale: int) -> float:
             a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
             if not a or not out or 0 in a or 0 in out:
                 return 0.0
-            inner = a[-2] if node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute) else a[-1]
+            inner = (
+                a[-2] if node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute) else a[-1]
+            )
             total += 2.0 * float(np.prod(out)) * inner
     return total

@@ -32,7 +32,7 @@ def _square(image: np.ndarray, size: int) -> np.ndarray:
     h, w = image.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    crop = image[top:top + side, left:left + side]
+    crop = image[top : top + side, left : left + side]
     if side == size:
         return np.ascontiguousarray(crop)
     return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BICUBIC))

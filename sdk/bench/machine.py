@@ -61,8 +61,11 @@ def describe_machine(note: str = "") -> dict:
         "python": platform.python_version(),
         "libraries": _versions(),
         # Each backend's probe details (engine version, GPU ...) and the distribution that provides it.
-        "backends": {b.name: {"distribution": f"{b.distribution} {b.version}", "available": b.available, **b.details}
-                     for b in list_backends() if not b.load_error},
+        "backends": {
+            b.name: {"distribution": f"{b.distribution} {b.version}", "available": b.available, **b.details}
+            for b in list_backends()
+            if not b.load_error
+        },
         # How busy the machine was when the run began: other jobs make absolute times unreliable.
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "note": note,

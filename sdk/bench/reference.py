@@ -9,7 +9,7 @@ the matching torch operators. Only the torch worker imports this module.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +66,9 @@ class GraphModule(nn.Module):
                 self.nodes.append((node.op_type, list(node.input), list(node.output), attrs))
         unknown = sorted({op for op, *_ in self.nodes} - set(_OPS))
         if unknown:
-            raise ModelError(f"the torch reference cannot run ONNX op(s) {unknown}; it knows Constant and {sorted(_OPS)}")
+            raise ModelError(
+                f"the torch reference cannot run ONNX op(s) {unknown}; it knows Constant and {sorted(_OPS)}"
+            )
 
     def _apply(self, fn, *args, **kwargs):
         # .to(device) moves the weights too: they live in a plain dict, not in registered buffers.
@@ -85,8 +87,15 @@ def _conv(x, attrs):
     if pads[:2] != pads[2:]:
         x[0] = F.pad(x[0], (pads[1], pads[3], pads[0], pads[2]))
         pads = [0, 0]
-    return F.conv2d(x[0], x[1], x[2] if len(x) > 2 else None, stride=attrs.get("strides", 1), padding=pads[:2],
-                    dilation=attrs.get("dilations", 1), groups=attrs.get("group", 1))
+    return F.conv2d(
+        x[0],
+        x[1],
+        x[2] if len(x) > 2 else None,
+        stride=attrs.get("strides", 1),
+        padding=pads[:2],
+        dilation=attrs.get("dilations", 1),
+        groups=attrs.get("group", 1),
+    )
 
 
 def _floats(tensor) -> list[float]:
@@ -109,7 +118,9 @@ def _resize(x, attrs):
         raise ModelError("the torch reference met a Resize with neither scales nor sizes")
     if mode == "nearest":
         if transform != "asymmetric":
-            raise ModelError(f"the torch reference runs nearest Resize only with asymmetric coordinates, not {transform}")
+            raise ModelError(
+                f"the torch reference runs nearest Resize only with asymmetric coordinates, not {transform}"
+            )
         return F.interpolate(image, mode="nearest", **kwargs)
     if mode == "cubic" and attrs.get("cubic_coeff_a", -0.75) != -0.75:
         raise ModelError("the torch reference runs cubic Resize only with cubic_coeff_a = -0.75 (torch's kernel)")
@@ -135,7 +146,9 @@ _OPS: dict[str, Callable] = {
     "Sub": lambda x, a: x[0] - x[1],
     "Mul": lambda x, a: x[0] * x[1],
     "Div": lambda x, a: x[0] / x[1],
-    "Clip": lambda x, a: torch.clamp(x[0], a.get("min", x[1] if len(x) > 1 else None), a.get("max", x[2] if len(x) > 2 else None)),
+    "Clip": lambda x, a: torch.clamp(
+        x[0], a.get("min", x[1] if len(x) > 1 else None), a.get("max", x[2] if len(x) > 2 else None)
+    ),
     "Identity": lambda x, a: x[0],
     "Resize": _resize,
     "Upsample": _resize,

@@ -17,13 +17,40 @@ from pathlib import Path
 from ..errors import SDKError
 from ..files import atomic_file, atomic_write
 
-LABELS = {"sdk": "{}", "raw": "raw {}", "reference": "{} eager (reference)", "peer": "{} channels_last+compile",
-          "floor": "fp32 floor ({})"}
+LABELS = {
+    "sdk": "{}",
+    "raw": "raw {}",
+    "reference": "{} eager (reference)",
+    "peer": "{} channels_last+compile",
+    "floor": "fp32 floor ({})",
+}
 # Two tables, so that each fits a terminal: how fast, then where the time goes and how right.
-SPEED_COLUMNS = ("backend", "device", "load s", "first ms", "mean ms", "p50 ms", "p90 ms", "min ms",
-                 "img/s", "vs torch", "vs compiled", "of floor", "vs raw")
-DETAIL_COLUMNS = ("backend", "compile s", "pre ms", "infer ms", "post ms", "peak RSS MB", "max diff", "PSNR dB",
-                  "accuracy")
+SPEED_COLUMNS = (
+    "backend",
+    "device",
+    "load s",
+    "first ms",
+    "mean ms",
+    "p50 ms",
+    "p90 ms",
+    "min ms",
+    "img/s",
+    "vs torch",
+    "vs compiled",
+    "of floor",
+    "vs raw",
+)
+DETAIL_COLUMNS = (
+    "backend",
+    "compile s",
+    "pre ms",
+    "infer ms",
+    "post ms",
+    "peak RSS MB",
+    "max diff",
+    "PSNR dB",
+    "accuracy",
+)
 LEFT = {"backend", "device", "accuracy"}
 OVERHEAD_TARGET_PCT = 3.0
 
@@ -96,21 +123,33 @@ def cells(record: dict, ratio: dict) -> dict[str, str]:
         accuracy = "reference"
     else:
         accuracy = "PASS" if record["passed"] else "FAIL"
-    psnr = "-" if record["max_abs_diff"] is None else ("inf" if record["psnr_db"] is None else f"{record['psnr_db']:.1f}")
+    psnr = (
+        "-" if record["max_abs_diff"] is None else ("inf" if record["psnr_db"] is None else f"{record['psnr_db']:.1f}")
+    )
     lat = lat or {}
     return {
-        "backend": label(record), "device": record["device"] or "-", "load s": _num(record["load_s"], 2),
-        "first ms": _ms(record["first_ms"]), "mean ms": _ms(lat.get("mean")), "p50 ms": _ms(lat.get("p50")),
-        "p90 ms": _ms(lat.get("p90")), "p99 ms": _ms(lat.get("p99")), "min ms": _ms(lat.get("min")),
+        "backend": label(record),
+        "device": record["device"] or "-",
+        "load s": _num(record["load_s"], 2),
+        "first ms": _ms(record["first_ms"]),
+        "mean ms": _ms(lat.get("mean")),
+        "p50 ms": _ms(lat.get("p50")),
+        "p90 ms": _ms(lat.get("p90")),
+        "p99 ms": _ms(lat.get("p99")),
+        "min ms": _ms(lat.get("min")),
         "img/s": _num(record["images_per_s"], 2),
         "vs torch": "-" if ratio["torch"] is None else f"{ratio['torch']:.2f}x",
         "vs compiled": "-" if ratio["compiled"] is None else f"{ratio['compiled']:.2f}x",
         "of floor": "-" if ratio["floor"] is None else f"{ratio['floor'] * 100:.0f}%",
         "vs raw": "-" if ratio["overhead"] is None else f"{ratio['overhead']:+.1f}%",
         "compile s": _num(record.get("compile_s"), 1),
-        "pre ms": _ms(stages.get("pre")), "infer ms": _ms(stages.get("infer")), "post ms": _ms(stages.get("post")),
-        "peak RSS MB": _num(record["peak_rss_mb"], 0), "max diff": _num(record["max_abs_diff"], 0),
-        "PSNR dB": psnr, "accuracy": accuracy,
+        "pre ms": _ms(stages.get("pre")),
+        "infer ms": _ms(stages.get("infer")),
+        "post ms": _ms(stages.get("post")),
+        "peak RSS MB": _num(record["peak_rss_mb"], 0),
+        "max diff": _num(record["max_abs_diff"], 0),
+        "PSNR dB": psnr,
+        "accuracy": accuracy,
     }
 
 
@@ -123,9 +162,11 @@ def machine_line(machine: dict) -> str:
     gpus = ", ".join(f"{g['name']} ({g['memory_gib']} GiB)" for g in machine["gpus"]) or "no GPU"
     features = ", ".join(machine["cpu_features"]) or "no AVX2"
     load = machine.get("load_average")
-    return (f"{machine['cpu']}: {machine['physical_cores']} physical / {machine['logical_cores']} logical cores "
-            f"({machine['usable_cores']} usable; {features}), {machine['memory_gib']} GiB RAM, {gpus}; "
-            f"{machine['os']}, Python {machine['python']}" + (f"; load average at start {load[0]}" if load else ""))
+    return (
+        f"{machine['cpu']}: {machine['physical_cores']} physical / {machine['logical_cores']} logical cores "
+        f"({machine['usable_cores']} usable; {features}), {machine['memory_gib']} GiB RAM, {gpus}; "
+        f"{machine['os']}, Python {machine['python']}" + (f"; load average at start {load[0]}" if load else "")
+    )
 
 
 def prepost_share(record: dict) -> float | None:
@@ -147,8 +188,10 @@ def summary_lines(group: list[dict]) -> list[str]:
     lines = []
     floor = next((r for r in group if r["kind"] == "floor" and r.get("floor_ms")), None)
     if floor:
-        lines.append(f"fp32 floor: {floor['gflop']:.2f} GFLOP per call at {floor['sgemm_gflops']:.0f} GFLOP/s "
-                     f"(numpy sgemm, measured in this run) = {floor['floor_ms']:.1f} ms")
+        lines.append(
+            f"fp32 floor: {floor['gflop']:.2f} GFLOP per call at {floor['sgemm_gflops']:.0f} GFLOP/s "
+            f"(numpy sgemm, measured in this run) = {floor['floor_ms']:.1f} ms"
+        )
     for r in group:
         if r["kind"] not in ("sdk", "peer") or id(r) not in found:
             continue
@@ -162,8 +205,10 @@ def summary_lines(group: list[dict]) -> list[str]:
             parts.append(f"{ratio['floor'] * 100:.0f}% of the fp32 floor")
         if ratio["overhead"] is not None:
             verdict = "within" if ratio["overhead"] <= OVERHEAD_TARGET_PCT else "over"
-            parts.append(f"SDK vs raw engine {ratio['overhead']:+.1f}% / {ratio['overhead_ms']:+.2f} ms "
-                         f"(p50 latency; {verdict} the {OVERHEAD_TARGET_PCT:g}% target)")
+            parts.append(
+                f"SDK vs raw engine {ratio['overhead']:+.1f}% / {ratio['overhead_ms']:+.2f} ms "
+                f"(p50 latency; {verdict} the {OVERHEAD_TARGET_PCT:g}% target)"
+            )
         share = prepost_share(r)
         if share is not None and r["kind"] == "sdk":
             parts.append(f"SDK pre+post {share:.1f}% of the call (timed within the same calls: no row-to-row noise)")
@@ -186,9 +231,11 @@ class Reporter:
     def header(self, machine: dict, config: dict, tolerance) -> None:
         from rich.markup import escape
 
-        self.console.print(f"[bold]sdk bench[/] {escape(config['model'])} x{config['scale']}, sizes "
-                           f"{config['sizes']}, batch {config['batches']}, warm-up {config['warmup']}, "
-                           f"{config['runs']} runs, {config['schedule']}")
+        self.console.print(
+            f"[bold]sdk bench[/] {escape(config['model'])} x{config['scale']}, sizes "
+            f"{config['sizes']}, batch {config['batches']}, warm-up {config['warmup']}, "
+            f"{config['runs']} runs, {config['schedule']}"
+        )
         self.console.print(escape(machine_line(machine)))
         if machine.get("note"):
             self.console.print(f"note: {escape(machine['note'])}")
@@ -201,8 +248,14 @@ class Reporter:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=self.console, transient=True) as bar:
+        with Progress(
+            TextColumn("{task.description:<32}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("starting", total=total)
             yield lambda description, n: bar.update(task, advance=n, description=description)
 
@@ -256,8 +309,10 @@ def summary_markdown(document: dict) -> list[str]:
     parts = groups(document["results"])
     if not parts:
         return []
-    heads = [f"{size}px" + (f" x{batch}" if batch > 1 or len({b for (_, b), _ in parts}) > 1 else "")
-             for (size, batch), _ in parts]
+    heads = [
+        f"{size}px" + (f" x{batch}" if batch > 1 or len({b for (_, b), _ in parts}) > 1 else "")
+        for (size, batch), _ in parts
+    ]
     lines = ["| backend | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     keys: list[tuple] = []
     first: dict[tuple, dict] = {}
@@ -296,7 +351,8 @@ def markdown(document: dict) -> str:
     machine, config = document["machine"], document["config"]
     tol = config["tolerance"]
     lines = [
-        f"# Benchmark: {config['model']} x{config['scale']} on every backend", "",
+        f"# Benchmark: {config['model']} x{config['scale']} on every backend",
+        "",
         f"- Machine: {machine_line(machine)}",
         f"- Libraries: {', '.join(f'{k} {v}' for k, v in machine['libraries'].items())}",
     ]
@@ -311,7 +367,8 @@ def markdown(document: dict) -> str:
         "`vs compiled` = the same against torch channels_last + torch.compile; `of floor` = the fp32 floor's time "
         "(model FLOPs at numpy's measured sgemm rate) / the row's; `vs raw` = SDK p50 latency over the bare engine's "
         "(raw: the backend's own engine call on a prepared tensor, no pre/post)",
-        f"- Command: `{config['command']}`", "",
+        f"- Command: `{config['command']}`",
+        "",
     ]
     lines += summary_markdown(document) + [""]
     for (size, batch), group in groups(document["results"]):
@@ -319,14 +376,18 @@ def markdown(document: dict) -> str:
         measured = [r for r in group if r["latency_ms"]]
         lines += [f"## {title(config, size, batch)}", ""]
         for columns in (SPEED_COLUMNS, DETAIL_COLUMNS):
-            lines += ["| " + " | ".join(columns) + " |",
-                      "|" + "|".join("---" if c in LEFT else "---:" for c in columns) + "|"]
+            lines += [
+                "| " + " | ".join(columns) + " |",
+                "|" + "|".join("---" if c in LEFT else "---:" for c in columns) + "|",
+            ]
             for record in measured:
                 values = cells(record, found.get(id(record), NO_RATIO))
                 lines.append("| " + " | ".join(values[c] for c in columns) + " |")
             lines.append("")
         lines += [f"- {line}" for line in summary_lines(group)]
-        lines += [f"- not measured: **{label(r)}** ({r['device']}): {r['reason']}" for r in group if not r["latency_ms"]]
+        lines += [
+            f"- not measured: **{label(r)}** ({r['device']}): {r['reason']}" for r in group if not r["latency_ms"]
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -374,8 +435,12 @@ def write_plot(document: dict, path: Path) -> None:
         if missing:
             axis.set_xlabel("not available here: " + ", ".join(missing), fontsize=8, color="#555555")
     machine = document["machine"]
-    figure.suptitle(f"{machine['cpu']}, {machine['usable_cores']} cores"
-                    + (f", {machine['gpus'][0]['name']}" if machine["gpus"] else "") + " - sdk bench", fontsize=11)
+    figure.suptitle(
+        f"{machine['cpu']}, {machine['usable_cores']} cores"
+        + (f", {machine['gpus'][0]['name']}" if machine["gpus"] else "")
+        + " - sdk bench",
+        fontsize=11,
+    )
     figure.tight_layout()
     with atomic_file(path) as handle:
         figure.savefig(handle, format=Path(path).suffix.lstrip(".") or "png", dpi=110)

@@ -38,7 +38,7 @@ class Job:
     pipeline: dict | None = None  # declared pipeline fields (--value-range ...), as Predictor(pipeline=)
 
 
-def make_runner(job: Job) -> "Runner":
+def make_runner(job: Job) -> Runner:
     if job.kind == "sdk":
         return SdkRunner(job)
     if job.kind == "raw":
@@ -77,8 +77,13 @@ class SdkRunner(Runner):
     def load(self) -> None:
         from ..predictor import Predictor
 
-        self.predictor = Predictor(self.job.model, backend=self.job.backend, device=self.job.device,
-                                   pipeline=self.job.pipeline, **dict(self.job.options))
+        self.predictor = Predictor(
+            self.job.model,
+            backend=self.job.backend,
+            device=self.job.device,
+            pipeline=self.job.pipeline,
+            **dict(self.job.options),
+        )
         self.device = self.predictor.device
         self.scale = self.predictor.pipeline.check_scale(self.job.scale)
 
@@ -207,8 +212,10 @@ class FloorRunner(Runner):
         self.b = rng.standard_normal((side, side), dtype=np.float32)
         self.out = np.empty((side, side), dtype=np.float32)
         self.sgemm_flops = 2.0 * side**3
-        self.source = f"numpy {np.__version__} float32 matmul {side}x{side} @ {side}x{side} (the fastest of " \
-                      f"{sorted({model_side, *PROBE_SIDES})} in a probe)"
+        self.source = (
+            f"numpy {np.__version__} float32 matmul {side}x{side} @ {side}x{side} (the fastest of "
+            f"{sorted({model_side, *PROBE_SIDES})} in a probe)"
+        )
 
     def call(self):
         np.matmul(self.a, self.b, out=self.out)
@@ -274,16 +281,21 @@ class TorchRunner(Runner):
             self._infer(self.pipeline.prepare(self.batch, self.scale))
             self.compile_s = time.perf_counter() - start
         except Exception as exc:  # inductor needs a C++ compiler; without one there is no such row
-            raise BackendUnavailableError(f"torch.compile failed here ({type(exc).__name__}: {exc}); "
-                                          "it needs a working C++ compiler (g++)") from exc
+            raise BackendUnavailableError(
+                f"torch.compile failed here ({type(exc).__name__}: {exc}); it needs a working C++ compiler (g++)"
+            ) from exc
         self.source += ", channels_last + torch.compile (inductor)"
 
     def _infer(self, prepared) -> np.ndarray:
         torch = self.torch
         feeds = self.pipeline.feeds(prepared.tensor, self.scale)
         # Resize's factor is read as numbers by the module: it stays on the host, as in ORT.
-        args = [torch.from_numpy(feeds[name]).to(self.torch_device, memory_format=self.memory_format)
-                if feeds[name].ndim > 1 else torch.from_numpy(feeds[name]) for name in self.input_names]
+        args = [
+            torch.from_numpy(feeds[name]).to(self.torch_device, memory_format=self.memory_format)
+            if feeds[name].ndim > 1
+            else torch.from_numpy(feeds[name])
+            for name in self.input_names
+        ]
         with torch.inference_mode():
             out = self.module(*args)
         return self.pipeline.output(out.cpu().numpy(), prepared.tensor.shape, self.scale)

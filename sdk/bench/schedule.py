@@ -10,8 +10,8 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .runners import Job
 from .worker import serve
@@ -49,7 +49,9 @@ def _exit_reason(code: int | None) -> str:
         return "still running"
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
-        hint = " (the kernel's OOM killer? try --schedule sequential or a smaller size)" if -code == signal.SIGKILL else ""
+        hint = (
+            " (the kernel's OOM killer? try --schedule sequential or a smaller size)" if -code == signal.SIGKILL else ""
+        )
         return f"killed by {name}{hint}"
     return f"exit code {code}"
 
@@ -59,8 +61,12 @@ class Worker:
         self.measurement = measurement
         self.timeout = timeout
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=target, args=(child, measurement.job), daemon=True,
-                                       name=f"bench-{measurement.job.kind}-{measurement.job.backend}")
+        self.process = context.Process(
+            target=target,
+            args=(child, measurement.job),
+            daemon=True,
+            name=f"bench-{measurement.job.kind}-{measurement.job.backend}",
+        )
         self.process.start()
         child.close()  # so a crash shows here as EOF instead of a hang
 
@@ -83,7 +89,9 @@ class Worker:
             self.conn.send(message)
         except (BrokenPipeError, ConnectionError, OSError):
             self.process.join(5)
-            raise WorkerLost(f"the worker process died before {message[0]}: {_exit_reason(self.process.exitcode)}") from None
+            raise WorkerLost(
+                f"the worker process died before {message[0]}: {_exit_reason(self.process.exitcode)}"
+            ) from None
         return self.receive(message[0])
 
     def settle(self, quiet_s: float = 0.002, poll_s: float = 0.01, limit_s: float = 2.0) -> None:
@@ -133,8 +141,12 @@ class Plan:
         return 2 + self.warmup + self.runs + self.stage_runs  # load+first, warm-up, runs, stages, finish
 
 
-def measure(measurements: list[Measurement], plan: Plan, tick: Callable[[str, int], None] = lambda label, n: None,
-            targets: dict[int, Callable] | None = None) -> None:
+def measure(
+    measurements: list[Measurement],
+    plan: Plan,
+    tick: Callable[[str, int], None] = lambda label, n: None,
+    targets: dict[int, Callable] | None = None,
+) -> None:
     """Fill in every available measurement; rows that fail get their reason instead.
 
     ``targets`` maps id(measurement) to another worker entry point (tests use it to crash one).
@@ -150,8 +162,13 @@ def measure(measurements: list[Measurement], plan: Plan, tick: Callable[[str, in
 
 
 def _label(m: Measurement) -> str:
-    return {"sdk": m.job.backend, "raw": f"raw {m.job.backend}", "reference": m.job.backend,
-            "peer": f"{m.job.backend} compiled", "floor": "fp32 floor"}[m.job.kind]
+    return {
+        "sdk": m.job.backend,
+        "raw": f"raw {m.job.backend}",
+        "reference": m.job.backend,
+        "peer": f"{m.job.backend} compiled",
+        "floor": "fp32 floor",
+    }[m.job.kind]
 
 
 def balanced_orders(n: int) -> list[list[int]]:
@@ -225,7 +242,7 @@ def _run_group(context, group: list[Measurement], plan: Plan, tick, targets: dic
             done_steps[id(m)] += 1
             tick(_label(m), 1)
             worker.settle()  # its first call's spinning threads must not slow the next row's load
-        for worker in list(workers):
+        for worker in workers:
             if plan.warmup:
                 step(worker, ("warmup", plan.warmup), plan.warmup)
         for round_ in range(plan.runs):
@@ -243,7 +260,7 @@ def _run_group(context, group: list[Measurement], plan: Plan, tick, targets: dic
                 reply = step(worker, ("staged",))
                 if reply:
                     m.stages.append(reply[1])
-        for worker in list(workers):
+        for worker in workers:
             reply = step(worker, ("finish",))
             if reply:
                 worker.measurement.peak_rss_mb = reply[1]["peak_rss_mb"]

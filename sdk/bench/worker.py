@@ -52,10 +52,20 @@ def serve(conn, job) -> None:
     except Exception as exc:  # the row failed; the parent records why and goes on
         conn.send(("error", _describe(exc)))
         return
-    conn.send(("ready", {"load_s": loaded - start, "first_ms": first * 1e3, "device": runner.device,
-                         "has_stages": runner.has_stages, "source": getattr(runner, "source", ""),
-                         "compile_s": getattr(runner, "compile_s", None),
-                         "sgemm_flops": getattr(runner, "sgemm_flops", None)}))
+    conn.send(
+        (
+            "ready",
+            {
+                "load_s": loaded - start,
+                "first_ms": first * 1e3,
+                "device": runner.device,
+                "has_stages": runner.has_stages,
+                "source": getattr(runner, "source", ""),
+                "compile_s": getattr(runner, "compile_s", None),
+                "sgemm_flops": getattr(runner, "sgemm_flops", None),
+            },
+        )
+    )
     while True:
         try:
             message = conn.recv()

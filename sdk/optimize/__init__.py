@@ -16,8 +16,9 @@ file exactly as it is.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import InputError
 
@@ -45,8 +46,11 @@ def optimized_model(model, values: Mapping | None = None, cache_dir: Path | None
     from .graph import load_with_weights, specialise
     from .passes import PASS_VERSION, optimise
 
-    factor = tuple((name, tuple(float(v) for v in np.asarray(value).ravel())) for name, value in sorted(values.items())) \
-        if values else None
+    factor = (
+        tuple((name, tuple(float(v) for v in np.asarray(value).ravel())) for name, value in sorted(values.items()))
+        if values
+        else None
+    )
     key = OptimizeKey(model.sha256, factor, PASS_VERSION)
     cache = OptimizedCache(cache_dir)
     record = cache.get(key)
@@ -54,7 +58,9 @@ def optimized_model(model, values: Mapping | None = None, cache_dir: Path | None
         proto = load_with_weights(model.path)
         if values:
             shapes = {i.name: i for i in model.inputs}
-            proto = specialise(proto, {name: np.asarray(value, dtype=shapes[name].dtype) for name, value in values.items()})
+            proto = specialise(
+                proto, {name: np.asarray(value, dtype=shapes[name].dtype) for name, value in values.items()}
+            )
             _fix_declared_scale(proto, values)
         rewritten, rewrites = optimise(proto)
         for rewrite in rewrites:

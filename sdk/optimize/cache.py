@@ -60,7 +60,9 @@ class OptimizedCache:
         except (OSError, ValueError):
             return None
         # JSON has lists where the key has tuples: compare the two as JSON.
-        if record.get("key") != json.loads(json.dumps(asdict(key))) or (record.get("changed") and not model_path.is_file()):
+        if record.get("key") != json.loads(json.dumps(asdict(key))) or (
+            record.get("changed") and not model_path.is_file()
+        ):
             return None
         return record
 
@@ -76,7 +78,11 @@ class OptimizedCache:
                 atomic_write(model_path, proto.SerializeToString())
             else:  # protobuf's 2 GiB limit: weights beside it (written once per key, rarely contended)
                 save(proto, model_path)
-        record = {"key": asdict(key), "changed": changed, "rewrites": [str(r) for r in rewrites],
-                  "done": [r.done for r in rewrites]}
+        record = {
+            "key": asdict(key),
+            "changed": changed,
+            "rewrites": [str(r) for r in rewrites],
+            "done": [r.done for r in rewrites],
+        }
         atomic_write(record_path, json.dumps(record, indent=2) + "\n")
         return record

@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -86,8 +86,10 @@ def load_with_weights(path: Path):
     try:
         return onnx.load(str(path), load_external_data=True)
     except Exception as exc:
-        raise ModelError(f"cannot read {path} with its weights ({type(exc).__name__}: {exc}); "
-                         "keep the .onnx file next to its weight files") from exc
+        raise ModelError(
+            f"cannot read {path} with its weights ({type(exc).__name__}: {exc}); "
+            "keep the .onnx file next to its weight files"
+        ) from exc
 
 
 def save(proto, path: Path) -> Path:
@@ -98,8 +100,9 @@ def save(proto, path: Path) -> Path:
     if proto.ByteSize() < _INLINE_LIMIT:
         onnx.save(proto, str(path))
     else:
-        onnx.save(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=path.name + ".weights")
+        onnx.save(
+            proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=path.name + ".weights"
+        )
     return path
 
 

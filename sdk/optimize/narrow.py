@@ -103,19 +103,37 @@ def split_narrow_convs(graph, constants: dict[str, np.ndarray], counter: list[in
             for j in range(kw):
                 columns[c * kw + j, :, :, 0] = weight[c, :, :, j]
                 shifts[c, c * kw + j, 0, j] = 1.0
-        graph.initializer.extend([numpy_helper.from_array(columns, prefix + "columns"),
-                                  numpy_helper.from_array(shifts, prefix + "shifts")])
-        vertical = helper.make_node("Conv", [node.input[0], prefix + "columns"], [prefix + "mid"], name=prefix + "vertical",
-                                    kernel_shape=[kh, 1], pads=[pads[0], 0, pads[2], 0])
-        horizontal = helper.make_node("Conv", [prefix + "mid", prefix + "shifts", *([bias_name] if bias_name else [])],
-                                      list(node.output), name=prefix + "horizontal", kernel_shape=[1, kw],
-                                      pads=[0, pads[1], 0, pads[3]])
+        graph.initializer.extend(
+            [numpy_helper.from_array(columns, prefix + "columns"), numpy_helper.from_array(shifts, prefix + "shifts")]
+        )
+        vertical = helper.make_node(
+            "Conv",
+            [node.input[0], prefix + "columns"],
+            [prefix + "mid"],
+            name=prefix + "vertical",
+            kernel_shape=[kh, 1],
+            pads=[pads[0], 0, pads[2], 0],
+        )
+        horizontal = helper.make_node(
+            "Conv",
+            [prefix + "mid", prefix + "shifts", *([bias_name] if bias_name else [])],
+            list(node.output),
+            name=prefix + "horizontal",
+            kernel_shape=[1, kw],
+            pads=[0, pads[1], 0, pads[3]],
+        )
         position = index - 1
         del graph.node[position]
         graph.node.insert(position, horizontal)
         graph.node.insert(position, vertical)
         index += 1
         original, split = _blocked_cost(cout, cin, kh, kw)
-        report.append(Rewrite(label, True, f"Conv {kh}x{kw} {cin} -> {cout} -> Conv {kh}x1 {cin} -> {mid} + Conv 1x{kw} "
-                                           f"{mid} -> {cout} ({split} vs {original} blocked multiply-adds per pixel)"))
+        report.append(
+            Rewrite(
+                label,
+                True,
+                f"Conv {kh}x{kw} {cin} -> {cout} -> Conv {kh}x1 {cin} -> {mid} + Conv 1x{kw} "
+                f"{mid} -> {cout} ({split} vs {original} blocked multiply-adds per pixel)",
+            )
+        )
     return report

@@ -82,7 +82,9 @@ def _rewrite_one(graph, index: int, node, opset: int, constants, types, counter:
     label = node.name or f"{node.op_type}#{index}"
     kind = describe(node)  # read now: the node is replaced below
     if opset < 11:
-        return Rewrite(label, False, f"left alone: opset {opset} has no edge Pad input form or CRD DepthToSpace (needs 11)")
+        return Rewrite(
+            label, False, f"left alone: opset {opset} has no edge Pad input form or CRD DepthToSpace (needs 11)"
+        )
     attrs = {a.name for a in node.attribute}
     if "axes" in attrs:
         return Rewrite(label, False, "left alone: Resize with 'axes' is not rewritten")
@@ -94,8 +96,11 @@ def _rewrite_one(graph, index: int, node, opset: int, constants, types, counter:
         return Rewrite(label, False, f"left alone: scales {scales.tolist()} are not [1, 1, s, s] with a whole s")
     dtype, shape = types.get(node.input[0], (None, ()))
     if dtype not in _FLOATS or len(shape) != 4 or not isinstance(shape[1], int) or shape[1] < 1:
-        return Rewrite(label, False, f"left alone: its input is not an N x C x H x W float tensor with a known C "
-                                     f"(found {dtype} {list(shape)})")
+        return Rewrite(
+            label,
+            False,
+            f"left alone: its input is not an N x C x H x W float tensor with a known C (found {dtype} {list(shape)})",
+        )
     taps, why = cached_taps(node.SerializeToString(), opset, factor)
     if taps is None:
         return Rewrite(label, False, f"left alone ({kind}, x{factor}): {why}")
@@ -111,19 +116,38 @@ def _rewrite_one(graph, index: int, node, opset: int, constants, types, counter:
     graph.initializer.append(weights)
     nodes = []
     if radius:
-        pads = numpy_helper.from_array(np.array([0, 0, radius, radius, 0, 0, radius, radius], dtype=np.int64), prefix + "pads")
+        pads = numpy_helper.from_array(
+            np.array([0, 0, radius, radius, 0, 0, radius, radius], dtype=np.int64), prefix + "pads"
+        )
         graph.initializer.append(pads)
-        nodes.append(helper.make_node("Pad", [source, pads.name], [prefix + "padded"], mode="edge", name=prefix + "pad"))
+        nodes.append(
+            helper.make_node("Pad", [source, pads.name], [prefix + "padded"], mode="edge", name=prefix + "pad")
+        )
         source = prefix + "padded"
-    nodes.append(helper.make_node("Conv", [source, weights.name], [prefix + "phases"], group=channels,
-                                  kernel_shape=[size, size], name=prefix + "conv"))
-    nodes.append(helper.make_node("DepthToSpace", [prefix + "phases"], [output], blocksize=factor, mode="CRD",
-                                  name=prefix + "depth_to_space"))
+    nodes.append(
+        helper.make_node(
+            "Conv",
+            [source, weights.name],
+            [prefix + "phases"],
+            group=channels,
+            kernel_shape=[size, size],
+            name=prefix + "conv",
+        )
+    )
+    nodes.append(
+        helper.make_node(
+            "DepthToSpace", [prefix + "phases"], [output], blocksize=factor, mode="CRD", name=prefix + "depth_to_space"
+        )
+    )
     del graph.node[index]
     for offset, new in enumerate(nodes):
         graph.node.insert(index + offset, new)
-    return Rewrite(label, True, f"{kind}, x{factor} -> Pad(edge, {radius}) + Conv {size}x{size} "
-                                f"({channels} -> {channels * factor * factor}, group {channels}) + DepthToSpace({factor})")
+    return Rewrite(
+        label,
+        True,
+        f"{kind}, x{factor} -> Pad(edge, {radius}) + Conv {size}x{size} "
+        f"({channels} -> {channels * factor * factor}, group {channels}) + DepthToSpace({factor})",
+    )
 
 
 def _drop_dead(graph) -> None:

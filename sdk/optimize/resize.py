@@ -56,7 +56,9 @@ def _text(value) -> str:
 def describe(node) -> str:
     attrs = _attributes(node)
     mode = _text(attrs.get("mode", "nearest"))
-    coords = _text(attrs.get("coordinate_transformation_mode", "asymmetric" if node.op_type == "Upsample" else "half_pixel"))
+    coords = _text(
+        attrs.get("coordinate_transformation_mode", "asymmetric" if node.op_type == "Upsample" else "half_pixel")
+    )
     return f"{mode}, {coords}"
 
 
@@ -75,8 +77,11 @@ def _probe_model(node, opset: int, factor: int, length: int):
         inputs, inits = ["x", "", "scales"], [scales]
     probe = helper.make_node(node.op_type, inputs, ["y"], **attrs)
     graph = helper.make_graph(
-        [probe], "probe", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [length, 1, 1, length])],
-        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)], initializer=inits,
+        [probe],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [length, 1, 1, length])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)],
+        initializer=inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
@@ -113,17 +118,18 @@ def polyphase_taps(node, opset: int, factor: int) -> tuple[np.ndarray | None, st
     except Exception as exc:  # an attribute combination the reference refuses: not ours to rewrite
         return None, f"the ONNX reference cannot run it ({type(exc).__name__}: {exc})"
     centre = _PROBE_LENGTH // 2
-    rows = interior[factor * centre: factor * (centre + 1)]
+    rows = interior[factor * centre : factor * (centre + 1)]
     used = np.nonzero(np.abs(rows) > _ZERO)[1] - centre
     radius = int(np.abs(used).max()) if used.size else 0
     if radius > _PROBE_LENGTH // 4:
         return None, "its taps reach too far to be a short filter"
-    taps = rows[:, centre - radius: centre + radius + 1].copy()
+    taps = rows[:, centre - radius : centre + radius + 1].copy()
     taps[np.abs(taps) <= _ZERO] = 0.0
     for length in _CHECK_LENGTHS:
         expected = interior if length == _PROBE_LENGTH else _reference_matrix(node, opset, factor, length)
         if expected.shape != (factor * length, length) or not np.allclose(
-                _conv_matrix(taps, factor, length), expected, rtol=0, atol=_EXACT):
+            _conv_matrix(taps, factor, length), expected, rtol=0, atol=_EXACT
+        ):
             return None, f"it is not one filter per phase with clamped borders (checked at length {length})"
     return taps, ""
 

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -48,8 +48,13 @@ class FactorSession(Session):
     factor), or None when the pass changed nothing for that factor.
     """
 
-    def __init__(self, generic: Session, create: Callable[[FactorKey], Session | None], names: list[str],
-                 max_sessions: int = MAX_SESSIONS):
+    def __init__(
+        self,
+        generic: Session,
+        create: Callable[[FactorKey], Session | None],
+        names: list[str],
+        max_sessions: int = MAX_SESSIONS,
+    ):
         self._generic = generic
         self._create = create
         self._names = list(names)
@@ -89,7 +94,9 @@ class FactorSession(Session):
     def route(self, feeds: Mapping[str, np.ndarray]) -> tuple[Session, Mapping[str, np.ndarray]]:
         """The engine session these feeds go to, and the feeds it gets (without the baked factor)."""
         try:
-            raw = tuple([(value.dtype.char, value.shape, value.tobytes()) for value in map(feeds.__getitem__, self._names)])
+            raw = tuple(
+                [(value.dtype.char, value.shape, value.tobytes()) for value in map(feeds.__getitem__, self._names)]
+            )
         except AttributeError:  # not numpy arrays: the slow path converts (or refuses) them
             raw = None
         recent = self._recent

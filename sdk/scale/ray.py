@@ -19,9 +19,10 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -39,13 +40,14 @@ def import_ray():
     """``ray`` with Ray Data, or an SDKError that says how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401  (the job needs Ray Data, not only Ray Core)
+        import ray.data
     except ImportError as exc:
         raise SDKError(f"running on Ray needs Ray Data ({exc}); install it with {INSTALL_HINT}") from exc
     return ray
 
 
 # -- the model travels with the actors -----------------------------------------------------------
+
 
 def ship_model(model) -> Any:
     """What an actor needs to open ``model`` on any node.
@@ -84,6 +86,7 @@ def _open_shipped(model) -> str | Path:
 
 # -- the callable classes for Dataset.map_batches -------------------------------------------------
 
+
 class Upscaler:
     """One Predictor per Ray actor, for ``Dataset.map_batches`` over a column of images.
 
@@ -97,12 +100,27 @@ class Upscaler:
     call's ("auto": big images are tiled to fit the memory budget).
     """
 
-    def __init__(self, model="srcnn3", scale=None, backend: str = "auto", device: str = "auto",
-                 pipeline: Mapping | None = None, tile="auto", memory_budget=None, options: Mapping | None = None):
+    def __init__(
+        self,
+        model="srcnn3",
+        scale=None,
+        backend: str = "auto",
+        device: str = "auto",
+        pipeline: Mapping | None = None,
+        tile="auto",
+        memory_budget=None,
+        options: Mapping | None = None,
+    ):
         from ..predictor import Predictor
 
-        self.predictor = Predictor(_open_shipped(model), backend=backend, device=device, pipeline=pipeline,
-                                   memory_budget=memory_budget, **dict(options or {}))
+        self.predictor = Predictor(
+            _open_shipped(model),
+            backend=backend,
+            device=device,
+            pipeline=pipeline,
+            memory_budget=memory_budget,
+            **dict(options or {}),
+        )
         self.scale = self.predictor.pipeline.check_scale(scale)
         self.tile = tile
 
@@ -144,6 +162,7 @@ class FileUpscaler(Upscaler):
 
 
 # -- the whole job -----------------------------------------------------------------------------
+
 
 @dataclass
 class RaySummary(Summary):
@@ -210,7 +229,9 @@ def upscale_files(
     pairs = jobs.plan_outputs(jobs.collect_images(list(inputs)), Path(output))
     scale = check_scale(model, scale, pipeline)
     todo, done = jobs.split_existing(pairs, force)
-    summary = RaySummary(planned=len(pairs), skipped=len(done), removed_parts=jobs.remove_stale_parts(pairs), scale=scale)
+    summary = RaySummary(
+        planned=len(pairs), skipped=len(done), removed_parts=jobs.remove_stale_parts(pairs), scale=scale
+    )
     if not todo:
         return summary
     if not ray.is_initialized():
@@ -232,9 +253,17 @@ def upscale_files(
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         dataset = dataset.map_batches(
             upscaler,
-            fn_constructor_kwargs={"model": ship_model(model), "scale": scale, "backend": backend, "device": device,
-                                   "pipeline": pipeline, "tile": tile, "memory_budget": memory_budget,
-                                   "options": options, "orient": orient},
+            fn_constructor_kwargs={
+                "model": ship_model(model),
+                "scale": scale,
+                "backend": backend,
+                "device": device,
+                "pipeline": pipeline,
+                "tile": tile,
+                "memory_budget": memory_budget,
+                "options": options,
+                "orient": orient,
+            },
             batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(size=summary.actors),
             num_cpus=cpus_per_actor,
@@ -254,8 +283,11 @@ def upscale_files(
                 summary.failures.append((Path(row["source"]), row["error"]))
             else:
                 summary.written += 1
-        summary.failures += [(source, "lost: its actor failed more often than allowed; run the job again to retry it")
-                             for source, _ in todo if str(source) not in seen]
+        summary.failures += [
+            (source, "lost: its actor failed more often than allowed; run the job again to retry it")
+            for source, _ in todo
+            if str(source) not in seen
+        ]
     except jobs.Interrupted as exc:
         summary.interrupted = exc.signum
     finally:
@@ -286,9 +318,17 @@ def cmd_upscale(args) -> int:
         # After ray.init, which sets a SIGTERM handler of its own that exits with status 15.
         with jobs.stop_on_signals():
             summary = upscale_files(
-                args.inputs, args.output, model=args.model, scale=args.scale, backend=args.backend,
-                device=args.device, pipeline=pipeline_from_args(args), tile=tile, memory_budget=args.memory_budget,
-                force=args.force, orient=not args.no_exif_orientation,
+                args.inputs,
+                args.output,
+                model=args.model,
+                scale=args.scale,
+                backend=args.backend,
+                device=args.device,
+                pipeline=pipeline_from_args(args),
+                tile=tile,
+                memory_budget=args.memory_budget,
+                force=args.force,
+                orient=not args.no_exif_orientation,
             )
     finally:
         ray.shutdown()

@@ -72,8 +72,9 @@ def create_app(predictor, settings: ServeSettings | None = None, **overrides) ->
         Route("/v2/models/{name}/ready", server.model_ready, methods=["GET"]),
         infer,
     ]
-    app = Starlette(routes=routes, lifespan=server.lifespan,
-                    exception_handlers={404: server.not_found, 405: server.not_allowed})
+    app = Starlette(
+        routes=routes, lifespan=server.lifespan, exception_handlers={404: server.not_found, 405: server.not_allowed}
+    )
     app.state.server = server
     return _Gate(app, server, {("v1", "upscale"): upscale, ("v2", "infer"): infer})
 
@@ -88,7 +89,7 @@ class _Gate:
     machine, a few percent of a small image's whole time. Every other path, and anything these two
     would not match exactly as the router does, goes through the Starlette app."""
 
-    def __init__(self, app: Starlette, server: "ModelServer", hot: dict[tuple[str, str], Route]):
+    def __init__(self, app: Starlette, server: ModelServer, hot: dict[tuple[str, str], Route]):
         self.app = app
         self.server = server
         self.state = app.state
@@ -105,8 +106,9 @@ class _Gate:
         token = self.server.settings.token
         try:
             if token is not None and scope["path"] not in PUBLIC_PATHS and not _authorized(scope, token):
-                response = _error(401, "missing or wrong token: send 'Authorization: Bearer <token>'",
-                                  {"www-authenticate": "Bearer"})
+                response = _error(
+                    401, "missing or wrong token: send 'Authorization: Bearer <token>'", {"www-authenticate": "Bearer"}
+                )
                 await response(scope, receive, reply.send)
             elif (route := self._hot_route(scope)) is not None:
                 response = await route.endpoint(Request(scope, receive, reply.send))
@@ -136,7 +138,7 @@ class _Gate:
 class _Reply:
     """The ASGI send of a request, noting the status and the bytes sent for metrics and the log."""
 
-    __slots__ = ("_send", "status", "sent")
+    __slots__ = ("_send", "sent", "status")
 
     def __init__(self, send):
         self._send = send
@@ -173,8 +175,13 @@ class ModelServer:
         self.name = predictor.model.name
         self.runner = TileRunner(predictor)
         self.metrics = Metrics()
-        self.engine = Engine(self.runner.run, settings.max_batch, settings.max_delay_ms / 1000.0,
-                             self.metrics.observe_engine, run_feeds=predictor.run)
+        self.engine = Engine(
+            self.runner.run,
+            settings.max_batch,
+            settings.max_delay_ms / 1000.0,
+            self.metrics.observe_engine,
+            run_feeds=predictor.run,
+        )
         self._raw_batched = _raw_batch_axis(predictor) if settings.max_batch > 1 else frozenset()
         # Each admitted image request holds a worker while its tiles wait on the engine, so there is
         # one per place in the queue, plus a few for the raw-tensor requests' encoding.
@@ -205,11 +212,22 @@ class ModelServer:
             self._latency = 0.9 * self._latency + 0.1 * seconds
         if access_log.isEnabledFor(logging.INFO):
             client = scope.get("client") or ("", 0)
-            access_log.info(json.dumps({
-                "ts": round(time.time(), 3), "client": client[0], "method": scope["method"],
-                "path": scope["path"], "route": route, "status": status, "ms": round(seconds * 1000, 2),
-                "bytes_out": sent, "error": scope.get("sdk.error"),
-            }, separators=(",", ":")))
+            access_log.info(
+                json.dumps(
+                    {
+                        "ts": round(time.time(), 3),
+                        "client": client[0],
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "ms": round(seconds * 1000, 2),
+                        "bytes_out": sent,
+                        "error": scope.get("sdk.error"),
+                    },
+                    separators=(",", ":"),
+                )
+            )
 
     # -- the work shared by both inference endpoints ------------------------------------------------
 
@@ -219,8 +237,12 @@ class ModelServer:
         if self.admitted >= self.settings.max_queue:
             self.metrics.rejected.inc()
             retry = max(1, math.ceil(self._latency * self.admitted / max(1, self.settings.max_batch)))
-            raise HTTPError(503, f"the server is busy ({self.admitted} requests in flight, --max-queue "
-                                 f"{self.settings.max_queue}); retry in {retry} s", {"retry-after": str(retry)})
+            raise HTTPError(
+                503,
+                f"the server is busy ({self.admitted} requests in flight, --max-queue "
+                f"{self.settings.max_queue}); retry in {retry} s",
+                {"retry-after": str(retry)},
+            )
         self.admitted += 1
         self.metrics.in_flight.set(self.admitted)
         try:
@@ -272,8 +294,11 @@ class ModelServer:
             watcher.cancel()
         if stopped[0] == "hang-up":
             raise HTTPError(499, "the client closed the connection")
-        raise HTTPError(504, f"the request took longer than {timeout:g} s (--timeout); "
-                             "send a smaller image or retry when the server is less busy")
+        raise HTTPError(
+            504,
+            f"the request took longer than {timeout:g} s (--timeout); "
+            "send a smaller image or retry when the server is less busy",
+        )
 
     async def in_worker(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.workers, fn, *args)
@@ -304,8 +329,12 @@ class ModelServer:
         """Whether an image is too small for a thread of its own: it runs as one window (no tiling)
         and its result has at most LOOP_PIXELS pixels. Its engine call still runs on the engine
         thread, with other requests' windows; only the millisecond around it stays on the loop."""
-        return (not plan.exact and header.height <= plan.window[0] and header.width <= plan.window[1]
-                and header.height * header.width * scale * scale <= LOOP_PIXELS)
+        return (
+            not plan.exact
+            and header.height <= plan.window[0]
+            and header.width <= plan.window[1]
+            and header.height * header.width * scale * scale <= LOOP_PIXELS
+        )
 
     async def _upscale_on_loop(self, header: coding.Header, scale: int, fmt_name: str | None, plan: tiling.Plan):
         decoded, fmt = self._decoded(header, scale, fmt_name)
@@ -327,13 +356,15 @@ class ModelServer:
         self._check_memory(header.height, header.width, scale)
         return coding.load(header), fmt
 
-    def _upscale_sync(self, header: coding.Header, scale: int, fmt_name: str | None, plan: tiling.Plan,
-                      ticket: "_Ticket"):
+    def _upscale_sync(
+        self, header: coding.Header, scale: int, fmt_name: str | None, plan: tiling.Plan, ticket: _Ticket
+    ):
         ticket.begin()  # decoding: this request will submit soon, so a forming batch may wait for it
         try:
             decoded, fmt = self._decoded(header, scale, fmt_name)
-            out = tiling.upscale_tiled(decoded.pixels[None], scale, plan,
-                                       lambda windows: self._run_windows(windows, scale, plan.batch, ticket))[0]
+            out = tiling.upscale_tiled(
+                decoded.pixels[None], scale, plan, lambda windows: self._run_windows(windows, scale, plan.batch, ticket)
+            )[0]
         finally:
             ticket.end()
         body, content_type = coding.encode(out, fmt, decoded)
@@ -345,7 +376,7 @@ class ModelServer:
             limit = min(limit, max(1, CPU_BATCH_PIXELS // (windows.shape[1] * windows.shape[2])))
         return limit
 
-    def _run_windows(self, windows: np.ndarray, scale: int, limit: int, ticket: "_Ticket") -> np.ndarray:
+    def _run_windows(self, windows: np.ndarray, scale: int, limit: int, ticket: _Ticket) -> np.ndarray:
         """sdk.tiling's window runner: prepare here, run on the engine thread with other requests'
         windows of the same shape (or right here when the engine is idle and nobody else is coming),
         finish here."""
@@ -375,7 +406,9 @@ class ModelServer:
                     margin = max(0, (min(window) - 1) // 4)
             else:
                 window = (self.settings.tile + 2 * margin,) * 2
-            plan = self._plans[scale] = tiling.Plan(window, margin, self._batch_limit(window, scale), exact=static is not None)
+            plan = self._plans[scale] = tiling.Plan(
+                window, margin, self._batch_limit(window, scale), exact=static is not None
+            )
         return plan
 
     def _batch_limit(self, window: tuple[int, int], scale: int) -> int:
@@ -391,8 +424,10 @@ class ModelServer:
         need = height * scale * width * scale * 3
         room = memory.available()
         if need > room:
-            raise too_large(f"the {width * scale}x{height * scale} result would need {memory.gib(need)}, more than the "
-                            f"{memory.gib(room)} of memory available; send a smaller image or use a smaller scale")
+            raise too_large(
+                f"the {width * scale}x{height * scale} result would need {memory.gib(need)}, more than the "
+                f"{memory.gib(room)} of memory available; send a smaller image or use a smaller scale"
+            )
 
     # -- /v1: images in, images out -------------------------------------------------------------------
 
@@ -412,11 +447,19 @@ class ModelServer:
                 body = await _form_image(request, body)
             data, content_type, (w, h), (ow, oh) = await self.guarded(request, self.upscale_bytes(body, scale, fmt))
         ms = (time.perf_counter() - started) * 1000
-        return Response(data, media_type=content_type, headers={
-            "x-sdk-model": self.name, "x-sdk-backend": self.predictor.backend, "x-sdk-device": self.predictor.device,
-            "x-sdk-scale": str(scale), "x-sdk-input-size": f"{w}x{h}", "x-sdk-output-size": f"{ow}x{oh}",
-            "x-sdk-time-ms": f"{ms:.1f}",
-        })
+        return Response(
+            data,
+            media_type=content_type,
+            headers={
+                "x-sdk-model": self.name,
+                "x-sdk-backend": self.predictor.backend,
+                "x-sdk-device": self.predictor.device,
+                "x-sdk-scale": str(scale),
+                "x-sdk-input-size": f"{w}x{h}",
+                "x-sdk-output-size": f"{ow}x{oh}",
+                "x-sdk-time-ms": f"{ms:.1f}",
+            },
+        )
 
     # -- /v2: the Open Inference Protocol ------------------------------------------------------------
 
@@ -449,7 +492,9 @@ class ModelServer:
         batched = self._raw_batched  # (check_feeds made sure each of these has its batch axis)
         if batched and len({len(feeds[n]) for n in batched}) == 1:
             # Cancelling the awaiting task (timeout, hang-up) cancels the job before it runs.
-            results = await asyncio.wrap_future(self.engine.submit_feeds(feeds, batched, self._raw_limit(feeds, batched)))
+            results = await asyncio.wrap_future(
+                self.engine.submit_feeds(feeds, batched, self._raw_limit(feeds, batched))
+            )
         else:
             results = await asyncio.wrap_future(self.engine.call(lambda: self.predictor.run(feeds)))
         wanted = [o.get("name") for o in parsed.outputs] if parsed.outputs else list(results)
@@ -468,8 +513,10 @@ class ModelServer:
 
     async def _infer_images(self, parsed, images) -> list[protocol.InferOutput]:
         if len(parsed.inputs) != 1:
-            raise bad_request("an image request has one BYTES input (the encoded images) and nothing else; "
-                              "put scale and format in the request's parameters")
+            raise bad_request(
+                "an image request has one BYTES input (the encoded images) and nothing else; "
+                "put scale and format in the request's parameters"
+            )
         scale = self.check_scale(parsed.parameters.get("scale"))
         fmt = parsed.parameters.get("format")
         if fmt is not None and not isinstance(fmt, str):
@@ -483,13 +530,28 @@ class ModelServer:
 
     def _model_doc(self) -> dict:
         def tensors(infos):
-            return [{"name": t.name, "datatype": protocol.datatype_of(t.dtype),
-                     "shape": [d if isinstance(d, int) else -1 for d in t.shape]} for t in infos]
+            return [
+                {
+                    "name": t.name,
+                    "datatype": protocol.datatype_of(t.dtype),
+                    "shape": [d if isinstance(d, int) else -1 for d in t.shape],
+                }
+                for t in infos
+            ]
 
-        return {"name": self.name, "versions": ["1"], "platform": "onnx", "inputs": tensors(self.predictor.inputs),
-                "outputs": tensors(self.predictor.outputs),
-                "parameters": {"backend": self.predictor.backend, "device": self.predictor.device,
-                               "scale": self.predictor.scale, "image_input": {"name": "image", "datatype": "BYTES"}}}
+        return {
+            "name": self.name,
+            "versions": ["1"],
+            "platform": "onnx",
+            "inputs": tensors(self.predictor.inputs),
+            "outputs": tensors(self.predictor.outputs),
+            "parameters": {
+                "backend": self.predictor.backend,
+                "device": self.predictor.device,
+                "scale": self.predictor.scale,
+                "image_input": {"name": "image", "datatype": "BYTES"},
+            },
+        }
 
     async def server_metadata(self, request: Request) -> Response:
         from importlib.metadata import PackageNotFoundError, version
@@ -595,6 +657,7 @@ def _only_bytes_to_copy(parsed: protocol.InferRequest, outputs: list[protocol.In
 def _raw_batch_axis(predictor) -> frozenset:
     """The inputs that carry a batch axis, when raw requests can share engine calls: some input and
     every output have a dynamic first dimension (else each raw request runs alone)."""
+
     def dynamic(info):
         return len(info.shape) > 0 and not isinstance(info.shape[0], int)
 
@@ -653,6 +716,7 @@ async def _disconnected(request: Request) -> None:
 
 async def _form_image(request: Request, body: bytes) -> bytes:
     """The image of a multipart form: the field 'image', else the only file."""
+
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 

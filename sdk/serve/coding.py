@@ -67,16 +67,21 @@ def open_header(data: bytes, max_pixels: int) -> Header:
         try:
             img = Image.open(io.BytesIO(data))  # parses the header only
         except Image.DecompressionBombError as exc:
-            raise too_large(f"the image is too large to decode ({exc}); this server takes at most {max_pixels} pixels") from None
+            raise too_large(
+                f"the image is too large to decode ({exc}); this server takes at most {max_pixels} pixels"
+            ) from None
         except UnidentifiedImageError:
-            raise bad_request(f"the body ({len(data)} bytes) is not an image in a format Pillow reads; "
-                              "send PNG, JPEG or WebP bytes") from None
+            raise bad_request(
+                f"the body ({len(data)} bytes) is not an image in a format Pillow reads; send PNG, JPEG or WebP bytes"
+            ) from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise bad_request(f"the image header is damaged ({exc}); send PNG, JPEG or WebP bytes") from None
     width, height = img.size
     if width * height > max_pixels:
-        raise too_large(f"the image is {width}x{height} = {width * height} pixels; this server takes at most "
-                        f"{max_pixels} (--max-pixels); downscale it or split it")
+        raise too_large(
+            f"the image is {width}x{height} = {width * height} pixels; this server takes at most "
+            f"{max_pixels} (--max-pixels); downscale it or split it"
+        )
     return Header(img, _FROM_PILLOW.get(img.format or ""))
 
 
@@ -100,8 +105,10 @@ def check_size(fmt: str, height: int, width: int) -> None:
     pil_format = FORMATS[fmt][0]
     limit = images.MAX_SIDE.get(pil_format)
     if limit is not None and max(height, width) > limit:
-        raise unprocessable(f"a {width}x{height} result does not fit in {fmt} (at most {limit} pixels a side); "
-                            "ask for format=png or a smaller scale")
+        raise unprocessable(
+            f"a {width}x{height} result does not fit in {fmt} (at most {limit} pixels a side); "
+            "ask for format=png or a smaller scale"
+        )
 
 
 def encode(pixels: np.ndarray, fmt: str, source: images.Decoded | None) -> tuple[bytes, str]:

@@ -20,37 +20,81 @@ def add_commands(sub) -> None:
     from .settings import ServeSettings
 
     d = ServeSettings()
-    p = sub.add_parser("serve", help="serve a model over HTTP (image endpoint, Open Inference Protocol, a page)",
-                       description="Serve one model over HTTP: POST /v1/models/NAME/upscale, the KServe v2 "
-                                   "protocol under /v2, Prometheus metrics at /metrics and a page at /.")
+    p = sub.add_parser(
+        "serve",
+        help="serve a model over HTTP (image endpoint, Open Inference Protocol, a page)",
+        description="Serve one model over HTTP: POST /v1/models/NAME/upscale, the KServe v2 "
+        "protocol under /v2, Prometheus metrics at /metrics and a page at /.",
+    )
     p.add_argument("model", metavar="MODEL", help="bundled model name or .onnx path (fixed for the server's life)")
     p.add_argument("--backend", default="auto", help="backend name or 'auto' (default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --token or --no-auth)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --token or --no-auth)"
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-batch", type=int, default=d.max_batch, help=f"tiles per engine call (default {d.max_batch})")
-    p.add_argument("--max-delay-ms", type=float, default=d.max_delay_ms,
-                   help=f"longest wait for a fuller batch while requests are arriving (default {d.max_delay_ms:g})")
-    p.add_argument("--max-queue", type=int, default=d.max_queue, help=f"requests admitted at once; more get 503 (default {d.max_queue})")
-    p.add_argument("--max-pixels", type=int, default=d.max_pixels, help=f"largest input image in pixels (default {d.max_pixels})")
-    p.add_argument("--max-body-mb", type=float, default=d.max_body_bytes / 2**20,
-                   help=f"largest request body in MiB (default {d.max_body_bytes / 2**20:g})")
-    p.add_argument("--timeout", type=float, default=d.timeout_s, help=f"seconds per request before 504 (default {d.timeout_s:g})")
-    p.add_argument("--tile", type=int, default=d.tile, help=f"tile side in input pixels (plus the model's margin) for batching across requests (default {d.tile})")
+    p.add_argument(
+        "--max-delay-ms",
+        type=float,
+        default=d.max_delay_ms,
+        help=f"longest wait for a fuller batch while requests are arriving (default {d.max_delay_ms:g})",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=d.max_queue,
+        help=f"requests admitted at once; more get 503 (default {d.max_queue})",
+    )
+    p.add_argument(
+        "--max-pixels", type=int, default=d.max_pixels, help=f"largest input image in pixels (default {d.max_pixels})"
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=d.max_body_bytes / 2**20,
+        help=f"largest request body in MiB (default {d.max_body_bytes / 2**20:g})",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=d.timeout_s, help=f"seconds per request before 504 (default {d.timeout_s:g})"
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=d.tile,
+        help=f"tile side in input pixels (plus the model's margin) for batching across requests (default {d.tile})",
+    )
     p.add_argument("--workers", type=int, default=d.workers, help=f"decode/encode threads (default {d.workers})")
     p.add_argument("--token", default=None, help=f"bearer token clients must send (or set {TOKEN_ENV})")
     p.add_argument("--no-auth", action="store_true", help="allow a non-loopback --host without a token")
-    p.add_argument("--grace", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM (default 30)")
+    p.add_argument(
+        "--grace", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM (default 30)"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     ray = p.add_argument_group("Ray Serve (one engine per replica, behind Ray Serve's proxy)")
-    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                     help="run as a Ray Serve deployment: no ADDRESS starts a local cluster, 'auto' joins this "
-                          "machine's, ray://HOST:10001 a remote one")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run as a Ray Serve deployment: no ADDRESS starts a local cluster, 'auto' joins this "
+        "machine's, ray://HOST:10001 a remote one",
+    )
     ray.add_argument("--replicas", type=int, default=1, help="replicas (engines) with --ray (default 1)")
-    ray.add_argument("--autoscaling", default=None, metavar="JSON",
-                     help="Ray Serve autoscaling_config, e.g. '{\"min_replicas\": 1, \"max_replicas\": 4}' (instead of --replicas)")
-    ray.add_argument("--gpus-per-replica", type=float, default=None, metavar="G",
-                     help="GPUs each replica asks Ray for (default: 1 where the cluster has GPUs, else 0)")
+    ray.add_argument(
+        "--autoscaling",
+        default=None,
+        metavar="JSON",
+        help='Ray Serve autoscaling_config, e.g. \'{"min_replicas": 1, "max_replicas": 4}\' (instead of --replicas)',
+    )
+    ray.add_argument(
+        "--gpus-per-replica",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs each replica asks Ray for (default: 1 where the cluster has GPUs, else 0)",
+    )
     from ..declare import add_pipeline_arguments
 
     add_pipeline_arguments(p, scale_flag="--model-scale")  # the same pipeline fields as sdk upscale
@@ -62,13 +106,23 @@ def settings_from(args):
 
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
     if not _is_loopback(args.host) and token is None and not args.no_auth:
-        raise SDKError(f"--host {args.host} exposes the server beyond this machine: pass --token T "
-                       f"(or set {TOKEN_ENV}), or --no-auth if something in front of it authenticates")
+        raise SDKError(
+            f"--host {args.host} exposes the server beyond this machine: pass --token T "
+            f"(or set {TOKEN_ENV}), or --no-auth if something in front of it authenticates"
+        )
     if not 0 <= args.port <= 65535:
         raise SDKError(f"--port {args.port} is not a port number (0..65535)")
-    return ServeSettings(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, max_queue=args.max_queue,
-                         max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 2**20),
-                         timeout_s=args.timeout, tile=args.tile, token=token, workers=args.workers)
+    return ServeSettings(
+        max_batch=args.max_batch,
+        max_delay_ms=args.max_delay_ms,
+        max_queue=args.max_queue,
+        max_pixels=args.max_pixels,
+        max_body_bytes=int(args.max_body_mb * 2**20),
+        timeout_s=args.timeout,
+        tile=args.tile,
+        token=token,
+        workers=args.workers,
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -92,7 +146,9 @@ def cmd_serve(args) -> int:
 
         from .app import create_app
     except ImportError as exc:
-        raise SDKError(f"sdk serve needs the 'serve' extra ({exc.name} is missing): pip install 'deploy-sdk[serve]'") from None
+        raise SDKError(
+            f"sdk serve needs the 'serve' extra ({exc.name} is missing): pip install 'deploy-sdk[serve]'"
+        ) from None
     from ..declare import pipeline_from_args
 
     with _logging(args.log_level):
@@ -100,14 +156,25 @@ def cmd_serve(args) -> int:
         app = create_app(predictor, settings)
         # loop and http stay uvicorn's "auto": uvloop and httptools (the serve extra) where they are
         # installed, asyncio and h11 where not (uvloop has no Windows build).
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                                timeout_graceful_shutdown=max(0, int(args.grace)), lifespan="on")
+        config = uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=max(0, int(args.grace)),
+            lifespan="on",
+        )
         server = uvicorn.Server(config)
         # uvicorn re-raises the SIGTERM it caught after its graceful shutdown; with this handler in place
         # that ends the process with 0 (a clean stop) instead of dying by the signal.
         signal.signal(signal.SIGTERM, lambda signum, frame: None)
-        print(f"sdk serve: {predictor.model.name} on {predictor.backend} ({predictor.device}) at "
-              f"http://{args.host}:{args.port}  (page at /, Open Inference Protocol under /v2)", file=sys.stderr, flush=True)
+        print(
+            f"sdk serve: {predictor.model.name} on {predictor.backend} ({predictor.device}) at "
+            f"http://{args.host}:{args.port}  (page at /, Open Inference Protocol under /v2)",
+            file=sys.stderr,
+            flush=True,
+        )
         with predictor:
             server.run()
     return 0

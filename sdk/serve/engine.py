@@ -22,9 +22,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -53,9 +53,14 @@ class _Job:
 class Engine:
     """Runs ``run_batch(tensor, scale) -> tensor`` on one thread, batching submissions."""
 
-    def __init__(self, run_batch: Callable[[np.ndarray, int], np.ndarray], max_batch: int, max_delay_s: float,
-                 observe: Callable[[int, float], None] | None = None,
-                 run_feeds: Callable[[dict], dict] | None = None):
+    def __init__(
+        self,
+        run_batch: Callable[[np.ndarray, int], np.ndarray],
+        max_batch: int,
+        max_delay_s: float,
+        observe: Callable[[int, float], None] | None = None,
+        run_feeds: Callable[[dict], dict] | None = None,
+    ):
         self._run_batch = run_batch
         self._run_feeds = run_feeds
         self.max_batch = max_batch
@@ -201,8 +206,10 @@ class Engine:
                 size = 1
             elif batch[0].feeds is not None:
                 first = batch[0]
-                stacked = {n: (np.concatenate([j.feeds[n] for j in batch]) if n in first.batched and len(batch) > 1
-                               else v) for n, v in first.feeds.items()}
+                stacked = {
+                    n: (np.concatenate([j.feeds[n] for j in batch]) if n in first.batched and len(batch) > 1 else v)
+                    for n, v in first.feeds.items()
+                }
                 size = sum(j.size for j in batch)
                 result = self._run_feeds(stacked)
                 uneven = [n for n, v in result.items() if len(batch) > 1 and len(v) != size]
@@ -224,11 +231,14 @@ class Engine:
             batch[0].future.set_result(result)
             return
         if batch[0].feeds is not None:  # every output, sliced alike
+
             def rows(start, stop):
                 return {n: v[start:stop] for n, v in result.items()}
         else:
+
             def rows(start, stop):
                 return result[start:stop]
+
         offset = 0
         for job in batch:
             job.future.set_result(rows(offset, offset + job.size))

@@ -24,10 +24,18 @@ HEADER_LENGTH = "inference-header-content-length"
 
 # Protocol datatype <-> numpy dtype; BYTES is a list of bytes objects here.
 DATATYPES = {
-    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
 }
 _NAMES = {dtype: name for name, dtype in DATATYPES.items()}
 
@@ -84,7 +92,9 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         raise bad_request('an inference request is a JSON object with a non-empty "inputs" list')
     parameters = doc.get("parameters") or {}
     outputs = doc.get("outputs")
-    if not isinstance(parameters, dict) or (outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs))):
+    if not isinstance(parameters, dict) or (
+        outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs))
+    ):
         raise bad_request('"parameters" must be an object and "outputs" a list of objects')
     inputs, offset = [], 0
     for index, item in enumerate(doc["inputs"]):
@@ -92,7 +102,9 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         inputs.append(parsed)
         offset += used
     if offset != len(rest):
-        raise bad_request(f"{len(rest) - offset} bytes of binary data follow the inputs' binary_data_size total; they must match")
+        raise bad_request(
+            f"{len(rest) - offset} bytes of binary data follow the inputs' binary_data_size total; they must match"
+        )
     request_id = doc.get("id")
     return InferRequest(None if request_id is None else str(request_id), inputs, outputs, parameters)
 
@@ -115,12 +127,16 @@ def _parse_input(index: int, item, binary: memoryview) -> tuple[InferInput, int]
     size = parameters.get("binary_data_size")
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0 or size > len(binary):
-            raise bad_request(f"{where}: binary_data_size {size!r} does not fit the {len(binary)} bytes after the JSON header")
+            raise bad_request(
+                f"{where}: binary_data_size {size!r} does not fit the {len(binary)} bytes after the JSON header"
+            )
         data = _from_binary(where, datatype, shape, count, binary[:size])
         return InferInput(name, datatype, shape, data, parameters), size
     if "data" not in item:
         raise bad_request(f"{where} has neither data nor a binary_data_size parameter")
-    return InferInput(name, datatype, shape, _from_json(where, datatype, shape, count, item["data"], parameters), parameters), 0
+    return InferInput(
+        name, datatype, shape, _from_json(where, datatype, shape, count, item["data"], parameters), parameters
+    ), 0
 
 
 def _from_binary(where, datatype, shape, count, raw: memoryview):
@@ -133,7 +149,7 @@ def _from_binary(where, datatype, shape, count, raw: memoryview):
             offset += 4
             if offset + length > len(raw):
                 raise bad_request(f"{where}: a BYTES element claims {length} bytes, more than are left")
-            elements.append(bytes(raw[offset:offset + length]))
+            elements.append(bytes(raw[offset : offset + length]))
             offset += length
         if len(elements) != count:
             raise bad_request(f"{where}: shape {shape} holds {count} element(s), the binary data {len(elements)}")
@@ -151,7 +167,9 @@ def _from_json(where, datatype, shape, count, data, parameters):
         try:
             elements = [base64.b64decode(e, validate=True) if base64_coded else e.encode("utf-8") for e in flat]
         except (TypeError, AttributeError, ValueError):
-            raise bad_request(f"{where}: BYTES data must be strings (base64 when parameters.content_type is 'base64')") from None
+            raise bad_request(
+                f"{where}: BYTES data must be strings (base64 when parameters.content_type is 'base64')"
+            ) from None
         if len(elements) != count:
             raise bad_request(f"{where}: shape {shape} holds {count} element(s), data has {len(elements)}")
         return elements

@@ -20,7 +20,8 @@ import json
 import logging
 import sys
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import SDKError
 
@@ -36,9 +37,18 @@ RETRY_PAUSE_S = 0.2
 QUEUE_GRACE_S = 30.0
 
 
-def build(model, *, backend: str = "auto", device: str = "auto", pipeline: Mapping | None = None, settings=None,
-          replicas: int = 1, autoscaling: Mapping | None = None, num_gpus: float | None = None,
-          num_cpus: float | None = None):
+def build(
+    model,
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    pipeline: Mapping | None = None,
+    settings=None,
+    replicas: int = 1,
+    autoscaling: Mapping | None = None,
+    num_gpus: float | None = None,
+    num_cpus: float | None = None,
+):
     """The bound Ray Serve application (pass it to ``serve.run``). ``autoscaling`` is Ray Serve's
     ``autoscaling_config`` as it is (min_replicas, max_replicas, target_ongoing_requests ...)."""
     from ray import serve
@@ -54,9 +64,12 @@ def build(model, *, backend: str = "auto", device: str = "auto", pipeline: Mappi
     actor_options: dict[str, Any] = {"num_gpus": float(num_gpus or 0)}
     if num_cpus is not None:
         actor_options["num_cpus"] = float(num_cpus)
-    options: dict[str, Any] = {"name": MODEL_DEPLOYMENT, "ray_actor_options": actor_options,
-                               # Admission past this is the app's own 503; Ray's queue must not hold more.
-                               "max_ongoing_requests": settings.max_queue}
+    options: dict[str, Any] = {
+        "name": MODEL_DEPLOYMENT,
+        "ray_actor_options": actor_options,
+        # Admission past this is the app's own 503; Ray's queue must not hold more.
+        "max_ongoing_requests": settings.max_queue,
+    }
     if autoscaling is not None:
         options["autoscaling_config"] = dict(autoscaling)
         most = int(autoscaling.get("max_replicas", 1) or 1)
@@ -65,10 +78,16 @@ def build(model, *, backend: str = "auto", device: str = "auto", pipeline: Mappi
         most = replicas
     model_replicas = serve.deployment(ModelReplica, **options)
     # The front only moves bytes: no CPU of its own to reserve, and room for every replica's queue.
-    front = serve.deployment(Front, name=FRONT_DEPLOYMENT, num_replicas=1, ray_actor_options={"num_cpus": 0},
-                             max_ongoing_requests=settings.max_queue * max(1, most))
-    return front.bind(model_replicas.bind(shipped, backend, device, dict(pipeline) if pipeline else None, settings),
-                      settings)
+    front = serve.deployment(
+        Front,
+        name=FRONT_DEPLOYMENT,
+        num_replicas=1,
+        ray_actor_options={"num_cpus": 0},
+        max_ongoing_requests=settings.max_queue * max(1, most),
+    )
+    return front.bind(
+        model_replicas.bind(shipped, backend, device, dict(pipeline) if pipeline else None, settings), settings
+    )
 
 
 MODEL_DEPLOYMENT = "sdk-serve"
@@ -113,12 +132,18 @@ class Front:
 
         body = await read_capped(request, self.settings.max_body_bytes)
         if body is None:
-            return JSONResponse({"error": f"the body is over {self.settings.max_body_bytes} bytes (--max-body)"},
-                                status_code=413)
+            return JSONResponse(
+                {"error": f"the body is over {self.settings.max_body_bytes} bytes (--max-body)"}, status_code=413
+            )
         client = request.client
-        call = {"method": request.method, "path": request.url.path, "query": request.url.query,
-                "headers": list(request.headers.raw), "body": body,
-                "client": (client.host, client.port) if client else None}
+        call = {
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.url.query,
+            "headers": list(request.headers.raw),
+            "body": body,
+            "client": (client.host, client.port) if client else None,
+        }
         lost = None
         # The app bounds a request once a replica runs it; this bounds the wait for a replica too
         # (while Ray Serve replaces the only one, say).
@@ -129,21 +154,36 @@ class Front:
                 status, headers, data = await asyncio.wait_for(_awaited(response), limit)
             except asyncio.TimeoutError:
                 response.cancel()
-                return JSONResponse({"error": f"no replica answered within {limit:g} s (--timeout plus "
-                                              f"{QUEUE_GRACE_S:g} s in Ray Serve's queue); retry later"},
-                                    status_code=504)
+                return JSONResponse(
+                    {
+                        "error": f"no replica answered within {limit:g} s (--timeout plus "
+                        f"{QUEUE_GRACE_S:g} s in Ray Serve's queue); retry later"
+                    },
+                    status_code=504,
+                )
             except (ActorDiedError, ActorUnavailableError, ReplicaUnavailableError) as exc:
                 lost = exc
                 if attempt + 1 < ATTEMPTS:
-                    log.warning("%s %s: its replica was lost (%s); sent again (attempt %d of %d)", request.method,
-                                request.url.path, type(exc).__name__, attempt + 2, ATTEMPTS)
+                    log.warning(
+                        "%s %s: its replica was lost (%s); sent again (attempt %d of %d)",
+                        request.method,
+                        request.url.path,
+                        type(exc).__name__,
+                        attempt + 2,
+                        ATTEMPTS,
+                    )
                     await asyncio.sleep(RETRY_PAUSE_S * (attempt + 1))
                 continue
             return Response(data, status_code=status, headers=_header_dict(headers))
         retry = max(1, round(RETRY_PAUSE_S * ATTEMPTS))
-        return JSONResponse({"error": f"the replica running this request was lost, {ATTEMPTS} times "
-                                      f"({type(lost).__name__}); retry in {retry} s, when Ray Serve has replaced it"},
-                            status_code=503, headers={"retry-after": str(retry)})
+        return JSONResponse(
+            {
+                "error": f"the replica running this request was lost, {ATTEMPTS} times "
+                f"({type(lost).__name__}); retry in {retry} s, when Ray Serve has replaced it"
+            },
+            status_code=503,
+            headers={"retry-after": str(retry)},
+        )
 
 
 async def _awaited(response):
@@ -165,10 +205,21 @@ async def call_app(app, call: dict) -> tuple[int, list, bytes]:
     import asyncio
 
     path = call["path"]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": call["method"],
-             "scheme": "http", "path": path, "raw_path": path.encode("utf-8"), "root_path": "",
-             "query_string": call["query"].encode("latin-1"), "headers": call["headers"],
-             "client": call.get("client"), "server": None, "state": {}}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": call["method"],
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("utf-8"),
+        "root_path": "",
+        "query_string": call["query"].encode("latin-1"),
+        "headers": call["headers"],
+        "client": call.get("client"),
+        "server": None,
+        "state": {},
+    }
     done = asyncio.Event()
     sent_body = False
     status, headers, chunks = 500, [], []
@@ -213,8 +264,9 @@ def cmd_serve(args, settings) -> int:
         try:
             autoscaling = json.loads(args.autoscaling)
         except json.JSONDecodeError as exc:
-            raise SDKError(f"--autoscaling must be a JSON object such as "
-                           f"'{{\"min_replicas\": 1, \"max_replicas\": 4}}' ({exc})") from None
+            raise SDKError(
+                f'--autoscaling must be a JSON object such as \'{{"min_replicas": 1, "max_replicas": 4}}\' ({exc})'
+            ) from None
         if not isinstance(autoscaling, dict):
             raise SDKError("--autoscaling must be a JSON object of Ray Serve's autoscaling_config fields")
     ray.init(address=args.ray or LOCAL, logging_level="warning")
@@ -222,15 +274,28 @@ def cmd_serve(args, settings) -> int:
     try:
         num_gpus = args.gpus_per_replica
         if num_gpus is None:
-            wants_gpu = args.device.startswith("cuda") or (args.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+            wants_gpu = args.device.startswith("cuda") or (
+                args.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
+            )
             num_gpus = 1 if wants_gpu else 0
-        app = build(args.model, backend=args.backend, device=args.device, pipeline=pipeline_from_args(args),
-                    settings=settings, replicas=args.replicas, autoscaling=autoscaling, num_gpus=num_gpus)
+        app = build(
+            args.model,
+            backend=args.backend,
+            device=args.device,
+            pipeline=pipeline_from_args(args),
+            settings=settings,
+            replicas=args.replicas,
+            autoscaling=autoscaling,
+            num_gpus=num_gpus,
+        )
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(app, name=APP_NAME, route_prefix="/")
         how = f"autoscaling {autoscaling}" if autoscaling else f"{args.replicas} replica(s)"
-        print(f"sdk serve: {args.model} on Ray Serve, {how}, {num_gpus:g} GPU(s) each, at "
-              f"http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+        print(
+            f"sdk serve: {args.model} on Ray Serve, {how}, {num_gpus:g} GPU(s) each, at http://{args.host}:{args.port}",
+            file=sys.stderr,
+            flush=True,
+        )
         import signal
 
         # Set after ray.init, which installs a SIGTERM handler of its own.

@@ -41,8 +41,10 @@ class ServeSettings:
         if self.token is not None and not self.token:
             raise InputError("token must not be empty; pass a long random string, or no token at all")
 
-    def replace(self, **changes) -> "ServeSettings":
+    def replace(self, **changes) -> ServeSettings:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            raise InputError(f"unknown server setting(s) {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(self)]}")
+            raise InputError(
+                f"unknown server setting(s) {sorted(unknown)}; known: {[f.name for f in dataclasses.fields(self)]}"
+            )
         return dataclasses.replace(self, **changes)

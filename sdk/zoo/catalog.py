@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -77,13 +77,10 @@ CARDS: dict[str, ModelCard] = {
             name="srcnn3",
             export_file="srcnn3.onnx",
             family="srcnn",
-            spec=PipelineSpec(
-                color="rgb", value_range=(0, 255), image_input="input", scale_input="factor"
-            ),
+            spec=PipelineSpec(color="rgb", value_range=(0, 255), image_input="input", scale_input="factor"),
             build=lambda residual: RuntimeScaleSRCNN(residual=residual),
             train_scales=(2, 3, 4),
-            summary="SRCNN 9-1-5 (64/32 filters), bicubic upsampling by the runtime input "
-            "factor=[1,1,s,s], RGB 0..255",
+            summary="SRCNN 9-1-5 (64/32 filters), bicubic upsampling by the runtime input factor=[1,1,s,s], RGB 0..255",
         ),
         ModelCard(
             name="espcn",
@@ -104,6 +101,4 @@ def card(name: str) -> ModelCard:
     try:
         return CARDS[name]
     except KeyError:
-        raise ModelError(
-            f"the zoo has no model {name!r}; choose one of {', '.join(CARDS)}"
-        ) from None
+        raise ModelError(f"the zoo has no model {name!r}; choose one of {', '.join(CARDS)}") from None

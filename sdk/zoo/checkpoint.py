@@ -28,9 +28,7 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(
-            f"{path} holds no state dict (expected a dict of tensors, or one under 'state_dict')"
-        )
+        raise ModelError(f"{path} holds no state dict (expected a dict of tensors, or one under 'state_dict')")
     return obj
 
 
@@ -38,7 +36,7 @@ def adapt_keys(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
     """Strip wrapper prefixes; return the adapted dict and the prefix removed ("" if none)."""
     for prefix in _WRAPPER_PREFIXES:
         if state_dict and all(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix):]: v for k, v in state_dict.items()}, prefix
+            return {k[len(prefix) :]: v for k, v in state_dict.items()}, prefix
     return dict(state_dict), ""
 
 
@@ -67,7 +65,9 @@ def read_checkpoint(path: str | Path, value_scale: float | None = None) -> Weigh
     if value_scale is None and prefix == "generator.":
         value_scale = 1.0
     return Weights(
-        model="", residual=False, state_dict=state_dict,
+        model="",
+        residual=False,
+        state_dict=state_dict,
         value_scale=value_scale if value_scale is not None else 0.0,
         info={"source": str(path), "stripped_prefix": prefix},
     )
@@ -76,9 +76,7 @@ def read_checkpoint(path: str | Path, value_scale: float | None = None) -> Weigh
 def fits(weights: Weights, network: nn.Module) -> bool:
     """Whether the checkpoint has exactly the network's tensors, name for name and shape for shape."""
     own = network.state_dict()
-    return own.keys() == weights.state_dict.keys() and all(
-        own[k].shape == weights.state_dict[k].shape for k in own
-    )
+    return own.keys() == weights.state_dict.keys() and all(own[k].shape == weights.state_dict[k].shape for k in own)
 
 
 def build_from(card: ModelCard, weights: Weights) -> nn.Module:
@@ -88,9 +86,7 @@ def build_from(card: ModelCard, weights: Weights) -> nn.Module:
         own = network.state_dict()
         missing = sorted(set(own) - set(weights.state_dict))
         extra = sorted(set(weights.state_dict) - set(own))
-        wrong = sorted(
-            k for k in set(own) & set(weights.state_dict) if own[k].shape != weights.state_dict[k].shape
-        )
+        wrong = sorted(k for k in set(own) & set(weights.state_dict) if own[k].shape != weights.state_dict[k].shape)
         raise ModelError(
             f"the checkpoint does not fit {card.name} ({card.summary}): missing {missing}, "
             f"unexpected {extra}, wrong shape {wrong}; pick the matching model with --models"

@@ -6,7 +6,6 @@ onnx, the training photos) is imported inside the handlers.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -17,30 +16,51 @@ from ..model import BUNDLED as MODEL_NAMES  # the zoo's cards are the bundled mo
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
-        "export", help="export the bundled models (or a checkpoint) to ONNX and verify them",
+        "export",
+        help="export the bundled models (or a checkpoint) to ONNX and verify them",
         description="Export srcnn.onnx, srcnn3.onnx and super_resolution.onnx (ESPCN) at opset 11 "
         "with the SDK's pipeline metadata, and check each against PyTorch on ONNX Runtime. "
-        "Needs the 'export' extra (torch).")
+        "Needs the 'export' extra (torch).",
+    )
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out-dir", type=Path, metavar="DIR", help="folder to write the models to")
-    where.add_argument("--bundle", action="store_true",
-                       help="write into the SDK's own models folder under the bundled names "
-                       "(srcnn.onnx, srcnn3.onnx, espcn.onnx): how the shipped models are made")
-    p.add_argument("--models", nargs="+", choices=MODEL_NAMES, metavar="MODEL",
-                   help=f"which models ({', '.join(MODEL_NAMES)}; default: all, or those the "
-                   "checkpoint fits)")
-    p.add_argument("--checkpoint", type=Path, metavar="FILE",
-                   help="weights to export instead of ours: an .npz from `sdk train`, or a PyTorch "
-                   "state dict / MMEditing checkpoint ({'state_dict': {'generator.conv1.weight': ...}})")
-    p.add_argument("--checkpoint-range", type=float, choices=(1.0, 255.0), default=None,
-                   metavar="{1,255}", help="pixel value of white the checkpoint was trained for "
-                   "(default: 1 for MMEditing checkpoints, else the model's own range)")
+    where.add_argument(
+        "--bundle",
+        action="store_true",
+        help="write into the SDK's own models folder under the bundled names "
+        "(srcnn.onnx, srcnn3.onnx, espcn.onnx): how the shipped models are made",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=MODEL_NAMES,
+        metavar="MODEL",
+        help=f"which models ({', '.join(MODEL_NAMES)}; default: all, or those the checkpoint fits)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="weights to export instead of ours: an .npz from `sdk train`, or a PyTorch "
+        "state dict / MMEditing checkpoint ({'state_dict': {'generator.conv1.weight': ...}})",
+    )
+    p.add_argument(
+        "--checkpoint-range",
+        type=float,
+        choices=(1.0, 255.0),
+        default=None,
+        metavar="{1,255}",
+        help="pixel value of white the checkpoint was trained for "
+        "(default: 1 for MMEditing checkpoints, else the model's own range)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser(
-        "train", help="train a zoo model on the photos that scikit-image/scikit-learn ship",
+        "train",
+        help="train a zoo model on the photos that scikit-image/scikit-learn ship",
         description="Train one model with its bundled recipe (fixed step count and seed, so a run "
-        "is reproducible on the same machine). Needs the 'export' extra.")
+        "is reproducible on the same machine). Needs the 'export' extra.",
+    )
     p.add_argument("model", choices=MODEL_NAMES)
     p.add_argument("--out", type=Path, default=None, help="weights file to write (default: MODEL.npz)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
@@ -48,10 +68,19 @@ def add_commands(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 2)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--scale-weights", type=float, nargs="+", default=None, metavar="W",
-                   help="relative frequency of each training scale (srcnn3: scales 2 3 4)")
-    p.add_argument("--no-tune-malloc", action="store_true",
-                   help="do not restart with the GLIBC_TUNABLES that make CPU training ~35%% faster")
+    p.add_argument(
+        "--scale-weights",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="W",
+        help="relative frequency of each training scale (srcnn3: scales 2 3 4)",
+    )
+    p.add_argument(
+        "--no-tune-malloc",
+        action="store_true",
+        help="do not restart with the GLIBC_TUNABLES that make CPU training ~35%% faster",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -96,15 +125,20 @@ def cmd_export(args) -> int:
 
 def _describe(card, weights, checkpoint: Path | None) -> str:
     """The model's doc_string: what the network is and where its weights come from."""
-    shape = ("with a global residual over the bicubic upsample" if weights.residual
-             else "the tutorial's architecture (no residual)")
+    shape = (
+        "with a global residual over the bicubic upsample"
+        if weights.residual
+        else "the tutorial's architecture (no residual)"
+    )
     if checkpoint is not None:
         origin = f"weights from {checkpoint.name}"
     else:
         recipe = weights.info.get("recipe", {})
-        origin = (f"weights trained by deploy-sdk (`sdk train {card.name}`: {recipe.get('steps')} "
-                  f"steps, seed {recipe.get('seed')}) on photos shipped by scikit-image and "
-                  "scikit-learn")
+        origin = (
+            f"weights trained by deploy-sdk (`sdk train {card.name}`: {recipe.get('steps')} "
+            f"steps, seed {recipe.get('seed')}) on photos shipped by scikit-image and "
+            "scikit-learn"
+        )
     return f"{card.summary}, {shape}; {origin}."
 
 
@@ -117,10 +151,12 @@ def _restart_with_tuned_malloc(args) -> None:
         return
     if not sys.platform.startswith("linux"):
         return
-    print("sdk train: restarting with GLIBC_TUNABLES set (glibc's allocator otherwise returns and "
-          "re-faults the activation buffers every step); --no-tune-malloc to skip", flush=True)
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]],
-              dict(os.environ, GLIBC_TUNABLES=GLIBC_TUNABLES))
+    print(
+        "sdk train: restarting with GLIBC_TUNABLES set (glibc's allocator otherwise returns and "
+        "re-faults the activation buffers every step); --no-tune-malloc to skip",
+        flush=True,
+    )
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], dict(os.environ, GLIBC_TUNABLES=GLIBC_TUNABLES))
 
 
 def cmd_train(args) -> int:
@@ -131,14 +167,15 @@ def cmd_train(args) -> int:
     if args.lr is not None and not args.lr > 0:
         raise InputError(f"--lr {args.lr}: pass a positive learning rate such as 1e-3")
     if args.out is not None and args.out.is_dir():
-        raise InputError(f"--out {args.out} is a folder; pass the weights file to write, e.g. {args.out / (args.model + '.npz')}")
+        raise InputError(
+            f"--out {args.out} is a folder; pass the weights file to write, e.g. {args.out / (args.model + '.npz')}"
+        )
     _restart_with_tuned_malloc(args)
     from .catalog import CARDS
     from .train import recipe_for, train
     from .weights import save_weights
 
-    overrides = {"steps": args.steps, "seed": args.seed, "threads": args.threads,
-                 "batch": args.batch, "lr": args.lr}
+    overrides = {"steps": args.steps, "seed": args.seed, "threads": args.threads, "batch": args.batch, "lr": args.lr}
     if args.scale_weights is not None:
         if any(w < 0 for w in args.scale_weights) or not sum(args.scale_weights) > 0:
             raise InputError(f"--scale-weights {args.scale_weights}: pass one weight >= 0 per scale, not all 0")
@@ -151,9 +188,17 @@ def cmd_train(args) -> int:
     result = train(recipe, log=lambda line: print(line, flush=True))
     card = CARDS[args.model]
     out = args.out or Path(f"{args.model}.npz")
-    save_weights(out, result.network, model=args.model, residual=recipe.residual,
-                 value_scale=card.value_scale, info=result.info())
-    print(f"wrote {out}: {recipe.steps} steps in {result.seconds:.0f} s "
-          f"({result.cpu_seconds / 60:.1f} CPU-minutes); export it with: "
-          f"sdk export --out-dir DIR --checkpoint {out}")
+    save_weights(
+        out,
+        result.network,
+        model=args.model,
+        residual=recipe.residual,
+        value_scale=card.value_scale,
+        info=result.info(),
+    )
+    print(
+        f"wrote {out}: {recipe.steps} steps in {result.seconds:.0f} s "
+        f"({result.cpu_seconds / 60:.1f} CPU-minutes); export it with: "
+        f"sdk export --out-dir DIR --checkpoint {out}"
+    )
     return 0

@@ -34,8 +34,9 @@ def load_photo(photo: str | None, image: Path | None) -> tuple[str, np.ndarray]:
     try:
         import skimage.data
     except ImportError:
-        raise SDKError("the demo photos come with scikit-image: pip install scikit-image, "
-                       "or pass --image PATH") from None
+        raise SDKError(
+            "the demo photos come with scikit-image: pip install scikit-image, or pass --image PATH"
+        ) from None
     loader = getattr(skimage.data, photo, None)
     if loader is None:
         raise SDKError(f"scikit-image has no photo {photo!r}; try camera, astronaut or coffee")
@@ -95,9 +96,13 @@ def main(argv=None) -> int:
         save_atomic(low, args.out / f"{name}_x{scale}_input.png")
         save_atomic(bicubic, args.out / f"{name}_x{scale}_bicubic.png")
         save_atomic(ours, args.out / f"{name}_x{scale}_{label}.png")
-        sheet = side_by_side([(bicubic, f"bicubic x{scale} {p_bicubic:.2f} dB"),
-                              (ours, f"{label} x{scale} {p_ours:.2f} dB"),
-                              (truth, "original")])
+        sheet = side_by_side(
+            [
+                (bicubic, f"bicubic x{scale} {p_bicubic:.2f} dB"),
+                (ours, f"{label} x{scale} {p_ours:.2f} dB"),
+                (truth, "original"),
+            ]
+        )
         save_atomic(np.asarray(sheet), args.out / f"{name}_x{scale}_compare.png")
         size = f"{low.shape[1]}x{low.shape[0]}"
         print(f"{'x' + str(scale):>5}  {size:>9}  {p_bicubic:8.2f}  {p_ours:8.2f}  {p_ours - p_bicubic:+.2f}")

@@ -12,9 +12,9 @@ from __future__ import annotations
 import io
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import onnx
@@ -42,9 +42,11 @@ class Comparison:
     tolerance_used: float  # max of |a - b| / (atol + rtol |b|): assert_allclose passes below 1
 
     def __str__(self) -> str:
-        return (f"{self.case:<22} output {'x'.join(map(str, self.output_shape)):<14} "
-                f"max abs diff {self.max_abs:.2e}  max rel diff {self.max_rel:.2e}  "
-                f"({100 * self.tolerance_used:.1f}% of the tolerance)")
+        return (
+            f"{self.case:<22} output {'x'.join(map(str, self.output_shape)):<14} "
+            f"max abs diff {self.max_abs:.2e}  max rel diff {self.max_rel:.2e}  "
+            f"({100 * self.tolerance_used:.1f}% of the tolerance)"
+        )
 
 
 def _dynamic_axes(spec: PipelineSpec) -> dict[str, dict[int, str]]:
@@ -73,9 +75,12 @@ def _check_inputs(model: onnx.ModelProto, spec: PipelineSpec) -> None:
     if names != expected:
         raise ExportError(
             f"the exported graph has inputs {names}, expected {expected}. "
-            + ("The scale factor was baked in as a constant: pass it as a tensor [1, 1, s, s] "
-               "and route it through sdk.zoo.resize.runtime_bicubic (not an int, not .item())."
-               if spec.scale_input else "Export the network with a single image tensor argument.")
+            + (
+                "The scale factor was baked in as a constant: pass it as a tensor [1, 1, s, s] "
+                "and route it through sdk.zoo.resize.runtime_bicubic (not an int, not .item())."
+                if spec.scale_input
+                else "Export the network with a single image tensor argument."
+            )
         )
     consumed = {name for node in graph.node for name in node.input}
     unused = [n for n in names if n not in consumed]
@@ -87,8 +92,7 @@ def _check_inputs(model: onnx.ModelProto, spec: PipelineSpec) -> None:
         )
 
 
-def to_onnx(network: nn.Module, example_args: Sequence, spec: PipelineSpec, *,
-            doc: str = "") -> onnx.ModelProto:
+def to_onnx(network: nn.Module, example_args: Sequence, spec: PipelineSpec, *, doc: str = "") -> onnx.ModelProto:
     """Trace ``network`` on ``example_args`` into a checked opset-11 model carrying ``spec``."""
     input_names = [spec.image_input] + ([spec.scale_input] if spec.scale_input else [])
     for position, arg in enumerate(example_args):
@@ -109,9 +113,13 @@ def to_onnx(network: nn.Module, example_args: Sequence, spec: PipelineSpec, *,
             # The legacy exporter is a deliberate choice (see the module docstring), not news.
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
-                network, tuple(example_args), buffer,
-                dynamo=False, opset_version=OPSET,
-                input_names=input_names[: len(example_args)], output_names=[OUTPUT_NAME],
+                network,
+                tuple(example_args),
+                buffer,
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=input_names[: len(example_args)],
+                output_names=[OUTPUT_NAME],
                 dynamic_axes=_dynamic_axes(spec),
             )
     except Exception as exc:  # the exporter raises many unrelated types
@@ -130,15 +138,12 @@ def to_onnx(network: nn.Module, example_args: Sequence, spec: PipelineSpec, *,
     return model
 
 
-def _sample_image(channels: int, height: int, width: int, batch: int, value_scale: float,
-                  seed: int) -> torch.Tensor:
+def _sample_image(channels: int, height: int, width: int, batch: int, value_scale: float, seed: int) -> torch.Tensor:
     # Smooth random content: an upsampled noise field, so the values look like an image's (pure
     # noise would put most outputs near zero, where a relative difference means nothing).
     rng = np.random.default_rng(seed)
-    coarse = torch.from_numpy(rng.random((batch, channels, height // 4 + 2, width // 4 + 2),
-                                         dtype=np.float32))
-    fine = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear",
-                                           align_corners=False)
+    coarse = torch.from_numpy(rng.random((batch, channels, height // 4 + 2, width // 4 + 2), dtype=np.float32))
+    fine = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
     return (fine * value_scale).clamp(0, value_scale)
 
 
@@ -153,8 +158,7 @@ def verify(model: onnx.ModelProto, network: nn.Module, card: ModelCard) -> list[
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     cases = [(scale, 1, 40, 52) for scale in card.train_scales] + [(card.train_scales[-1], 2, 33, 27)]
     results = []
     for i, (scale, batch, height, width) in enumerate(cases):
@@ -167,8 +171,10 @@ def verify(model: onnx.ModelProto, network: nn.Module, card: ModelCard) -> list[
         case = f"x{scale} batch {batch} {height}x{width}"
         want_shape = (batch, card.channels, height * scale, width * scale)
         if got.shape != want_shape:
-            raise ExportError(f"{case}: ONNX Runtime returned {got.shape}, expected {want_shape}; "
-                              "the exported model does not honour its scale")
+            raise ExportError(
+                f"{case}: ONNX Runtime returned {got.shape}, expected {want_shape}; "
+                "the exported model does not honour its scale"
+            )
         a, b = got / card.value_scale, expected / card.value_scale
         diff = np.abs(a - b)
         rel = diff / np.maximum(np.abs(b), np.finfo(np.float32).tiny)
@@ -177,21 +183,22 @@ def verify(model: onnx.ModelProto, network: nn.Module, card: ModelCard) -> list[
         try:
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
         except AssertionError as exc:
-            raise ExportError(f"{case}: ONNX Runtime and PyTorch disagree beyond rtol={RTOL}, "
-                              f"atol={ATOL}:{exc}") from None
+            raise ExportError(
+                f"{case}: ONNX Runtime and PyTorch disagree beyond rtol={RTOL}, atol={ATOL}:{exc}"
+            ) from None
     return results
 
 
-def export_card(card: ModelCard, network: nn.Module, path: Path, *, doc: str,
-                log: Callable[[str], None] = print) -> list[Comparison]:
+def export_card(
+    card: ModelCard, network: nn.Module, path: Path, *, doc: str, log: Callable[[str], None] = print
+) -> list[Comparison]:
     """Export one zoo network to ``path``, verify it, print the figures; return the comparisons."""
     network.eval()
     example = _sample_image(card.channels, 24, 24, 1, card.value_scale, seed=100)
     model = to_onnx(network, card.example_inputs(example, card.train_scales[0]), card.spec, doc=doc)
     comparisons = verify(model, network, card)
     atomic_write(path, model.SerializeToString())
-    log(f"{path}  ({path.stat().st_size / 1024:.0f} KiB, inputs {', '.join(card.input_names())}, "
-        f"opset {OPSET})")
+    log(f"{path}  ({path.stat().st_size / 1024:.0f} KiB, inputs {', '.join(card.input_names())}, opset {OPSET})")
     for comparison in comparisons:
         log(f"  ok  {comparison}")
     return comparisons

@@ -3,7 +3,7 @@ network and no data set of ours. (Set5 and other benchmark sets are for evaluati
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -50,9 +50,7 @@ def load_training_photos() -> dict[str, np.ndarray]:
         try:
             image = np.ascontiguousarray(load(), dtype=np.uint8)
         except ImportError as exc:
-            raise SDKError(
-                f"training photo {name!r} needs {exc.name}: pip install scikit-image scikit-learn"
-            ) from exc
+            raise SDKError(f"training photo {name!r} needs {exc.name}: pip install scikit-image scikit-learn") from exc
         if image.ndim != 3 or image.shape[2] != 3:
             raise SDKError(f"training photo {name!r} is not RGB (shape {image.shape})")
         photos[name] = image

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import color
-from .catalog import ModelCard, card as card_named
+from .catalog import ModelCard
+from .catalog import card as card_named
 from .imaging import bicubic_resize, crop_to_multiple
 from .nets import rescale_values
 from .photos import load_training_photos
@@ -29,8 +30,9 @@ from .resize import scale_factor_tensor
 
 # The allocator settings that stop glibc from returning and re-faulting the large activation
 # buffers every step: measured 96 ms -> 60-67 ms a step on the 2-core build machine.
-GLIBC_TUNABLES = ("glibc.malloc.mmap_threshold=2000000000:glibc.malloc.trim_threshold=4000000000:"
-                  "glibc.malloc.top_pad=1000000000")
+GLIBC_TUNABLES = (
+    "glibc.malloc.mmap_threshold=2000000000:glibc.malloc.trim_threshold=4000000000:glibc.malloc.top_pad=1000000000"
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ class Recipe:
 
     def __post_init__(self):
         if len(self.scales) != len(self.scale_weights):
-            raise ValueError(f"{len(self.scale_weights)} scale weights for the scales {self.scales}: give one per scale")
+            raise ValueError(
+                f"{len(self.scale_weights)} scale weights for the scales {self.scales}: give one per scale"
+            )
         if any(self.patch % s for s in self.scales):
             raise ValueError(f"patch {self.patch} is not a multiple of every scale {self.scales}")
 
@@ -72,8 +76,7 @@ RECIPES: dict[str, Recipe] = {
     # against bicubic's. After 12000 steps this gave +1.38/+1.24/+0.88 dB at x2/x3/x4 on Set5,
     # plain MSE +0.68/+1.28/+1.01; 36000 steps with the scales drawn equally +1.24/+1.29/+1.00.
     # x3, the scale the tutorials serve, is drawn twice as often as the others.
-    "srcnn3": Recipe(model="srcnn3", steps=36000, scales=(2, 3, 4), scale_weights=(1.0, 2.0, 1.0),
-                     balance="psnr"),
+    "srcnn3": Recipe(model="srcnn3", steps=36000, scales=(2, 3, 4), scale_weights=(1.0, 2.0, 1.0), balance="psnr"),
     "espcn": Recipe(model="espcn", steps=20000, residual=False),
 }
 
@@ -98,8 +101,7 @@ class PatchSampler:
             lo = recipe.patch // scale
             # Draw each pair in proportion to its number of patch positions: every patch position
             # of the data set is then equally likely.
-            counts = np.array([(p.low.shape[1] - lo + 1) * (p.low.shape[2] - lo + 1) for p in pairs],
-                              dtype=np.float64)
+            counts = np.array([(p.low.shape[1] - lo + 1) * (p.low.shape[2] - lo + 1) for p in pairs], dtype=np.float64)
             self.pairs[scale], self.weights[scale] = pairs, counts / counts.sum()
         weights = np.asarray(recipe.scale_weights, dtype=np.float64)
         self.scale_probabilities = weights / weights.sum()
@@ -107,15 +109,16 @@ class PatchSampler:
 
     def _loss_weights(self, balance: str) -> dict[int, float]:
         if balance == "mse":
-            return {s: 1.0 for s in self.pairs}
+            return dict.fromkeys(self.pairs, 1.0)
         if balance != "psnr":
             raise ValueError(f"unknown balance {balance!r}: use 'mse' or 'psnr'")
         errors = {}
         for scale, pairs in self.pairs.items():
             total, count = 0.0, 0
             for pair in pairs:
-                up = torch.nn.functional.interpolate(pair.low[None], size=pair.high.shape[1:],
-                                                     mode="bicubic", align_corners=False)[0]
+                up = torch.nn.functional.interpolate(
+                    pair.low[None], size=pair.high.shape[1:], mode="bicubic", align_corners=False
+                )[0]
                 total += float(((up - pair.high) ** 2).sum())
                 count += pair.high.numel()
             errors[scale] = total / count
@@ -173,22 +176,30 @@ class TrainingResult:
     history: list[tuple[int, float]] = field(default_factory=list)  # (step, mean loss)
 
     def info(self) -> dict:
-        return {"recipe": asdict(self.recipe), "seconds": round(self.seconds, 1),
-                "cpu_seconds": round(self.cpu_seconds, 1), "final_loss": self.final_loss,
-                "torch": torch.__version__}
+        return {
+            "recipe": asdict(self.recipe),
+            "seconds": round(self.seconds, 1),
+            "cpu_seconds": round(self.cpu_seconds, 1),
+            "final_loss": self.final_loss,
+            "torch": torch.__version__,
+        }
 
 
-def train(recipe: Recipe, *, log: Callable[[str], None] = print, log_every: int = 500,
-          photos: dict[str, np.ndarray] | None = None,
-          checkpoint: Callable[[int, nn.Module], None] | None = None) -> TrainingResult:
+def train(
+    recipe: Recipe,
+    *,
+    log: Callable[[str], None] = print,
+    log_every: int = 500,
+    photos: dict[str, np.ndarray] | None = None,
+    checkpoint: Callable[[int, nn.Module], None] | None = None,
+) -> TrainingResult:
     """Run ``recipe``. ``checkpoint(step, network)`` is called at every log line, with the network in
     its training value range (``recipe.train_range``, else the card's); it must not change it."""
     card: ModelCard = card_named(recipe.model)
     torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
-    sampler = PatchSampler(photos if photos is not None else load_training_photos(), recipe,
-                           luma=card.channels == 1)
+    sampler = PatchSampler(photos if photos is not None else load_training_photos(), recipe, luma=card.channels == 1)
     network = card.build(recipe.residual).train()
     optimizer = torch.optim.Adam(network.parameters(), lr=recipe.lr)
     factors = {s: scale_factor_tensor(s) for s in recipe.scales}
@@ -215,9 +226,11 @@ def train(recipe: Recipe, *, log: Callable[[str], None] = print, log_every: int 
             mean = running / count
             history.append((step + 1, mean))
             elapsed = time.perf_counter() - started
-            log(f"{recipe.model} step {step + 1}/{recipe.steps}  loss {mean:.3e} "
+            log(
+                f"{recipe.model} step {step + 1}/{recipe.steps}  loss {mean:.3e} "
                 f"(PSNR {-10 * math.log10(max(mean, 1e-12)):.2f} dB)  "
-                f"{elapsed:.0f} s, {1000 * elapsed / (step + 1):.0f} ms/step")
+                f"{elapsed:.0f} s, {1000 * elapsed / (step + 1):.0f} ms/step"
+            )
             running, count = 0.0, 0
             if checkpoint is not None:
                 paused, cpu_paused = time.perf_counter(), time.process_time()
@@ -230,8 +243,7 @@ def train(recipe: Recipe, *, log: Callable[[str], None] = print, log_every: int 
     network.eval()
     if card.value_scale != value:
         rescale_values(network, card.value_scale / value)
-    return TrainingResult(network, recipe, seconds, cpu_seconds,
-                          history[-1][1] if history else float("nan"), history)
+    return TrainingResult(network, recipe, seconds, cpu_seconds, history[-1][1] if history else float("nan"), history)
 
 
 def recipe_for(model: str, **overrides) -> Recipe:

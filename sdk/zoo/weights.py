@@ -31,8 +31,9 @@ class Weights:
     info: dict[str, Any] = field(default_factory=dict)  # training recipe and figures
 
 
-def save_weights(path: Path, network: nn.Module, *, model: str, residual: bool,
-                 value_scale: float, info: dict[str, Any]) -> None:
+def save_weights(
+    path: Path, network: nn.Module, *, model: str, residual: bool, value_scale: float, info: dict[str, Any]
+) -> None:
     arrays = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in network.state_dict().items()}
     meta = {"model": model, "residual": residual, "value_scale": value_scale, "info": info}
     arrays[META_KEY] = np.array(json.dumps(meta, sort_keys=True))
@@ -46,9 +47,7 @@ def load_weights(path: Path) -> Weights:
             meta = json.loads(str(data[META_KEY]))
             state = {k: torch.from_numpy(data[k].copy()) for k in data.files if k != META_KEY}
     except FileNotFoundError:
-        raise ModelError(
-            f"no weights at {path}; train them with `sdk train` or pass another --checkpoint"
-        ) from None
+        raise ModelError(f"no weights at {path}; train them with `sdk train` or pass another --checkpoint") from None
     except (KeyError, ValueError, OSError) as exc:
         raise ModelError(f"{path} is not a deploy-sdk weights file ({exc})") from exc
     return Weights(

@@ -8,7 +8,8 @@ probed or a session is created.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 from sdk import hookimpl
 
@@ -25,4 +26,4 @@ def sdk_backends():
     return [OpenVinoBackend()]
 
 
-__all__ = ["OpenVinoBackend", "sdk_backends", "__version__"]
+__all__ = ["OpenVinoBackend", "__version__", "sdk_backends"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-from typing import Any, Mapping
 
 from sdk import Availability, Backend, BackendUnavailableError, InputError, RawRunner, Session
 
@@ -72,8 +73,9 @@ def compile_config(options: Mapping[str, Any]) -> dict[str, Any]:
     precision = ALIASES.get(precision, precision)
     if precision in ELSEWHERE:
         # Another engine's precision: unavailable here, so backend="auto" goes on to that engine.
-        raise BackendUnavailableError(f"openvino does not run precision={precision!r} (ort-cpu does); "
-                                      f"it runs {PRECISIONS}")
+        raise BackendUnavailableError(
+            f"openvino does not run precision={precision!r} (ort-cpu does); it runs {PRECISIONS}"
+        )
     if precision not in PRECISIONS:
         raise InputError(f"precision={precision!r}: use one of {PRECISIONS} (f32 matches the other backends)")
     hint = str(options.get("performance_hint", "LATENCY")).upper()

@@ -8,7 +8,8 @@ buffers and must not run twice at once, but one per concurrent caller can be reu
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,8 @@ class OpenVinoSession(Session):
             # share_inputs: OpenVINO reads the caller's arrays in place instead of copying them in.
             result = request.infer(
                 {name: np.ascontiguousarray(array) for name, array in feeds.items()},
-                share_inputs=True, share_outputs=False,
+                share_inputs=True,
+                share_outputs=False,
             )
             return {name: _owned(result[name]) for name in self._output_names}
         except RuntimeError as exc:

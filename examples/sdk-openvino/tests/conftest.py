@@ -8,9 +8,9 @@ from importlib import metadata
 import numpy as np
 import onnx
 import pytest
-
 from plugin_cli import PLUGIN_VARIABLES
 from srcnn_graph import srcnn3_graph
+
 
 def _installed() -> bool:
     try:
@@ -24,8 +24,10 @@ def pytest_collection_modifyitems(config, items):
     if _installed():
         return
     # Importing the source tree would test something users never get; say how to test it for real.
-    skip = pytest.mark.skip(reason="sdk-openvino is not installed here; run examples/sdk-openvino/ci.sh, "
-                                   "which builds its wheel and installs it into .venv-plugins")
+    skip = pytest.mark.skip(
+        reason="sdk-openvino is not installed here; run examples/sdk-openvino/ci.sh, "
+        "which builds its wheel and installs it into .venv-plugins"
+    )
     for item in items:
         item.add_marker(skip)
 

@@ -24,8 +24,9 @@ def run_python(*args: str, **variables: str) -> subprocess.CompletedProcess:
     ``variables``, never from the caller's environment."""
     env = {k: v for k, v in os.environ.items() if k not in PLUGIN_VARIABLES}
     env.update(variables)
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=120,
-                          cwd=tempfile.gettempdir())
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, timeout=120, cwd=tempfile.gettempdir()
+    )
 
 
 def backends_json(**variables: str) -> dict[str, dict]:

@@ -14,8 +14,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-RESIZE = dict(mode="cubic", coordinate_transformation_mode="pytorch_half_pixel", cubic_coeff_a=-0.75,
-              nearest_mode="floor")
+RESIZE = dict(
+    mode="cubic", coordinate_transformation_mode="pytorch_half_pixel", cubic_coeff_a=-0.75, nearest_mode="floor"
+)
 
 
 def _conv(rng, name: str, cin: int, cout: int, k: int) -> list:
@@ -43,8 +44,9 @@ def srcnn3_graph(seed: int = 0) -> onnx.ModelProto:
         helper.make_tensor_value_info("factor", TensorProto.FLOAT, [4]),
     ]
     output = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3, "out_height", "out_width"])
-    model = helper.make_model(helper.make_graph(nodes, "srcnn3-test", inputs, [output], inits),
-                              opset_imports=[helper.make_opsetid("", 11)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "srcnn3-test", inputs, [output], inits), opset_imports=[helper.make_opsetid("", 11)]
+    )
     model.ir_version = 7  # what torch.onnx.export writes for opset 11; every engine reads it
     onnx.checker.check_model(model)
     return model

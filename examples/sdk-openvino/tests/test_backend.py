@@ -118,12 +118,15 @@ def test_threads_option_reaches_openvino(srcnn3_path):
         assert predictor._session.ov_property("INFERENCE_NUM_THREADS") == 1
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"precision": "f64"}, "f32"),
-    ({"threads": 0}, "positive whole number"),
-    ({"intra_op_num_threads": 2}, "the openvino backend takes"),
-    ({"performance_hint": "FAST"}, "LATENCY"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"precision": "f64"}, "f32"),
+        ({"threads": 0}, "positive whole number"),
+        ({"intra_op_num_threads": 2}, "the openvino backend takes"),
+        ({"performance_hint": "FAST"}, "LATENCY"),
+    ],
+)
 def test_bad_options_say_what_to_pass(srcnn3_path, options, message):
     with pytest.raises(InputError, match=message):
         Predictor(srcnn3_path, backend="openvino", **options)
@@ -166,8 +169,9 @@ def test_a_model_openvino_cannot_compile_is_unavailable_not_a_crash(srcnn3_path,
 
 
 def test_probe_without_openvino_says_what_to_install(monkeypatch):
-    from sdk.devices import Device
     from sdk_openvino import OpenVinoBackend
+
+    from sdk.devices import Device
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` raise ImportError
     found = OpenVinoBackend().probe(Device("cpu"))

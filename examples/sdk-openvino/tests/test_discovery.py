@@ -8,8 +8,8 @@ import json
 from importlib import metadata
 
 import pytest
-
 from plugin_cli import backends_json, run_python, sdk_cli
+
 from sdk import Predictor
 from sdk.errors import BackendUnavailableError, PluginError
 

@@ -35,8 +35,7 @@ def test_latency_openvino_vs_ort_cpu(srcnn3_path, capsys):
             rows.append((backend, engine, whole))
     ort_engine = rows[0][1]
     with capsys.disabled():
-        print(f"\n{srcnn3_path.name} 256x256 -> 768x768, batch 1, median of {REPEATS} "
-              f"({os.cpu_count()} CPUs visible)")
+        print(f"\n{srcnn3_path.name} 256x256 -> 768x768, batch 1, median of {REPEATS} ({os.cpu_count()} CPUs visible)")
         print(f"  {'backend':10} {'engine s':>9} {'image->image s':>15} {'vs ort-cpu':>11}")
         for backend, engine, whole in rows:
             print(f"  {backend:10} {engine:9.3f} {whole:15.3f} {ort_engine / engine:10.2f}x")
