@@ -6,18 +6,33 @@ PIP := $(PY) -m pip
 # torch first, by its exact pin: it is the CPU build on these machines; anything looser pulls a
 # multi-GB CUDA build. torch is only needed to export and train, never to run a model.
 TORCH := torch==2.13.0
+EXTRAS := cpu,export,bench
+DEV_EXTRAS := $(EXTRAS),serve,dev,ray
 
-.PHONY: demo test lint install install-dev clean
+# constraints.txt pins every package that `make demo`, `make test` and examples/sdk-openvino/ci.sh
+# install (build tools included), so every machine and CI get the same versions. Each line carries the
+# marker of the Python and platform `make lock` resolved it on (CPython 3.11, Linux x86_64): elsewhere
+# pip ignores the lines whose marker does not match and installs the newest releases, unpinned (the
+# install says so). `make lock` refreshes it.
+LOCK := constraints.txt
+PINNED := --constraint $(LOCK) --build-constraint $(LOCK)
+# A requirement marker that names this interpreter's Python version, OS and machine.
+MARKER_OF = $(1) -c 'import platform, sys; print("python_version == \"%d.%d\" and sys_platform == \"%s\" and platform_machine == \"%s\"" % (*sys.version_info[:2], sys.platform, platform.machine()))'
+LOCK_VENV := .venv-lock
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: demo test lint lock install install-dev clean
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e '.[cpu,export,bench]'
+	@grep -qF "$$($(call MARKER_OF,$(PY)))" $(LOCK) || echo "note: $(LOCK) was made for another Python or platform; installing the newest releases, unpinned"
+	# pip first, alone: the pip a venv starts with may predate --build-constraint.
+	$(PIP) install --quiet --upgrade --constraint $(LOCK) pip
+	$(PIP) install --quiet $(PINNED) $(TORCH)
+	$(PIP) install --quiet $(PINNED) -e '.[$(EXTRAS)]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e '.[cpu,export,bench,serve,dev,ray]'
+	$(PIP) install --quiet $(PINNED) -e '.[$(DEV_EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -36,5 +51,24 @@ lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Rewrite constraints.txt: everything the set-up installs (torch, the dev extras, the OpenVINO plugin's
+# dependencies), resolved afresh and unconstrained in a temporary venv, then frozen; then run `make test`.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(LOCK_VENV)/bin/python -m pip install --quiet $(TORCH)
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[$(DEV_EXTRAS)]' ./examples/sdk-openvino
+	# Our own distributions are left out (editable or from a path); torch's local label (+cpu) too, so
+	# that the pin matches the build the Makefile installs wherever it comes from.
+	marker=$$($(call MARKER_OF,$(LOCK_VENV)/bin/python)) && { \
+	  echo "# Made by \`make lock\` (see the Makefile): the versions that \`make demo\`, \`make test\` and"; \
+	  echo "# examples/sdk-openvino/ci.sh install. pip applies a line only where its marker matches."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | grep -v ' @ ' \
+	    | sed -e 's/+cpu$$//' -e "s/\$$/ ; $$marker/"; \
+	} > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) .venv-plugins out build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) .venv-plugins out build *.egg-info

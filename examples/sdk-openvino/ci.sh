@@ -6,7 +6,8 @@
 #
 # Environment: PYTHON (default python3) makes the environment; PLUGIN_VENV (default .venv-plugins at
 # the repository root) is where it lives. deploy-sdk is installed editable, so core changes need no
-# reinstall; the environment is rebuilt when the root pyproject.toml changes. Needs PyPI the first time.
+# reinstall; the environment is rebuilt when the root pyproject.toml or constraints.txt changes. Needs PyPI
+# the first time.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -18,14 +19,17 @@ WHEELS=$ROOT/build/plugin-wheels
 
 say() { printf '\n== %s\n' "$*"; }
 
-stamp=$(cat "$ROOT/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1)
+# The repository's lock (see the Makefile): the same versions as `make test`, where its markers match.
+LOCK=$ROOT/constraints.txt
+
+stamp=$(cat "$ROOT/pyproject.toml" "$LOCK" "$0" | sha256sum | cut -d' ' -f1)
 if [[ ! -x $PY || $(cat "$VENV/.stamp" 2>/dev/null) != "$stamp" ]]; then
     say "creating $VENV with deploy-sdk[cpu]"
     rm -rf "$VENV"
     "${PYTHON:-python3}" -m venv "$VENV"
     echo '*' > "$VENV/.gitignore"  # git ignores the environment wherever it is put
-    "$PY" -m pip install --quiet --upgrade pip "setuptools>=77" wheel
-    "$PY" -m pip install --quiet -e "$ROOT[cpu]" "pytest>=8"
+    "$PY" -m pip install --quiet --upgrade --constraint "$LOCK" pip "setuptools>=77" wheel
+    "$PY" -m pip install --quiet --constraint "$LOCK" --build-constraint "$LOCK" -e "$ROOT[cpu]" "pytest>=8"
     echo "$stamp" > "$VENV/.stamp"
 fi
 
@@ -39,7 +43,7 @@ rm -rf "$EXAMPLE/build" "$BROKEN/build" "$EXAMPLE"/*.egg-info "$BROKEN"/*.egg-in
 say "installing $(cd "$WHEELS" && echo *.whl)"
 # First pass pulls in dependencies (openvino); the second replaces an installed copy of the same
 # version, so the tests always see this checkout's code.
-"$PY" -m pip install --quiet "$WHEELS"/*.whl
+"$PY" -m pip install --quiet --constraint "$LOCK" "$WHEELS"/*.whl
 "$PY" -m pip install --quiet --force-reinstall --no-deps "$WHEELS"/*.whl
 
 say "sdk backends, as a user sees it with both plugins installed"
