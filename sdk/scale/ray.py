@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import tiling
 from ..errors import SDKError
 from ..jobs import Summary
 from .shipping import open_shipped, ship_model
@@ -83,8 +84,8 @@ class Upscaler:
             memory_budget=memory_budget,
             **dict(options or {}),
         )
-        self.scale = self.predictor.pipeline.check_scale(scale)
-        self.tile = tile
+        self.scale = self.predictor.check_scale(scale)
+        self.tile = tiling.parse_tile(tile)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         return {**batch, "image": [self.predictor(image, scale=self.scale, tile=self.tile) for image in batch["image"]]}
@@ -190,6 +191,7 @@ def upscale_files(
     started = time.perf_counter()
     pairs = jobs.plan_outputs(jobs.collect_images(list(inputs)), Path(output))
     scale = check_scale(model, scale, pipeline)
+    tile = tiling.parse_tile(tile)  # a bad tile fails here, before any cluster time
     todo, done = jobs.split_existing(pairs, force)
     summary = RaySummary(
         planned=len(pairs), skipped=len(done), removed_parts=jobs.remove_stale_parts(pairs), scale=scale
@@ -274,7 +276,7 @@ def cmd_upscale(args) -> int:
     from ..declare import pipeline_from_args
 
     ray = import_ray()
-    tile = jobs.parse_tile(args.tile)
+    tile = tiling.parse_tile(args.tile, "--tile ")
     ray.init(address=args.ray or LOCAL, logging_level="warning")
     try:
         # After ray.init, which sets a SIGTERM handler of its own that exits with status 15.
