@@ -68,7 +68,8 @@ lock:
 	    | sed -e 's/+cpu$$//' -e "s/\$$/ ; $$marker/"; \
 	} > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
-	rm -rf $(LOCK_VENV)
+	# pip built the plugin in its tree: leave no build/ behind (ci.sh builds its wheel from a clean one).
+	rm -rf $(LOCK_VENV) examples/sdk-openvino/build examples/sdk-openvino/*.egg-info
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) .venv-plugins out build *.egg-info
