@@ -134,6 +134,7 @@ def run_from_args(args) -> int:
         "model_file": model.path.name,
         "model_sha256": model.sha256[:16],
         "pipeline": declared,
+        "torch_module": args.torch_module,
         "scale": scale,
         "sizes": list(args.size),
         "batches": list(args.batch),
@@ -168,7 +169,7 @@ def run_from_args(args) -> int:
 
         for size, batch in groups:
             images = tuple(benchmark_images(size, batch))
-            flops = model_flops(model, size, batch, scale)
+            flops = model_flops(model, size, batch, scale, declared)
             measurements = []
             for index, row in enumerate(rows):
                 # Raw rows run on their engine's device; the SDK and torch choose from --device.
@@ -183,6 +184,7 @@ def run_from_args(args) -> int:
                     row.options,
                     flops,
                     pipeline=declared,
+                    torch_module=args.torch_module or "",
                 )
                 m = Measurement(job, device=row.device)
                 if row.reason:

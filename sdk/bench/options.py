@@ -71,6 +71,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "optimize=false (repeatable; values true/false/numbers are typed)",
     )
     parser.add_argument(
+        "--torch-module",
+        default=None,
+        metavar="FILE.py:NAME",
+        help="the PyTorch rows run this module (NAME() returns the nn.Module the ONNX file was exported "
+        "from, with its weights) instead of rebuilding the network from the graph: community "
+        "architectures, e.g. benchmarks/devkit/archs.py:compact",
+    )
+    parser.add_argument(
         "--device", default="auto", help="auto (each backend's own default), cpu, cuda or cuda:N for every row"
     )
     parser.add_argument("--warmup", type=_count, default=3, help="untimed calls after the first one (default: 3)")

@@ -36,6 +36,7 @@ class Job:
     options: tuple = ()  # (name, value) Predictor options of this row, e.g. (("optimize", False),)
     flops: float = 0.0  # the floor row: FLOPs of one call of the model
     pipeline: dict | None = None  # declared pipeline fields (--value-range ...), as Predictor(pipeline=)
+    torch_module: str = ""  # torch rows: FILE.py:NAME builder of the module (sdk.bench.torch_module)
 
 
 def make_runner(job: Job) -> Runner:
@@ -244,8 +245,6 @@ class TorchRunner(Runner):
             import torch
         except ImportError as exc:
             raise BackendUnavailableError(f"torch is not installed ({exc}): pip install torch==2.13.0") from exc
-        from .reference import reference_module
-
         requested = parse_device(self.job.device)
         if requested is None:
             requested = parse_device("cuda" if torch.cuda.is_available() else "cpu")
@@ -262,7 +261,14 @@ class TorchRunner(Runner):
         self.torch_device = torch.device("cpu" if requested.kind == "cpu" else f"cuda:{requested.index}")
         self.device = str(requested)
         model, self.pipeline = _pipeline_for(self.job.model, self.job.pipeline)
-        module, self.input_names, self.source = reference_module(model)
+        if self.job.torch_module:
+            from .torch_module import torch_module
+
+            module, self.input_names, self.source = torch_module(self.job.torch_module, self.pipeline.spec.image_input)
+        else:
+            from .reference import reference_module
+
+            module, self.input_names, self.source = reference_module(model)
         self.module = module.to(self.torch_device).eval()
         self.scale = self.pipeline.check_scale(self.job.scale)
         self.memory_format = torch.contiguous_format
