@@ -39,8 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
 
     p = sub.add_parser("backends", help="list the backends found and whether they can run here")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        help="a model: also show how fast each backend runs it here (auto's measured ranking, cached)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list of records")
     p.add_argument("--device", default=None, help="judge availability on this device (cpu, cuda, cuda:N)")
+    add_pipeline_arguments(p)
     p.set_defaults(func=cmd_backends)
 
     p = sub.add_parser("upscale", help="upscale image files or folders of images")
@@ -120,8 +127,10 @@ def cmd_backends(args) -> int:
     from .selection import gpu_summary
 
     records = list_backends(args.device)
+    ranking = _measured_ranking(args) if args.model else None
     if args.json:
-        print(json.dumps([r.to_dict() for r in records], indent=2))
+        listing = [r.to_dict() for r in records]
+        print(json.dumps({"backends": listing, "ranking": ranking} if args.model else listing, indent=2))
         return 0
     from rich.console import Console
     from rich.markup import escape
@@ -153,7 +162,39 @@ def cmd_backends(args) -> int:
             or "none found"
         )
     )
+    if args.model:
+        _print_ranking(console, args.model, ranking)
     return 0
+
+
+def _measured_ranking(args) -> dict | None:
+    """auto's ranking of the engines on the model: from the cache, or measured now (and cached)."""
+    from .predictor import Predictor
+
+    with Predictor(args.model, device=args.device or "auto", pipeline=pipeline_from_args(args), tune=True) as p:
+        return p.ranking.to_dict() if p.ranking is not None else {"entries": [], "chosen": p.backend}
+
+
+def _print_ranking(console, model: str, ranking: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not ranking["entries"]:
+        console.print(f"{escape(model)}: only {escape(ranking['chosen'])} can run it here; nothing to measure")
+        return
+    where = "cached" if ranking["cached"] else "measured now"
+    table = Table(title=f"auto on {escape(model)} ({escape(ranking['trial'])}; {where})")
+    for column in ("rank", "backend", "device", "trial ms", "vs fastest"):
+        table.add_column(column)
+    fastest = min(e["ms"] for e in ranking["entries"] if e.get("ms") is not None)
+    for index, entry in enumerate(ranking["entries"], 1):
+        ms = entry.get("ms")
+        speed = f"{fastest / ms:.2f}x" if ms else escape(entry.get("error", ""))
+        chosen = " (auto)" if entry["backend"] == ranking["chosen"] and index == 1 else ""
+        table.add_row(
+            str(index), escape(entry["backend"]) + chosen, entry["device"], "-" if ms is None else f"{ms:,.1f}", speed
+        )
+    console.print(table)
 
 
 def cmd_upscale(args) -> int:

@@ -18,8 +18,10 @@ from .model import Model
 from .pipeline import Pipeline
 from .selection import normalize_name, open_session
 from .spec import resolve, warn_about_guesses
+from .tuning import Trial
 
 _SCALES_KEPT = 64
+TRIAL_SIDE = 64  # pixels: enough for the engines' per-pixel speed to show, small enough to be quick
 
 
 class Predictor:
@@ -45,16 +47,35 @@ class Predictor:
         self.spec = resolution.spec
         self.spec_sources = dict(resolution.sources)  # field -> declared / metadata / inferred / default
         warn_about_guesses(resolution, self.model.name)
-        chosen = open_session(self.model, backend, parse_device(device), options)
+        self.pipeline = Pipeline(self.spec, self.model)
+        chosen = open_session(self.model, backend, parse_device(device), options, trial=self._trial())
         self._session: Session | None = chosen.session
         self.backend, self.device = chosen.backend, str(chosen.device)
-        self.pipeline = Pipeline(self.spec, self.model)
+        # auto's measured ranking (sdk.tuning): fastest first, with each engine's trial time; None when
+        # the backend was named, only one could run, or tune=False.
+        self.ranking = chosen.ranking
         image = self._input(self.spec.image_input)
         self._dynamic_batch = not isinstance(image.shape[0], int)
         self.memory_budget = memory_budget
         # scale -> (footprint, tile margin): both depend on the scale only, and are derived from the
         # graph, so a call looks them up instead of deriving or even keying them on the file again.
         self._sizing: dict[int, tuple] = {}
+
+    def _trial(self) -> Trial:
+        """What ``backend="auto"`` times the engines on: one small noise image through the pipeline,
+        at the model's own size when its input is fixed, at the model's scale (or x2)."""
+        image = self.model.input(self.spec.image_input)
+        spatial = image.shape[1:3] if self.spec.layout == "NHWC" else image.shape[2:4]
+        step = self.spec.multiple_of
+        side = -(-TRIAL_SIDE // step) * step
+        height, width = (d if isinstance(d, int) else side for d in spatial)
+        scale = self.spec.scale or 2
+
+        def feeds():
+            pixels = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+            return self.pipeline.feeds(self.pipeline.prepare(pixels, scale).tensor, scale)
+
+        return Trial(feeds, f"{height}x{width} noise, x{scale}, batch 1")
 
     # -- images ---------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Choosing the backend and device a Predictor runs on, and listing what could run.
 
-An explicitly named backend runs on its device or raises; only ``backend="auto"`` chooses, and it
-chooses by priority among the backends whose probe says they really work here.
+An explicitly named backend runs on its device or raises; only ``backend="auto"`` chooses: among the
+backends whose probe says they really work here, by a short measurement on the model when more than
+one can run it (``sdk.tuning``; cached on disk), else by priority.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from .devices import Device, cuda_gpus
 from .errors import BackendUnavailableError, InputError
 from .optimize import OPTION as OPTIMIZE
 from .plugins import BackendRecord, Registry, load_plugins
+from .tuning import OPTION as TUNE
+from .tuning import Ranking, RankingCache, Trial, measure, ranking_key, split_option
 
 if TYPE_CHECKING:
     from .model import Model
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
-SDK_OPTIONS = (OPTIMIZE,)  # taken by the SDK itself (sdk.optimize), so every backend accepts them
+SDK_OPTIONS = (OPTIMIZE, TUNE)  # taken by the SDK itself (sdk.optimize, sdk.tuning): every backend accepts them
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class Chosen:
     session: Session
     backend: str
     device: Device
+    ranking: Ranking | None = None  # auto's measured ranking, when it measured (or found one cached)
 
 
 def create_session(engine: Backend, model: Model, device: Device, options: Mapping[str, Any]) -> Session:
@@ -129,23 +133,51 @@ def create_session(engine: Backend, model: Model, device: Device, options: Mappi
 
 
 def open_session(
-    model: Model, backend: str, device: Device | None, options: Mapping[str, Any], registry: Registry | None = None
+    model: Model,
+    backend: str,
+    device: Device | None,
+    options: Mapping[str, Any],
+    registry: Registry | None = None,
+    trial: Trial | None = None,
 ) -> Chosen:
     """A session for ``model`` on the named backend, or on the best one that starts for ``"auto"``.
 
-    "auto" tries the available backends by priority. A backend that does not take one of ``options``
-    (precision="fp16" is TensorRT's) is passed over, so an engine-specific option chooses among engines;
-    one whose session fails to start is passed over with a warning (a quiet fallback is what users
-    hate). A named backend runs or raises BackendUnavailableError: it never falls back.
+    "auto" measures the available backends on ``trial`` when more than one can run the model (unless
+    ``tune=False``; see sdk.tuning), else tries them by priority. A backend that does not take one of
+    ``options`` (precision="fp16" is TensorRT's) is passed over, so an engine-specific option chooses
+    among engines; one whose session fails to start is passed over with a warning (a quiet fallback
+    is what users hate). A named backend runs or raises BackendUnavailableError: it never falls back.
     """
     name = normalize_name(backend)
-    skipped = []
+    tune, options = split_option(options)
+    skipped, pairs = [], []
     for engine, chosen in candidates(name, device, registry):
         foreign = [key for key in options if key not in SDK_OPTIONS and not engine.accepts(key)]
         if name == AUTO and foreign:
             log.info("backend %s does not take option(s) %s; trying the next one", engine.name, foreign)
             skipped.append(f"{engine.name} on {chosen}: does not take option(s) {foreign}")
             continue
+        pairs.append((engine, chosen))
+    if name == AUTO and tune and trial is not None and len(pairs) > 1:
+        key = ranking_key(model, pairs, options, trial, (registry or load_plugins()).backends)
+        cache = RankingCache()
+        ranking = cache.get(key)
+        if ranking is None:
+            ranking, (engine, chosen), session = measure(
+                pairs, lambda e, d: create_session(e, model, d, options), trial, key
+            )
+            cache.put(ranking)
+            return Chosen(session, engine.name, chosen, ranking)
+        order = ranking.order()
+        position = {pair: index for index, pair in enumerate(order)}
+        pairs.sort(key=lambda pair: position.get((pair[0].name, str(pair[1])), len(order)))
+        found = _first_that_starts(name, pairs, model, options, skipped)
+        return Chosen(found.session, found.backend, found.device, ranking)
+    return _first_that_starts(name, pairs, model, options, skipped)
+
+
+def _first_that_starts(name: str, pairs, model: Model, options: Mapping[str, Any], skipped: list) -> Chosen:
+    for engine, chosen in pairs:
         try:
             session = create_session(engine, model, chosen, options)
         except BackendUnavailableError as exc:
