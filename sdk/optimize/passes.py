@@ -5,7 +5,8 @@
 each Resize and each narrow convolution, and why it left any alone. It never changes what the model
 computes beyond the order of float additions: each Resize rewrite is checked against ONNX's reference
 implementation before it is made (``resize.py``); a narrow convolution is split into two whose sum is
-the original's, term for term (``narrow.py``).
+the original's, term for term (``narrow.py``); a Mul by a constant becomes a BatchNormalization that
+multiplies by exactly that constant (``scale.py``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 
 from .narrow import split_narrow_convs
 from .resize import Rewrite, cached_taps, describe, kernel_2d
+from .scale import scales_to_batchnorm
 
 # Bump whenever a rewrite changes: it is part of the on-disk cache key, so old results are not reused.
-PASS_VERSION = 4
+PASS_VERSION = 5
 _FLOATS = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
 
 
@@ -188,6 +190,7 @@ def optimise(proto, split_narrow: bool = True) -> tuple[object, list[Rewrite]]:
         index += 1
     if split_narrow:
         report += split_narrow_convs(graph, constants, counter)
+    report += scales_to_batchnorm(graph, constants, types, opset, counter)
     if any(r.done for r in report):
         _drop_dead(graph)
         onnx.checker.check_model(model)
