@@ -111,3 +111,19 @@ def test_compare_runs_a_community_architecture_against_its_torch_module(tmp_path
     assert rows[("reference", "torch")]["available"], rows[("reference", "torch")]["reason"]
     assert rows[("sdk", "ort-cpu")]["passed"] is True
     assert rows[("sdk", "ort-cpu")]["gflop"] == pytest.approx(81.16e9 * (16 / 256) ** 2 / 1e9, rel=1e-3)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="the architectures are exported with torch (pip install torch==2.13.0)")
+def test_the_levers_script_measures_variants_side_by_side(tmp_path):
+    """Smoke mode of benchmarks/levers_archs.py: Compact at 16x16, one call per variant."""
+    out = tmp_path / "levers.md"
+    command = [sys.executable, str(ROOT / "benchmarks" / "levers_archs.py"), "--arch", "compact", "--size", "16"]
+    command += ["--runs", "1", "--warmup", "0", "--only", "1 thread", "--md", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ort")]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| ort: original",
+        "| ort: optimised",
+        "| ort: optimised, 1 thread",
+    ]

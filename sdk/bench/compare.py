@@ -19,6 +19,7 @@ from .schedule import Measurement, Plan, measure
 
 REFERENCE = "torch"
 PEER = "torch-compiled"
+CHANNELS_LAST = "torch-channels-last"
 FLOOR = "floor"
 
 
@@ -72,11 +73,11 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False, vari
     offering = [n for n in names if registry.get(n) and registry.get(n).backend.offers_raw_runner()]
     raw_names = [f"raw-{name}" for name in offering]
     tokens = [t.strip().lower() for item in selection for t in item.split(",") if t.strip()]
-    known = {"all", "raw", REFERENCE, PEER, FLOOR, *names, *raw_names}
+    known = {"all", "raw", REFERENCE, CHANNELS_LAST, PEER, FLOOR, *names, *raw_names}
     unknown = [t for t in tokens if t not in known]
     if unknown:
         raise SDKError(
-            f"unknown --backends {unknown}; choose from all, raw, {REFERENCE}, {PEER}, {FLOOR}, "
+            f"unknown --backends {unknown}; choose from all, raw, {REFERENCE}, {CHANNELS_LAST}, {PEER}, {FLOOR}, "
             f"{', '.join(names)}, {', '.join(raw_names)}"
         )
     everything = "all" in tokens or not tokens
@@ -99,6 +100,8 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False, vari
     torch_missing = importlib.util.find_spec("torch") is None
     why = "torch is not installed (pip install torch==2.13.0): no reference, no accuracy check" if torch_missing else ""
     rows.append(Row("reference", REFERENCE, device, why))
+    if everything or CHANNELS_LAST in tokens:
+        rows.append(Row("channels_last", REFERENCE, device, why))
     if everything or PEER in tokens:
         rows.append(Row("peer", REFERENCE, device, why))
     if everything or FLOOR in tokens:
@@ -150,6 +153,7 @@ def run_from_args(args) -> int:
         "reference": "",
         "raw_baseline": "each backend's own bare engine (Backend.raw_runner) on the model file its Session gets, "
         "set up with the same settings, fed a tensor prepared before timing; latency = the engine call",
+        "channels_last": "the same PyTorch module and input in channels_last memory format, eager",
         "peer": "the same PyTorch module in channels_last memory format under torch.compile (inductor), compiled "
         "before the warm-up (compile_s), so no timed call includes compiling",
         "floor": "model FLOPs (convolutions and matrix products, counted from the graph at each size) at the "

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=["all"],
         metavar="NAME",
         help="'all' (default), or backend names, 'raw' (every backend's own raw baseline), "
-        "'raw-NAME', 'torch-compiled', 'floor' (commas or spaces). torch eager always runs: it is "
+        "'raw-NAME', 'torch-channels-last', 'torch-compiled', 'floor' (commas or spaces). torch eager always runs: it is "
         "the accuracy reference",
     )
     parser.add_argument(

@@ -19,7 +19,7 @@ from ..errors import BackendUnavailableError, SDKError
 # sdk: a Predictor; raw: a backend's own bare engine (Backend.raw_runner); reference: torch eager,
 # the accuracy reference; peer: the strongest PyTorch a CPU user would run (channels_last +
 # torch.compile); floor: numpy's sgemm on as many FLOPs as the model needs (the fp32 hardware floor).
-KINDS = ("sdk", "raw", "reference", "peer", "floor")
+KINDS = ("sdk", "raw", "reference", "channels_last", "peer", "floor")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def make_runner(job: Job) -> Runner:
         return SdkRunner(job)
     if job.kind == "raw":
         return RawEngineRunner(job)
-    if job.kind in ("reference", "peer"):
+    if job.kind in ("reference", "channels_last", "peer"):
         return TorchRunner(job)
     if job.kind == "floor":
         return FloorRunner(job)
@@ -232,7 +232,8 @@ class FloorRunner(Runner):
 
 class TorchRunner(Runner):
     """The PyTorch module, in the tutorial's pipeline: float tensor in, float out, then pixels.
-    Eager for the reference row; channels_last + torch.compile for the "peer" row.
+    Eager for the reference row; channels_last (eager) for the "channels_last" row; channels_last +
+    torch.compile for the "peer" row.
 
     It uses the SDK's own pre/post so that a difference in the pictures can only come from the
     engine. TF32 stays off on CUDA: the reference must be a true float32 computation.
@@ -272,6 +273,10 @@ class TorchRunner(Runner):
         self.module = module.to(self.torch_device).eval()
         self.scale = self.pipeline.check_scale(self.job.scale)
         self.memory_format = torch.contiguous_format
+        if self.job.kind == "channels_last":
+            self.memory_format = torch.channels_last
+            self.module = self.module.to(memory_format=torch.channels_last)
+            self.source += ", channels_last"
         if self.job.kind == "peer":
             self._compile()
 
