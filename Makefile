@@ -30,6 +30,8 @@ test: install-dev
 	$(PY) -m pytest
 	# The OpenVINO plugin, built as a wheel and installed into its own venv beside deploy-sdk.
 	PYTHON=$(PYTHON) examples/sdk-openvino/ci.sh
+	# MNN (Winograd convolutions), the same way, in an environment of its own.
+	PYTHON=$(PYTHON) examples/sdk-mnn/ci.sh
 
 # The checks CI runs beside the suite: ruff's lint and its formatting.
 lint: install-dev
@@ -37,4 +39,4 @@ lint: install-dev
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .venv-plugins out build *.egg-info
+	rm -rf $(VENV) .venv-plugins .venv-mnn out build *.egg-info
