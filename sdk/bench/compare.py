@@ -20,6 +20,7 @@ from .schedule import Measurement, Plan, measure
 REFERENCE = "torch"
 PEER = "torch-compiled"
 CHANNELS_LAST = "torch-channels-last"
+AUTO = "auto"
 FLOOR = "floor"
 
 
@@ -73,16 +74,19 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False, vari
     offering = [n for n in names if registry.get(n) and registry.get(n).backend.offers_raw_runner()]
     raw_names = [f"raw-{name}" for name in offering]
     tokens = [t.strip().lower() for item in selection for t in item.split(",") if t.strip()]
-    known = {"all", "raw", REFERENCE, CHANNELS_LAST, PEER, FLOOR, *names, *raw_names}
+    known = {"all", "raw", AUTO, REFERENCE, CHANNELS_LAST, PEER, FLOOR, *names, *raw_names}
     unknown = [t for t in tokens if t not in known]
     if unknown:
         raise SDKError(
-            f"unknown --backends {unknown}; choose from all, raw, {REFERENCE}, {CHANNELS_LAST}, {PEER}, {FLOOR}, "
+            f"unknown --backends {unknown}; choose from all, raw, {AUTO}, {REFERENCE}, {CHANNELS_LAST}, {PEER}, {FLOOR}, "
             f"{', '.join(names)}, {', '.join(raw_names)}"
         )
     everything = "all" in tokens or not tokens
     chosen = [r for r in records if not r.load_error and (everything or r.name in tokens)]
     rows = []
+    if (everything or AUTO in tokens) and any(r.available for r in records if not r.load_error):
+        # What a user who names no backend gets: auto's choice (measured on first load, see sdk.tuning).
+        rows.append(Row("sdk", AUTO, device))
     for r in chosen:
         where = device if parsed else "/".join(r.devices) or "?"
         rows.append(Row("sdk", r.name, where, "" if r.available else r.reason))

@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=["all"],
         metavar="NAME",
-        help="'all' (default), or backend names, 'raw' (every backend's own raw baseline), "
+        help="'all' (default), or backend names, 'auto' (what backend='auto' chooses), 'raw' (every backend's own raw baseline), "
         "'raw-NAME', 'torch-channels-last', 'torch-compiled', 'floor' (commas or spaces). torch eager always runs: it is "
         "the accuracy reference",
     )

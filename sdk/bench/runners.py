@@ -86,6 +86,8 @@ class SdkRunner(Runner):
             **dict(self.job.options),
         )
         self.device = self.predictor.device
+        if self.job.backend == "auto":  # the row shows what auto chose
+            self.device = f"{self.predictor.device}: {self.predictor.backend}"
         self.scale = self.predictor.pipeline.check_scale(self.job.scale)
 
     def call(self):
