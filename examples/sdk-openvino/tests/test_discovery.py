@@ -116,7 +116,7 @@ def test_auto_keeps_the_faster_ort_cpu_and_skips_the_broken_probe(plugins, srcnn
 def test_auto_times_openvino_against_ort_cpu_and_takes_the_faster(plugins, srcnn3_path):
     with Predictor(srcnn3_path, backend="auto", device="cpu", tune=True) as predictor:
         ranking = predictor.ranking
-        assert {e["backend"] for e in ranking.entries} == {"ort-cpu", "openvino"}
+        assert {"ort-cpu", "openvino"} <= {e["backend"] for e in ranking.entries}
         assert predictor.backend == ranking.chosen == ranking.entries[0]["backend"]
         assert all(e["ms"] > 0 for e in ranking.entries)
     with Predictor(srcnn3_path, backend="auto", device="cpu", tune=True) as predictor:
