@@ -202,10 +202,10 @@ def cmd_upscale(args) -> int:
         from .scale.ray import cmd_upscale as upscale_on_ray
 
         return upscale_on_ray(args)
-    from . import jobs
+    from . import jobs, tiling
     from .predictor import Predictor
 
-    tile = jobs.parse_tile(args.tile)
+    tile = tiling.parse_tile(args.tile, "--tile ")
     pairs = jobs.plan_outputs(jobs.collect_images(args.inputs), Path(args.output))
     predictor = Predictor(
         args.model,
@@ -214,7 +214,7 @@ def cmd_upscale(args) -> int:
         memory_budget=args.memory_budget,
         pipeline=pipeline_from_args(args),
     )
-    scale = predictor.pipeline.check_scale(args.scale)  # a bad --scale fails before any work
+    scale = predictor.check_scale(args.scale)  # a bad --scale fails before any work
     with jobs.stop_on_signals(), predictor, jobs.JobProgress(len(pairs)) as progress:
         summary = jobs.run(
             predictor,
