@@ -70,11 +70,15 @@ class Predictor:
         height, width = (d if isinstance(d, int) else side for d in spatial)
         scale = self.spec.scale or 2
 
-        def feeds():
-            pixels = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
-            return self.pipeline.feeds(self.pipeline.prepare(pixels, scale).tensor, scale)
+        pixels = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+        prepared = self.pipeline.prepare(pixels, scale)
 
-        return Trial(feeds, f"{height}x{width} noise, x{scale}, batch 1")
+        def pictures(outputs):
+            return self.pipeline.finish(self.pipeline.output(outputs, prepared.tensor.shape, scale), prepared)
+
+        return Trial(
+            lambda: self.pipeline.feeds(prepared.tensor, scale), f"{height}x{width} noise, x{scale}, batch 1", pictures
+        )
 
     # -- images ---------------------------------------------------------------------------------
 

@@ -8,7 +8,10 @@ wins. The ranking is stored on disk under everything it depends on - the model's
 options, the trial, this machine (CPU model, cores, GPUs) and each engine's distribution, version and
 probe details - so later loads pay nothing, and a new engine version or another machine measures
 again. An engine within ``TIE`` of the fastest keeps its place when it has the higher priority, so
-that noise does not flip the choice between equals.
+that noise does not flip the choice between equals. Speed is not bought with pictures: an engine whose
+trial pictures differ from the highest-priority engine's by more than ``AGREE`` grey levels (the
+benchmark's PASS tolerance; MNN's Winograd convolutions did on SPAN, whose activations reach the
+hundreds) is not chosen.
 
 ``tune=False`` (or ``SDK_TUNE=0`` for a whole process) skips the trial and chooses by priority, as
 before. A named backend is never measured nor second-guessed.
@@ -35,15 +38,18 @@ ENV_VAR = "SDK_TUNE"
 TIE = 0.03  # a higher-priority engine this close to the fastest keeps its place
 WARMUP, ROUNDS = 1, 5
 BUDGET_S = 10.0  # the timed rounds stop early past this (after two), whatever the engines' speed
-VERSION = 1  # of the trial and the record: part of the key
+AGREE = 2  # uint8 levels an engine's trial pictures may differ from the highest-priority engine's
+VERSION = 2  # of the trial and the record: part of the key
 
 
 @dataclass(frozen=True)
 class Trial:
-    """What each engine runs: ``feeds`` (made once, on demand) and a description for the key."""
+    """What each engine runs: ``feeds`` (made once, on demand) and a description for the key;
+    ``pictures`` turns an engine's outputs into uint8 pictures, to check that the engines agree."""
 
     feeds: Callable[[], Mapping[str, Any]]
     description: str
+    pictures: Callable[[Mapping[str, Any]], Any] | None = None
 
 
 @dataclass
@@ -136,11 +142,16 @@ class RankingCache:
         atomic_write(self._path(ranking.key), json.dumps(record, indent=2) + "\n")
 
 
-def time_sessions(sessions: list[tuple[str, Any]], feeds: Mapping[str, Any], clock=time.perf_counter) -> dict:
-    """label -> best seconds per call, the sessions taking turns call by call (noise hits them alike)."""
-    for _, session in sessions:
+def time_sessions(
+    sessions: list[tuple[str, Any]], feeds: Mapping[str, Any], clock=time.perf_counter, outputs: dict | None = None
+) -> dict:
+    """label -> best seconds per call, the sessions taking turns call by call (noise hits them alike).
+    ``outputs``, when given, receives each session's warm-up outputs by label."""
+    for label, session in sessions:
         for _ in range(WARMUP):
-            session.run(feeds)
+            result = session.run(feeds)
+        if outputs is not None:
+            outputs[label] = result
     best = {label: float("inf") for label, _ in sessions}
     started = clock()
     for round_ in range(ROUNDS):
@@ -181,11 +192,13 @@ def measure(candidates, create: Callable, trial: Trial, key: dict) -> tuple[Rank
             + "\n  ".join(f"{f['backend']} on {f['device']}: {f['error']}" for f in failed)
         )
     try:
+        outputs: dict = {}
         if len(sessions) > 1:
-            times = time_sessions([(label, session) for label, _, session in sessions], trial.feeds())
+            times = time_sessions([(label, session) for label, _, session in sessions], trial.feeds(), outputs=outputs)
         else:
             times = {sessions[0][0]: float("nan")}
-        order = rank(times, [label for label, _, _ in sessions])
+        disagree = _disagreeing(outputs, [label for label, _, _ in sessions], trial)
+        order = rank(times, [label for label, _, _ in sessions if label not in disagree])
     except Exception:
         for _, _, session in sessions:
             session.close()
@@ -194,6 +207,28 @@ def measure(candidates, create: Callable, trial: Trial, key: dict) -> tuple[Rank
     for label, _, session in sessions:
         if label != order[0]:
             session.close()
-    entries = [{"backend": b, "device": d, "ms": round(times[(b, d)] * 1e3, 3)} for b, d in order] + failed
+    entries = [{"backend": b, "device": d, "ms": round(times[(b, d)] * 1e3, 3)} for b, d in order]
+    entries += [{"backend": b, "device": d, "error": why} for (b, d), why in disagree.items()] + failed
     log.info("auto measured %s: %s", trial.description, ", ".join(f"{e['backend']} {e.get('ms')} ms" for e in entries))
     return Ranking(entries, order[0][0], False, trial.description, key), winner[1], winner[2]
+
+
+def _disagreeing(outputs: dict, labels: list, trial: Trial) -> dict:
+    """label -> why, for engines whose trial pictures differ from the first (highest-priority) one's
+    by more than AGREE levels."""
+    import numpy as np
+
+    if trial.pictures is None or len(outputs) < 2:
+        return {}
+    reference = labels[0]
+    expected = trial.pictures(outputs[reference]).astype(np.int16)
+    found = {}
+    for label in labels[1:]:
+        difference = int(np.abs(trial.pictures(outputs[label]).astype(np.int16) - expected).max())
+        if difference > AGREE:
+            found[label] = (
+                f"its pictures differ from {reference[0]}'s by up to {difference} grey levels "
+                f"(more than {AGREE}): not chosen"
+            )
+            log.warning("auto: %s on %s: %s", label[0], label[1], found[label])
+    return found

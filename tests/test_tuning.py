@@ -19,22 +19,22 @@ from sdk.tuning import TIE, rank, split_option
 class _Delayed(Session):
     """An ORT session that takes ``delay`` seconds longer per call, counting its calls."""
 
-    def __init__(self, inner, delay: float, calls: list):
-        self._inner, self._delay, self._calls = inner, delay, calls
+    def __init__(self, inner, delay: float, calls: list, offset: float = 0.0):
+        self._inner, self._delay, self._calls, self._offset = inner, delay, calls, offset
         self.inputs, self.outputs = inner.inputs, inner.outputs
         self.closed = False
 
     def run(self, feeds):
         self._calls.append(1)
         time.sleep(self._delay)
-        return self._inner.run(feeds)
+        return {name: value + self._offset for name, value in self._inner.run(feeds).items()}
 
     def close(self):
         self.closed = True
         self._inner.close()
 
 
-def _engine(name: str, priority: int, delay: float, version: str = "1.0", starts: bool = True):
+def _engine(name: str, priority: int, delay: float, version: str = "1.0", starts: bool = True, offset: float = 0.0):
     calls: list = []
     made: list = []
 
@@ -42,7 +42,7 @@ def _engine(name: str, priority: int, delay: float, version: str = "1.0", starts
         def create_session(self, model, device, options):
             if not starts:
                 raise BackendUnavailableError(f"{name} refused to start")
-            made.append(_Delayed(super().create_session(model, device, options), delay, calls))
+            made.append(_Delayed(super().create_session(model, device, options), delay, calls, offset))
             return made[-1]
 
     Engine.name, Engine.priority = name, priority
@@ -146,3 +146,13 @@ def test_sdk_backends_model_shows_the_measured_ranking(engines, fixed_model, cap
     assert main(["backends", fixed_model, "--device", "cpu"]) == 0
     shown = capsys.readouterr().out
     assert "cached" in shown and "fast-second (auto)" in shown
+
+
+def test_a_faster_engine_whose_pictures_differ_is_not_chosen(engines, fixed_model):
+    # The test model works in 0..255: an offset of 5 is 5 grey levels, over the 2 allowed.
+    sloppy, _, _ = _engine("fast-but-off", 5, 0.0, offset=5.0)
+    engines["registry"].backends["fast-but-off"] = sloppy
+    with Predictor(fixed_model, device="cpu") as predictor:
+        assert predictor.backend == "fast-second"
+        last = predictor.ranking.entries[-1]
+        assert last["backend"] == "fast-but-off" and "differ from slow-first's by up to" in last["error"]

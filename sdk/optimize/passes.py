@@ -168,10 +168,11 @@ def _drop_dead(graph) -> None:
         graph.initializer.remove(tensor)
 
 
-def optimise(proto, split_narrow: bool = True) -> tuple[object, list[Rewrite]]:
+def optimise(proto, split_narrow: bool = True, scales: bool = True) -> tuple[object, list[Rewrite]]:
     """A rewritten copy of ``proto`` and what was done to each Resize/Upsample and narrow Conv node.
 
-    ``split_narrow=False`` leaves the convolutions alone (the benchmarks' before/after of that rewrite).
+    ``split_narrow=False`` leaves the convolutions alone, ``scales=False`` the Muls by constants (the
+    benchmarks' before/after of those rewrites).
     """
     import onnx
 
@@ -190,7 +191,8 @@ def optimise(proto, split_narrow: bool = True) -> tuple[object, list[Rewrite]]:
         index += 1
     if split_narrow:
         report += split_narrow_convs(graph, constants, counter)
-    report += scales_to_batchnorm(graph, constants, types, opset, counter)
+    if scales:
+        report += scales_to_batchnorm(graph, constants, types, opset, counter)
     if any(r.done for r in report):
         _drop_dead(graph)
         onnx.checker.check_model(model)
