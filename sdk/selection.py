@@ -125,11 +125,11 @@ class Chosen:
     ranking: Ranking | None = None  # auto's measured ranking, when it measured (or found one cached)
 
 
-def create_session(engine: Backend, model: Model, device: Device, options: Mapping[str, Any]) -> Session:
+def create_session(backend: Backend, model: Model, device: Device, options: Mapping[str, Any]) -> Session:
     """The one place where the SDK asks a backend for a session: on the optimised model (sdk.optimize)."""
     from .optimize import optimized_session
 
-    return optimized_session(engine, model, device, options)
+    return optimized_session(backend, model, device, options)
 
 
 def open_session(
@@ -144,30 +144,30 @@ def open_session(
 
     "auto" measures the available backends on ``trial`` when more than one can run the model (unless
     ``tune=False``; see sdk.tuning), else tries them by priority. A backend that does not take one of
-    ``options`` (precision="fp16" is TensorRT's) is passed over, so an engine-specific option chooses
-    among engines; one whose session fails to start is passed over with a warning (a quiet fallback
+    ``options`` (precision="fp16" is TensorRT's) is passed over, so a backend-specific option chooses
+    among backends; one whose session fails to start is passed over with a warning (a quiet fallback
     is what users hate). A named backend runs or raises BackendUnavailableError: it never falls back.
     """
     name = normalize_name(backend)
     tune, options = split_option(options)
     skipped, pairs = [], []
-    for engine, chosen in candidates(name, device, registry):
-        foreign = [key for key in options if key not in SDK_OPTIONS and not engine.accepts(key)]
+    for candidate, chosen in candidates(name, device, registry):
+        foreign = [key for key in options if key not in SDK_OPTIONS and not candidate.accepts(key)]
         if name == AUTO and foreign:
-            log.info("backend %s does not take option(s) %s; trying the next one", engine.name, foreign)
-            skipped.append(f"{engine.name} on {chosen}: does not take option(s) {foreign}")
+            log.info("backend %s does not take option(s) %s; trying the next one", candidate.name, foreign)
+            skipped.append(f"{candidate.name} on {chosen}: does not take option(s) {foreign}")
             continue
-        pairs.append((engine, chosen))
+        pairs.append((candidate, chosen))
     if name == AUTO and tune and trial is not None and len(pairs) > 1:
         key = ranking_key(model, pairs, options, trial, (registry or load_plugins()).backends)
         cache = RankingCache()
         ranking = cache.get(key)
         if ranking is None:
-            ranking, (engine, chosen), session = measure(
-                pairs, lambda e, d: create_session(e, model, d, options), trial, key
+            ranking, (winner, chosen), session = measure(
+                pairs, lambda b, d: create_session(b, model, d, options), trial, key
             )
             cache.put(ranking)
-            return Chosen(session, engine.name, chosen, ranking)
+            return Chosen(session, winner.name, chosen, ranking)
         order = ranking.order()
         position = {pair: index for index, pair in enumerate(order)}
         pairs.sort(key=lambda pair: position.get((pair[0].name, str(pair[1])), len(order)))
@@ -177,16 +177,16 @@ def open_session(
 
 
 def _first_that_starts(name: str, pairs, model: Model, options: Mapping[str, Any], skipped: list) -> Chosen:
-    for engine, chosen in pairs:
+    for candidate, chosen in pairs:
         try:
-            session = create_session(engine, model, chosen, options)
+            session = create_session(candidate, model, chosen, options)
         except BackendUnavailableError as exc:
             if name != AUTO:
                 raise
-            log.warning("backend %s on %s could not start (%s); trying the next one", engine.name, chosen, exc)
-            skipped.append(f"{engine.name} on {chosen}: {exc}")
+            log.warning("backend %s on %s could not start (%s); trying the next one", candidate.name, chosen, exc)
+            skipped.append(f"{candidate.name} on {chosen}: {exc}")
             continue
-        return Chosen(session, engine.name, chosen)
+        return Chosen(session, candidate.name, chosen)
     raise BackendUnavailableError("no backend could start:\n  " + "\n  ".join(skipped))
 
 

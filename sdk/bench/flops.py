@@ -15,7 +15,8 @@ def model_flops(model, size: int, batch: int, scale: int, declared: dict | None 
     shapes cannot be inferred. ``declared``: the pipeline fields given on the command line."""
     import onnx
 
-    from ..optimize.graph import shape_inputs, specialise
+    from ..graph.inputs import shape_inputs
+    from ..optimize.graph import specialise
     from ..spec import resolve
 
     spec = resolve(model, declared).spec

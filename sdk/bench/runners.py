@@ -132,8 +132,8 @@ class RawEngineRunner(Runner):
 
     def load(self) -> None:
         from ..devices import parse_device
+        from ..graph.inputs import shape_inputs
         from ..optimize import optimized_model, split_options
-        from ..optimize.graph import shape_inputs
         from ..plugins import load_plugins
         from ..selection import availability
 
@@ -269,7 +269,7 @@ class TorchRunner(Runner):
 
             module, self.input_names, self.source = torch_module(self.job.torch_module, self.pipeline.spec.image_input)
         else:
-            from .reference import reference_module
+            from ..zoo.reference import reference_module
 
             module, self.input_names, self.source = reference_module(model)
         self.module = module.to(self.torch_device).eval()
