@@ -26,7 +26,7 @@ class Predictor:
     """Run an upscaling model on the best (or the named) backend.
 
     >>> p = Predictor("srcnn3", backend="ort-cpu")
-    >>> hi = p(lo, scale=3)           # HxWx3 uint8 -> 3Hx3Wx3 uint8
+    >>> hi = p(lo, scale=3)           # HxWx3 uint8 -> 3Hx3Wx3 uint8 (uint16 -> uint16)
     """
 
     def __init__(
@@ -66,7 +66,8 @@ class Predictor:
     def __call__(
         self, image, scale=None, color: str = "rgb", tile="auto", progress=None, orient: bool = True
     ) -> np.ndarray:
-        """Upscale one image; returns HxWx3 uint8 in ``color`` order (the order ``image`` is in).
+        """Upscale one image; returns HxWx3 pixels in ``color`` order (the order ``image`` is in) and
+        in its dtype: uint8, or uint16 (0..65535) for a 16-bit array, whose precision is kept throughout.
 
         tile: "auto" runs tiles only when the whole image would exceed the memory budget; N runs
         tiles of N x N input pixels; 0 never tiles. progress: a callable(done, total) told after each
@@ -96,7 +97,7 @@ class Predictor:
         step = max(1, int(batch_size)) if self._dynamic_batch else 1
         by_size: dict[tuple, list[int]] = defaultdict(list)
         for index, rgb in enumerate(rgbs):
-            by_size[rgb.shape].append(index)
+            by_size[(rgb.shape, rgb.dtype)].append(index)
         results: list[np.ndarray | None] = [None] * len(rgbs)
         for indices in by_size.values():
             for start in range(0, len(indices), step):
@@ -108,7 +109,7 @@ class Predictor:
 
     def _upscale(self, batch: np.ndarray, scale: int, color: str, tile="auto", progress=None) -> np.ndarray:
         bgr = color == "bgr"
-        plan = self._plan(batch.shape[:3], scale, tile)
+        plan = self._plan(batch.shape[:3], scale, tile, batch.itemsize)
         if plan is None:
             return self._run_windows(batch, scale, bgr)
         with _progress_bar(progress) as report:
@@ -117,20 +118,20 @@ class Predictor:
             )
 
     def _run_windows(self, batch: np.ndarray, scale: int, bgr: bool) -> np.ndarray:
-        """N x h x w x 3 uint8 -> N x sh x sw x 3 uint8: the whole pipeline on exactly this batch."""
+        """N x h x w x 3 -> N x sh x sw x 3 (uint8 or uint16): the whole pipeline on exactly this batch."""
         pipeline = self.pipeline
         prepared = pipeline.prepare(batch, scale)
         out = pipeline.run_tensor(self._session or self._open_session(), prepared.tensor, scale)
         return pipeline.finish(out, prepared, bgr=bgr)
 
-    def _plan(self, shape: tuple[int, int, int], scale: int, tile) -> tiling.Plan | None:
+    def _plan(self, shape: tuple[int, int, int], scale: int, tile, itemsize: int = 1) -> tiling.Plan | None:
         """Refuse what cannot fit before any engine call, then choose the tiles (or none)."""
         n, height, width = shape
-        out_bytes = n * height * scale * width * scale * 3
+        out_bytes = n * height * scale * width * scale * 3 * itemsize
         room = memory.available()
         if out_bytes > room:
             raise InputError(
-                f"the result would be {width * scale}x{height * scale} pixels ({memory.gib(out_bytes)} as uint8) for "
+                f"the result would be {width * scale}x{height * scale} pixels ({memory.gib(out_bytes)} of pixels) for "
                 f"{n} image(s), more than the {memory.gib(room)} of memory available; use a smaller scale or image"
             )
         found, margin = self._sizing.get(scale) or self._size(scale)
