@@ -1,5 +1,7 @@
 """ort-cpu's opt-in precision="int8": statically quantised, calibrated on the package's own photos."""
 
+import platform
+
 import numpy as np
 import pytest
 
@@ -17,9 +19,44 @@ def test_int8_runs_close_to_fp32_and_is_never_the_default(photo):
     mse = np.mean((a.astype(np.float64) - b) ** 2)
     assert mse > 0  # it really is another computation
     assert 10 * np.log10(255**2 / mse) > 35  # and a close one
-    ops = {node.op_type for node in _loaded_model(int8).graph.node}
-    assert "QLinearConv" in ops
+    quantised = _loaded_model(int8)
+    assert "QLinearConv" in {node.op_type for node in quantised.graph.node}
     assert "QLinearConv" not in {node.op_type for node in _loaded_model(fp32).graph.node}
+    # Where this CPU's kernels saturate pairs of products, the weights must be small enough not to.
+    widest = max(
+        np.abs(_weights(quantised, node).astype(np.int32)).max()
+        for node in quantised.graph.node
+        if node.op_type == "QLinearConv"
+    )
+    assert widest <= (64 if _pairs_saturate() else 127)
+
+
+def test_the_saturation_probe_sees_what_the_cpu_computes_with():
+    """ONNX Runtime adds uint8 x int8 products in pairs into 16 bits on x86 CPUs with AVX2 but no VNNI."""
+    flags = _cpu_flags()
+    if "avx2" not in flags:
+        pytest.skip("no expectation for an x86 CPU without AVX2 (its kernels are not the pairwise ones)")
+    assert _pairs_saturate() == (not {"avx512_vnni", "avx_vnni"} & flags)
+
+
+def _cpu_flags() -> set[str]:
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("reads the CPU's features from Linux's /proc/cpuinfo on x86")
+    with open("/proc/cpuinfo") as fh:
+        return {flag for line in fh if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+def _pairs_saturate() -> bool:
+    ort = pytest.importorskip("onnxruntime", reason="asks onnxruntime's own kernels")
+    from deploy_sdk_backends.ort_int8 import pairs_saturate
+
+    return pairs_saturate(ort)
+
+
+def _weights(model, node):
+    from onnx import numpy_helper
+
+    return next(numpy_helper.to_array(i) for i in model.graph.initializer if i.name == node.input[3])
 
 
 def _loaded_model(predictor):
