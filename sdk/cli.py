@@ -165,7 +165,9 @@ def cmd_upscale(args) -> int:
     videos, images = video.find_videos(args.inputs)
     if args.ray is not None:
         if videos:
-            raise SDKError("--ray takes images only for now; upscale videos without --ray")
+            from .scale.video_ray import cmd_upscale as upscale_videos_on_ray
+
+            return upscale_videos_on_ray(args, videos, images)
         from .scale.ray import cmd_upscale as upscale_on_ray
 
         return upscale_on_ray(args)

@@ -64,7 +64,7 @@ class Workspace:
 
     def __init__(self, output: Path, identity: dict):
         self.folder = work_folder(output)
-        self.identity = identity
+        self.identity = json.loads(json.dumps(identity))  # as it reads back from job.json (tuples are lists)
         self.restarted = False  # an earlier job's work was thrown away
 
     def open(self) -> Workspace:
