@@ -144,6 +144,14 @@ def _info(arg) -> TensorInfo:
     return TensorInfo(arg.name, tuple(d if isinstance(d, int) else (d or None) for d in arg.shape), np.dtype(dtype))
 
 
+# ONNX Runtime's intra-op threads spin-wait for a while after each run, to answer the next run sooner.
+# In a server the engine's runs alternate with Python work on the other threads (decoding, pre- and
+# post-processing, encoding, HTTP), and on a small CPU that spinning takes their core: measured on
+# the 2-core build machine, espcn 64x64 p50 7.75 -> 7.18 ms at one client and 153 -> 158 images/s
+# at 16 (benchmarks/results/serve.md has the run with it).
+SERVER_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
+
+
 class _OrtBackend(Backend):
     options = None  # any SessionOptions attribute: an open set, so accepts() asks onnxruntime
 
@@ -179,6 +187,9 @@ class OrtCpuBackend(_OrtBackend):
     def create_session(self, model, device: Device, options: Mapping[str, Any]) -> Session:
         ort = _import_ort()
         return OrtSession(ort, _at_precision(ort, model, options, device), [CPU], options, device)
+
+    def server_options(self, device: Device) -> Mapping[str, Any]:
+        return {"session_config": dict(SERVER_SESSION_CONFIG)}
 
     def raw_runner(self, model, device: Device, options: Mapping[str, Any]) -> RawRunner:
         ort = _import_ort()

@@ -144,7 +144,7 @@ def batch(predictor: Predictor, count: int, side: int, sizes: list[int], scale: 
     calls["single calls"] = lambda: [predictor(image, scale=scale) for image in batch_images]
     one = engine(predictor, batch_images[:1], scale)
     calls["engine, batch 1 each"] = lambda: [one() for _ in range(count)]
-    if predictor._dynamic_batch:
+    if predictor.dynamic_batch:
         calls[f"engine, batch {count}"] = engine(predictor, batch_images, scale)
     found = {name: statistics.median(times) for name, times in interleaved(calls, rounds, warmup=2).items()}
     single_s, one_s = found["single calls"], found["engine, batch 1 each"]

@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         print(f"{args.fits} x{args.scale}, tiled vs untiled (in-process, interleaved) ...", file=sys.stderr)
         predictor = sdk.Predictor(args.model, backend="ort-cpu")
         picture = np.asarray(Image.open(tmp / "fits.png"))
-        plan = predictor._plan((1, fit_h, fit_w), args.scale, "auto")
+        plan = predictor.plan((fit_h, fit_w), args.scale, "auto")
         predictor(picture, scale=args.scale, tile=0)  # warm-up: the engine's first run allocates its arena
         times = {"auto": [], "0": []}
         results = {}
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         report["fits"] = {
             "size": args.fits,
             "plan": None
-            if plan is None
+            if not plan.tiled
             else {
                 "window": list(plan.window),
                 "margin": plan.margin,

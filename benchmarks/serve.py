@@ -31,7 +31,7 @@ download). The arms, on the same images in the same run:
   cost with no work at all. "ceiling" adds that time and the image codec's to in-process: the
   throughput of a server whose own code cost nothing, the most the server arm could reach here.
 
-Every in-process arm runs the Predictor the server runs (``sdk.serve.commands.open_predictor``: ONNX
+Every in-process arm runs the Predictor the server runs (``sdk.serve.predictor.open_predictor``: ONNX
 Runtime without its spin-wait after each run, which the server asks for), so that the engine is the
 same in every arm and the differences are the server's alone.
 
@@ -213,7 +213,7 @@ def run_case(case: dict, rounds: int, time_cap: float, log_dir: Path) -> dict:
     from serving import Server, encode, picture
 
     from sdk.serve import coding
-    from sdk.serve.commands import open_predictor
+    from sdk.serve.predictor import open_predictor
 
     scale, model = case["scale"], case["model"]
     count = max(case["requests"].values())

@@ -13,10 +13,19 @@ from importlib.metadata import version as _version
 
 from .backend import Availability, Backend, RawRunner, Session, TensorInfo
 from .devices import Device
-from .errors import BackendUnavailableError, ExportError, InputError, ModelError, PluginError, SDKError
+from .errors import (
+    BackendUnavailableError,
+    ExportError,
+    InputError,
+    ModelError,
+    PluginError,
+    SDKError,
+    TooLargeError,
+)
 from .hookspecs import hookimpl
 from .predictor import Predictor
 from .spec import PipelineSpec
+from .tiling import Plan
 
 try:
     __version__ = _version("deploy-sdk")
@@ -46,12 +55,14 @@ __all__ = [
     "InputError",
     "ModelError",
     "PipelineSpec",
+    "Plan",
     "PluginError",
     "Predictor",
     "RawRunner",
     "SDKError",
     "Session",
     "TensorInfo",
+    "TooLargeError",
     "__version__",
     "hookimpl",
     "list_backends",

@@ -148,6 +148,15 @@ class Backend(ABC):
     def create_session(self, model: Model, device: Device, options: Mapping[str, Any]) -> Session:
         """Load ``model`` on ``device``. Raise BackendUnavailableError when it cannot run after all."""
 
+    def server_options(self, device: Device) -> Mapping[str, Any]:
+        """Options for ``create_session`` that suit a long-running server on ``device`` (``sdk serve``
+        opens its Predictor with them when this backend is the first to try). A server's engine calls
+        alternate with Python work on other threads, and it stays up for days: an engine that
+        spin-waits between calls or keeps every buffer it ever grew may want other settings there than
+        in a one-off job. The default asks for nothing; every option named must be one this backend
+        ``accepts``."""
+        return {}
+
     def raw_runner(self, model: Model, device: Device, options: Mapping[str, Any]) -> RawRunner | None:
         """The bare engine on ``model`` for the benchmark's raw row, or None (the default) when the
         backend offers no such baseline. ``model`` is the file the backend's Session would get (the

@@ -171,10 +171,10 @@ def cmd_upscale(args) -> int:
         from .scale.ray import cmd_upscale as upscale_on_ray
 
         return upscale_on_ray(args)
-    from . import jobs
+    from . import jobs, tiling
     from .predictor import Predictor
 
-    tile = jobs.parse_tile(args.tile)
+    tile = tiling.parse_tile(args.tile, "--tile ")
     pairs = jobs.plan_outputs(jobs.collect_images(images), Path(args.output)) if images else []
     video_pairs = video.plan_outputs(videos, Path(args.output), alone=not images)
     predictor = Predictor(
@@ -184,7 +184,7 @@ def cmd_upscale(args) -> int:
         memory_budget=args.memory_budget,
         pipeline=pipeline_from_args(args),
     )
-    scale = predictor.pipeline.check_scale(args.scale)  # a bad --scale fails before any work
+    scale = predictor.check_scale(args.scale)  # a bad --scale fails before any work
     code = 0
     if video_pairs:
         with jobs.stop_on_signals():

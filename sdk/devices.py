@@ -34,8 +34,9 @@ class GPU:
     index: int  # as CUDA numbers it in this process (after CUDA_VISIBLE_DEVICES)
     name: str
     compute_capability: tuple[int, int]
-    memory_bytes: int
-    uuid: str = ""
+    memory_bytes: int  # a MIG slice's own memory, not its board's
+    uuid: str = ""  # "GPU-..." or, for a MIG slice, "MIG-..."
+    pci_bus_id: str = ""  # "0000:3b:00.0": how a library that numbers devices its own way finds this one
 
 
 def parse_device(text: str | Device) -> Device | None:
@@ -60,54 +61,95 @@ def parse_device(text: str | Device) -> Device | None:
 def cuda_gpus() -> tuple[GPU, ...]:
     """The CUDA GPUs visible to this process; () when there is no driver or it is broken."""
     try:
-        return tuple(_nvml_gpus())
+        from .nvml import read_boards
+
+        boards = read_boards()
     except Exception:  # NVMLError, OSError from a half-installed driver, anything: no GPU
         return ()
+    return tuple(
+        GPU(i, b.name, b.compute_capability, b.memory_bytes, b.uuid, b.pci_bus_id)
+        for i, b in enumerate(numbered(boards))
+    )
 
 
-def _nvml_gpus() -> list[GPU]:
-    import pynvml  # small, pure Python; the driver's library is loaded by nvmlInit
+def numbered(boards: list) -> list:
+    """The devices CUDA will see, in CUDA's order: boards, or the MIG slices of boards in MIG mode.
 
-    pynvml.nvmlInit()
-    try:
-        physical = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            physical.append(
-                (
-                    name.decode() if isinstance(name, bytes) else name,
-                    tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle)),
-                    int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
-                    _text(pynvml.nvmlDeviceGetUUID(handle)),
-                )
-            )
-    finally:
-        pynvml.nvmlShutdown()
-    visible = _visible(physical)
-    return [GPU(index, *physical[p]) for index, p in enumerate(visible)]
+    NVML's order is not CUDA's: CUDA puts the fastest GPU first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``,
+    and ``CUDA_VISIBLE_DEVICES`` numbers by that order. On a machine of identical boards the fastest-first
+    order is the PCI order; on a mixed one only the driver knows it, so it is asked (that initialises the
+    CUDA driver in this process, which a mixed machine's numbering is worth).
+    """
+    boards = sorted(boards, key=lambda b: b.pci_bus_id)
+    mixed = len({(b.name, b.compute_capability, b.memory_bytes) for b in boards}) > 1
+    if mixed and os.environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST").upper() != "PCI_BUS_ID":
+        from .cuda_driver import device_uuids
+
+        order = device_uuids()  # already filtered and ordered by CUDA_VISIBLE_DEVICES
+        if order is not None:
+            by_hex = {_hex(d.uuid): d for b in boards for d in (b, *b.slices)}
+            return [by_hex[u] for u in order if u in by_hex]
+    return _one_mig_slice(_visible(boards))
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _visible(physical: list[tuple]) -> list[int]:
-    """Physical indices in the order CUDA will number them, per CUDA_VISIBLE_DEVICES."""
+def _visible(boards: list) -> list:
+    """What ``CUDA_VISIBLE_DEVICES`` lets CUDA see of ``boards`` (in PCI order), in its order."""
     spec = os.environ.get("CUDA_VISIBLE_DEVICES")
     if spec is None:
-        return list(range(len(physical)))
-    chosen: list[int] = []
+        return [d for b in boards for d in _usable(b)]
+    chosen: list = []
     for token in (t.strip() for t in spec.split(",")):
-        # CUDA stops at the first entry it cannot resolve; so do we.
-        if token.isdigit() and int(token) < len(physical):
-            found = int(token)
-        else:
-            found = next((i for i, p in enumerate(physical) if token and p[3].startswith(token)), None)
-        if found is None or found in chosen:
+        found = _resolve(token, boards)
+        # CUDA stops at the first entry it cannot resolve (or names twice); so do we.
+        if not found or any(d in chosen for d in found):
             break
-        chosen.append(found)
+        chosen.extend(found)
     return chosen
+
+
+def _resolve(token: str, boards: list) -> list:
+    if token.isdigit():
+        return _usable(boards[int(token)]) if int(token) < len(boards) else []
+    if token.startswith("MIG-GPU-"):  # the R450 spelling: MIG-GPU-<board uuid>/<GPU instance>/<compute instance>
+        board_uuid, _, rest = token[len("MIG-") :].partition("/")
+        board = _unique([b for b in boards if b.uuid.startswith(board_uuid)])
+        if board is None:
+            return []
+        ids = tuple(int(x) for x in rest.split("/") if x.isdigit())
+        return [s for s in board.slices if s.instance == ids][:1]
+    if token.startswith("MIG-"):
+        found = _unique([s for b in boards for s in b.slices if s.uuid.startswith(token)])
+        return [found] if found is not None else []
+    if token.startswith("GPU-"):
+        board = _unique([b for b in boards if b.uuid.startswith(token)])
+        return _usable(board) if board is not None else []
+    return []
+
+
+def _usable(board) -> list:
+    """A board in MIG mode runs CUDA only through its slices (none when no slice was created)."""
+    return list(board.slices) if board.mig_enabled else [board]
+
+
+def _one_mig_slice(devices: list) -> list:
+    """CUDA 11 and 12 enumerate a single MIG slice per process (NVIDIA's MIG user guide): the first."""
+    seen = False
+    kept = []
+    for device in devices:
+        if device.parent:
+            if seen:
+                continue
+            seen = True
+        kept.append(device)
+    return kept
+
+
+def _unique(found: list):
+    return found[0] if len(found) == 1 else None  # an ambiguous prefix names nothing, as in CUDA
+
+
+def _hex(uuid: str) -> str:
+    return uuid.split("-", 1)[1].lower() if "-" in uuid else uuid.lower()
 
 
 def gpu(device: Device) -> GPU | None:

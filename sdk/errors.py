@@ -20,6 +20,11 @@ class InputError(SDKError):
     """An image, a scale or a raw feed does not fit the model."""
 
 
+class TooLargeError(InputError):
+    """An image's result, or its run in one piece, does not fit in this machine's memory (the server
+    answers 413 for it)."""
+
+
 class PluginError(SDKError):
     """A backend plugin failed to load or broke the plugin contract."""
 

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError, SDKError
+from .errors import SDKError
 from .images import IMAGE_SUFFIXES, Decoded, check_writable_size, decode, save_atomic
 
 Pair = tuple[Path, Path]
@@ -151,10 +151,14 @@ def stop_on_signals(signums=(signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
 
 
 def upscale_file(predictor, image: Decoded, target: Path, scale: int, tile="auto", progress=None) -> None:
-    """Upscale one decoded picture and write it to ``target`` with its profile, EXIF and alpha."""
+    """Upscale one decoded picture and write it to ``target`` with its profile, EXIF and alpha.
+
+    Everything that can refuse the picture (the output format's largest side, the result's memory,
+    the tiles) is decided before the engine runs."""
     height, width = image.pixels.shape[:2]
     check_writable_size(target, height * scale, width * scale)
-    result = predictor(image.pixels, scale=scale, tile=tile, progress=progress)
+    plan = predictor.plan((height, width), scale, tile)
+    result = predictor.run_plan(image.pixels[None], scale, plan, progress=progress)[0]
     save_atomic(result, target, source=image)
 
 
@@ -240,16 +244,3 @@ class JobProgress:
 
     def __exit__(self, *exc_info) -> None:
         self._bar.stop()
-
-
-def parse_tile(text: str):
-    """``--tile``: "auto", 0 (off) or a size in input pixels."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        value = int(text)
-    except ValueError:
-        raise InputError(f"--tile {text!r}: pass auto, 0 (no tiling) or a tile size in pixels such as 512") from None
-    if value < 0:
-        raise InputError(f"--tile {value}: pass auto, 0 (no tiling) or a positive tile size")
-    return value

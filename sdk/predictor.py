@@ -8,18 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from . import memory, tiling
+from . import memory, planning, tiling
 from .backend import Session, TensorInfo
 from .devices import parse_device
 from .errors import InputError, SDKError
-from .footprint import footprint
 from .images import to_rgb
 from .model import Model
-from .pipeline import Pipeline
+from .pipeline import Pipeline, Prepared
 from .selection import normalize_name, open_session
 from .spec import resolve, warn_about_guesses
-
-_SCALES_KEPT = 64
+from .tiling import Plan
 
 
 class Predictor:
@@ -52,9 +50,9 @@ class Predictor:
         image = self._input(self.spec.image_input)
         self._dynamic_batch = not isinstance(image.shape[0], int)
         self.memory_budget = memory_budget
-        # scale -> (footprint, tile margin): both depend on the scale only, and are derived from the
-        # graph, so a call looks them up instead of deriving or even keying them on the file again.
-        self._sizing: dict[int, tuple] = {}
+        self._planner = planning.Planner(
+            self.model, self.spec, self.pipeline.static_size, self.device, self._budget, self._dynamic_batch
+        )
 
     # -- images ---------------------------------------------------------------------------------
 
@@ -62,6 +60,16 @@ class Predictor:
     def scale(self) -> int | None:
         """The model's fixed scale, or None when it takes the scale at run time."""
         return self.spec.scale
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """Whether the model takes a batch of any size (else one image or window per engine call)."""
+        return self._dynamic_batch
+
+    def check_scale(self, scale=None) -> int:
+        """The scale a call runs at: ``scale`` checked against the model (None: its fixed scale), or an
+        InputError naming what to pass."""
+        return self.pipeline.check_scale(scale)
 
     def __call__(
         self, image, scale=None, color: str = "rgb", tile="auto", progress=None, orient: bool = True
@@ -74,10 +82,12 @@ class Predictor:
         batch of tiles, or True for a progress bar. orient=False keeps a file's pixels as stored
         instead of turning them upright by EXIF orientation.
         """
-        tile = tiling.check_tile(tile)
+        tile = tiling.parse_tile(tile)
         rgb = to_rgb(image, color, orient=orient)
         scale = self.pipeline.check_scale(scale)
-        return self._upscale(rgb[None], scale, color, tile, progress)[0]
+        batch = rgb[None]
+        plan = self._planner.plan(batch.shape[:3], scale, tile)
+        return self._run_plan(batch, scale, plan, color == "bgr", progress)[0]
 
     def predict_batch(
         self, images: Iterable, scale=None, color: str = "rgb", batch_size: int = 8, tile="auto"
@@ -87,7 +97,7 @@ class Predictor:
         Images of one size run as one batch when the model has a dynamic batch axis.
         """
         scale = self.pipeline.check_scale(scale)
-        tile = tiling.check_tile(tile)
+        tile = tiling.parse_tile(tile)
         rgbs = []
         for index, image in enumerate(images):
             try:
@@ -103,69 +113,90 @@ class Predictor:
             for start in range(0, len(indices), step):
                 chunk = indices[start : start + step]
                 batch = np.stack([rgbs[i] for i in chunk])
-                for i, out in zip(chunk, self._upscale(batch, scale, color, tile)):
+                plan = self._planner.plan(batch.shape[:3], scale, tile)
+                for i, out in zip(chunk, self._run_plan(batch, scale, plan, color == "bgr")):
                     results[i] = out
         return results
 
-    def _upscale(self, batch: np.ndarray, scale: int, color: str, tile="auto", progress=None) -> np.ndarray:
-        bgr = color == "bgr"
-        plan = self._plan(batch.shape[:3], scale, tile, batch.itemsize)
-        if plan is None:
-            return self._run_windows(batch, scale, bgr)
+    # -- planning, and running what was planned ---------------------------------------------------
+
+    def plan(
+        self,
+        size: tuple[int, int],
+        scale=None,
+        tile="auto",
+        *,
+        count: int = 1,
+        max_batch: int | None = None,
+        max_batch_pixels: int | None = None,
+    ) -> Plan:
+        """How ``count`` images of ``size`` (height, width) run at ``scale``, decided before any engine
+        call: whole, or as windows with their margin of context, and how many per engine call.
+
+        The one place for the rules every caller follows (the Predictor's own calls, folder jobs,
+        Ray, the server, video): the result must fit in free memory (else :class:`TooLargeError`),
+        ``tile`` as for a call ("auto": windows only when the whole run would exceed the memory
+        budget; N: windows of N x N input pixels plus the margin; 0: whole; a static-size model always
+        runs windows of exactly its size), the margin derived from the graph at this scale, and
+        ``batch`` no more than the budget holds, ``max_batch`` (default 16) and ``max_batch_pixels``
+        input pixels (None: no such cap), 1 without a dynamic batch axis. Run it with
+        :meth:`run_plan`, or window by window with :meth:`prepare`, :meth:`run_tensor` and :meth:`finish`.
+        """
+        height, width = planning.check_size(size)
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise InputError(f"count={count!r}: pass how many images of this size run together (1 or more)")
+        limit = planning.MAX_BATCH if max_batch is None else max(1, int(max_batch))
+        shape = (int(count), height, width)
+        return self._planner.plan(shape, self.check_scale(scale), tiling.parse_tile(tile), limit, max_batch_pixels)
+
+    def run_plan(self, images: np.ndarray, scale, plan: Plan, color: str = "rgb", progress=None) -> np.ndarray:
+        """N x H x W x 3 images (of the size ``plan`` was made for; uint8, or uint16 kept 16-bit) -> N x sH
+        x sW x 3 of the same dtype, run as ``plan`` says. ``color`` is the images' order ("rgb" or "bgr");
+        ``progress`` as for a call."""
+        images = np.asarray(images)
+        if images.dtype not in (np.uint8, np.uint16) or images.ndim != 4 or images.shape[3] != 3:
+            raise InputError(f"images must be N x H x W x 3 uint8 or uint16, not {images.dtype} {list(images.shape)}")
+        if not plan.tiled and tuple(images.shape[1:3]) != tuple(plan.window):
+            raise InputError(
+                f"this plan runs {plan.window[0]}x{plan.window[1]} images whole; plan again for "
+                f"{images.shape[1]}x{images.shape[2]}"
+            )
+        return self._run_plan(images, self.check_scale(scale), plan, color == "bgr", progress)
+
+    def _run_plan(self, images: np.ndarray, scale: int, plan: Plan, bgr: bool, progress=None) -> np.ndarray:
+        if not plan.tiled and len(images) <= plan.batch:
+            return self._run_windows(images, scale, bgr)  # the common case: one engine call
         with _progress_bar(progress) as report:
             return tiling.upscale_tiled(
-                batch, scale, plan, lambda windows: self._run_windows(windows, scale, bgr), report
+                images, scale, plan, lambda windows: self._run_windows(windows, scale, bgr), report
             )
 
+    def run_windows(self, windows: np.ndarray, scale, color: str = "rgb") -> np.ndarray:
+        """N x h x w x 3 -> N x sh x sw x 3 (uint8, or uint16 kept 16-bit): the whole pipeline on exactly
+        this batch, in one engine call (no planning: the caller has sized it, e.g. by :meth:`plan`)."""
+        return self._run_windows(windows, self.check_scale(scale), color == "bgr")
+
     def _run_windows(self, batch: np.ndarray, scale: int, bgr: bool) -> np.ndarray:
-        """N x h x w x 3 -> N x sh x sw x 3 (uint8 or uint16): the whole pipeline on exactly this batch."""
         pipeline = self.pipeline
         prepared = pipeline.prepare(batch, scale)
         out = pipeline.run_tensor(self._session or self._open_session(), prepared.tensor, scale)
         return pipeline.finish(out, prepared, bgr=bgr)
 
-    def _plan(self, shape: tuple[int, int, int], scale: int, tile, itemsize: int = 1) -> tiling.Plan | None:
-        """Refuse what cannot fit before any engine call, then choose the tiles (or none)."""
-        n, height, width = shape
-        out_bytes = n * height * scale * width * scale * 3 * itemsize
-        room = memory.available()
-        if out_bytes > room:
-            raise InputError(
-                f"the result would be {width * scale}x{height * scale} pixels ({memory.gib(out_bytes)} of pixels) for "
-                f"{n} image(s), more than the {memory.gib(room)} of memory available; use a smaller scale or image"
-            )
-        found, margin = self._sizing.get(scale) or self._size(scale)
-        budget = memory.budget(self._budget, self.device)
-        if tile == 0 and found.derived and found.peak(n, height, width) > room:
-            raise InputError(
-                f"running {width}x{height} at x{scale} in one piece needs about {memory.gib(found.peak(n, height, width))}, "
-                f"more than the {memory.gib(room)} available; use tile='auto' (the default) or a tile size"
-            )
-        return tiling.choose_plan(
-            tile,
-            shape,
-            scale,
-            found,
-            budget,
-            margin,
-            self._dynamic_batch,
-            static_size=self.pipeline.static_size,
-            multiple_of=self.spec.multiple_of,
-        )
+    # The three steps of run_windows, for callers that batch many requests' windows into one engine
+    # call (the server): prepare and finish run on any thread, run_tensor where the engine runs.
 
-    def _size(self, scale: int) -> tuple:
-        """The footprint and tile margin at ``scale``, derived once (a benign race: two threads may
-        both derive the same values)."""
-        k = self.spec.multiple_of
-        probe = self.pipeline.static_size or (-(-64 // k) * k,) * 2  # a size the model can really take
-        sizing = (
-            footprint(self.model, self.spec, scale, probe),
-            tiling.margin_for(tiling.receptive_radius(self.model.proto, self.spec.image_input, scale)),
-        )
-        if len(self._sizing) >= _SCALES_KEPT:  # scales are few in practice; a flood of them must not grow this
-            self._sizing.clear()
-        self._sizing[scale] = sizing
-        return sizing
+    def prepare(self, windows: np.ndarray, scale: int) -> Prepared:
+        """N x h x w x 3 uint8 RGB -> the model-space tensor (``.tensor``: N x C x h x w float32) and
+        what :meth:`finish` needs. ``scale`` must be checked (:meth:`check_scale`)."""
+        return self.pipeline.prepare(windows, scale)
+
+    def run_tensor(self, tensor: np.ndarray, scale: int) -> np.ndarray:
+        """Model-space tensors (prepared ones, stacked) -> N x C x sh x sw float32 model output."""
+        return self.pipeline.run_tensor(self._open_session(), tensor, scale)
+
+    def finish(self, out: np.ndarray, prepared: Prepared, color: str = "rgb") -> np.ndarray:
+        """run_tensor's output (consumed) for ``prepared`` -> N x sh x sw x 3 uint8 in ``color`` order."""
+        return self.pipeline.finish(out, prepared, bgr=color == "bgr")
 
     # -- raw tensors ------------------------------------------------------------------------------
 

@@ -211,6 +211,8 @@ def gpu_summary() -> list[dict]:
             "name": g.name,
             "compute_capability": "%d.%d" % g.compute_capability,
             "memory_gib": round(g.memory_bytes / 2**30, 1),
+            "uuid": g.uuid,  # "MIG-..." for a MIG slice
+            "pci_bus_id": g.pci_bus_id,
         }
         for g in cuda_gpus()
     ]

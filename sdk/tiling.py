@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,9 +29,6 @@ DEFAULT_MARGIN = 32
 # Pixels added to a derived radius: the engine's rounding of sampling positions, and layers
 # (Pad, asymmetric kernels) whose half-width we round down.
 SAFETY = 2
-# Bounds on how many windows go to the engine at once: uint8 windows are small, but this keeps the
-# batch's float tensors within the budget's estimate.
-MAX_BATCH = 16
 
 # Ops that map each pixel to itself (or only mix channels): the receptive field passes through.
 _POINTWISE = {
@@ -99,32 +96,48 @@ _SHAPE_ONLY = {"Shape", "Size", "Constant", "ConstantOfShape"}
 _RESIZE_TAPS = {"cubic": 2, "linear": 1, "bilinear": 1, "nearest": 1}
 
 
-@dataclass(frozen=True)
-class Plan:
-    """How to cut one image: windows of ``window`` (h, w) input pixels, ``margin`` pixels of context,
-    ``batch`` windows per engine run; ``exact`` pads an image smaller than the window up to it (a
-    static-size model cannot take anything else)."""
+class Plan(NamedTuple):
+    """How a batch of images runs through the engine: what :meth:`sdk.Predictor.plan` returns.
+
+    tiled: False: each image runs whole, ``window`` is its (h, w) and ``margin`` is 0. True: each
+        image is cut into overlapping windows of ``window`` (h, w) input pixels (no larger than the
+        image), each with ``margin`` pixels of context around the core it writes.
+    batch: the most items (whole images, or windows) one engine call takes.
+    exact: windows are padded up to ``window`` (a static-size model cannot take anything else).
+
+    A named tuple rather than a frozen dataclass: every call makes one, and this is five times
+    cheaper to build (a microsecond on the build machine, a few per cent of a small image's SDK work).
+    """
 
     window: tuple[int, int]
     margin: int
     batch: int = 1
     exact: bool = False
+    tiled: bool = True
 
     def count(self, height: int, width: int) -> int:
+        """Windows (engine items) per H x W image."""
         return len(spans(height, self.window[0], self.margin)) * len(spans(width, self.window[1], self.margin))
 
 
-def check_tile(tile):
-    """``tile`` as the Predictor takes it: "auto", 0/None-free int sizes; an InputError otherwise."""
-    if isinstance(tile, str) and tile.lower() == "auto":
+def parse_tile(value, where: str = "tile="):
+    """A tile option as the Predictor and the CLI take it: "auto" (or None), 0 (no tiling) or a size in
+    input pixels, as a number or its text; an InputError naming ``where`` (e.g. "--tile ") otherwise."""
+    if value is None:
         return "auto"
-    if tile is None:
-        return "auto"
-    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 0:
-        raise InputError(
-            f"tile={tile!r}: pass 'auto' (the default), 0 (no tiling) or a tile size in input pixels, e.g. 512"
-        )
-    return int(tile)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            value = int(text)
+        except ValueError:
+            pass
+    if not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 0:
+        return int(value)
+    raise InputError(
+        f"{where}{value!r}: pass auto (the default), 0 (no tiling) or a tile size in input pixels, e.g. 512"
+    )
 
 
 def spans(length: int, window: int, margin: int) -> list[tuple[int, int, int]]:
@@ -277,91 +290,3 @@ def margin_for(radius: float | None) -> int:
     if radius is None:
         return DEFAULT_MARGIN
     return int(math.ceil(radius)) + SAFETY
-
-
-# -- choosing a plan for one run --------------------------------------------------------------------
-
-_ALIGN = 16  # window sides are rounded down to this, so engines see few distinct shapes
-
-
-def choose_plan(
-    tile,
-    shape: tuple[int, int, int],
-    scale: int,
-    footprint,
-    budget: int,
-    margin: int,
-    dynamic_batch: bool,
-    static_size: tuple[int, int] | None = None,
-    multiple_of: int = 1,
-) -> Plan | None:
-    """The tiles for an N x H x W run at ``scale``, or None to run the whole image at once.
-
-    tile: "auto" (tiles only when the whole run's estimated peak exceeds ``budget``), 0 (never), or a
-    core size in input pixels. A static-size model always runs windows of exactly its size.
-    """
-    n, height, width = shape
-    if tile == "auto" and static_size is None and footprint.peak(n, height, width) <= budget:
-        return None  # the common case, decided first: this runs on every call
-    tile = check_tile(tile)
-    if static_size is not None:
-        window = (int(static_size[0]), int(static_size[1]))
-        if (height, width) == window and n == 1:
-            return None
-        if min(window) <= 2 * margin:
-            margin = max(0, (min(window) - 1) // 4)  # a small static tile: keep half of it as core
-        return Plan(window, margin, _batch(footprint, budget, window, dynamic_batch), exact=True)
-    if tile == 0:
-        return None
-    if tile == "auto":
-        if footprint.peak(n, height, width) <= budget:
-            return None
-        largest = _auto_window(footprint, budget, height, width, margin, max(_ALIGN, multiple_of))
-        # Split each axis evenly: fixed-size windows shifted inwards at the edges would otherwise
-        # overlap their neighbours by up to a whole window (59% extra work on a 1024x768 picture).
-        window = (_even(height, largest[0], margin, multiple_of), _even(width, largest[1], margin, multiple_of))
-    else:
-        window = (tile + 2 * margin, tile + 2 * margin)
-    if window[0] >= height and window[1] >= width:
-        return None  # one window would be the whole image
-    return Plan(window, margin, _batch(footprint, budget, window, dynamic_batch))
-
-
-def _auto_window(footprint, budget: int, height: int, width: int, margin: int, align: int) -> tuple[int, int]:
-    pixels = footprint.pixels_within(budget)
-    smallest = 2 * margin + max(2 * margin, align)
-    if pixels < smallest * smallest:
-        raise InputError(
-            f"the memory budget ({budget / 2**20:.0f} MiB) is too small for even one {smallest}x{smallest} tile of this "
-            f"model (about {footprint.peak(1, smallest, smallest) / 2**20:.0f} MiB); raise memory_budget= / "
-            "--memory-budget / $SDK_MEMORY_BUDGET"
-        )
-    side = max(smallest, math.isqrt(pixels) // align * align)
-    # A long thin picture gets long thin windows: the budget is pixels, not a square.
-    win_h = min(height, side)
-    win_w = min(width, max(smallest, (pixels // max(1, win_h)) // align * align))
-    if win_w >= width and win_h < height:
-        win_h = min(height, max(smallest, (pixels // width) // align * align))
-    return win_h, win_w
-
-
-def _even(length: int, largest: int, margin: int, align: int) -> int:
-    """The smallest window (a multiple of ``align``, at most ``largest``) that covers ``length`` in as
-    few windows as ``largest`` would: the cores then share the axis evenly. ``count`` windows of size
-    W cover count * W - 2 * margin * (count - 1) pixels, since the two edge windows need a margin on
-    their inner side only (see :func:`spans`)."""
-    if length <= largest:
-        return length
-    count = max(2, math.ceil((length - 2 * margin) / max(1, largest - 2 * margin)))
-    while True:  # ends: the window shrinks towards 2 * margin + 1, and largest is more than that
-        window = -(-math.ceil((length + 2 * margin * (count - 1)) / count) // align) * align
-        if window <= largest:
-            return window
-        count += 1
-
-
-def _batch(footprint, budget: int, window: tuple[int, int], dynamic_batch: bool) -> int:
-    if not dynamic_batch:
-        return 1
-    fits = footprint.pixels_within(budget) // max(1, window[0] * window[1])
-    return int(max(1, min(MAX_BATCH, fits)))

@@ -181,9 +181,10 @@ def test_import_sdk_loads_no_engine():
 
 def test_per_scale_sizing_stays_bounded(runtime_model):
     """The footprint and margin a call looks up per scale: a flood of scales must not grow the cache."""
-    from sdk import predictor as module
+    from sdk import planning
 
     p = sdk.Predictor(runtime_model, backend="ort-cpu")
-    plans = [p._plan((1, 8, 8), scale, "auto") for scale in range(1, module._SCALES_KEPT + 6)]
-    assert plans == [None] * len(plans) and 0 < len(p._sizing) <= module._SCALES_KEPT
-    assert p._plan((1, 8, 8), 3, "auto") is None and 3 in p._sizing
+    plans = [p.plan((8, 8), scale) for scale in range(1, planning.SCALES_KEPT + 6)]
+    assert not any(plan.tiled for plan in plans)
+    assert 0 < len(p._planner._sizing) <= planning.SCALES_KEPT
+    assert not p.plan((8, 8), 3).tiled and 3 in p._planner._sizing

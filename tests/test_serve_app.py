@@ -1,4 +1,4 @@
-"""create_app in-process (as users mount it): other pipelines, static sizes, the engine's batching."""
+"""create_app in-process (as users mount it): other pipelines, static sizes, the batcher."""
 
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def test_static_size_model_runs_windows_of_exactly_its_size(tmp_path, monkeypatc
         assert set(shapes) == {(1, 3, 32, 32)}
 
 
-def test_engine_batches_only_while_someone_is_coming_and_drops_cancelled_jobs():
-    from sdk.serve.engine import Engine
+def test_the_batcher_batches_only_while_someone_is_coming_and_drops_cancelled_jobs():
+    from sdk.serve.batcher import Batcher
 
     calls = []
 
@@ -67,32 +67,32 @@ def test_engine_batches_only_while_someone_is_coming_and_drops_cancelled_jobs():
         time.sleep(0.05)
         return tensor * scale
 
-    engine = Engine(run, max_batch=4, max_delay_s=0.5)
+    batcher = Batcher(run, max_batch=4, max_delay_s=0.5)
     try:
         started = time.perf_counter()
-        alone = engine.submit(np.ones((1, 1, 2, 2), np.float32), 2).result(5)
+        alone = batcher.submit(np.ones((1, 1, 2, 2), np.float32), 2).result(5)
         assert time.perf_counter() - started < 0.4  # nobody coming: no wait for a fuller batch
         assert alone.sum() == 8
-        engine.preparing(+1)  # a request is decoding: the next batch waits for it (up to the delay)
-        first = engine.submit(np.ones((1, 1, 2, 2), np.float32), 3)
+        batcher.preparing(+1)  # a request is decoding: the next batch waits for it (up to the delay)
+        first = batcher.submit(np.ones((1, 1, 2, 2), np.float32), 3)
         time.sleep(0.05)
-        second = engine.submit(np.full((2, 1, 2, 2), 2, np.float32), 3)
-        engine.preparing(-1)
+        second = batcher.submit(np.full((2, 1, 2, 2), 2, np.float32), 3)
+        batcher.preparing(-1)
         assert first.result(5).sum() == 12 and second.result(5).sum() == 48
         assert calls[-1] == 3  # one engine call for both requests' tiles
         blocker = threading.Event()
-        engine.call(lambda: blocker.wait(5))
-        dropped = engine.submit(np.ones((1, 1, 2, 2), np.float32), 2)
+        batcher.call(lambda: blocker.wait(5))
+        dropped = batcher.submit(np.ones((1, 1, 2, 2), np.float32), 2)
         assert dropped.cancel()  # a client hung up before its tiles ran
         blocker.set()
-        kept = engine.submit(np.ones((1, 1, 2, 2), np.float32), 2).result(5)
+        kept = batcher.submit(np.ones((1, 1, 2, 2), np.float32), 2).result(5)
         assert kept.sum() == 8 and calls[-1] == 1
     finally:
-        engine.close(5)
+        batcher.close(5)
 
 
-def test_a_lone_request_runs_on_its_own_thread_and_the_engine_still_runs_one_call_at_a_time():
-    from sdk.serve.engine import Engine
+def test_a_lone_request_runs_on_its_own_thread_and_the_batcher_still_runs_one_call_at_a_time():
+    from sdk.serve.batcher import Batcher
 
     calls, release = [], threading.Event()
 
@@ -102,36 +102,36 @@ def test_a_lone_request_runs_on_its_own_thread_and_the_engine_still_runs_one_cal
             release.wait(5)
         return tensor * scale
 
-    engine = Engine(run, max_batch=4, max_delay_s=0.5)
+    batcher = Batcher(run, max_batch=4, max_delay_s=0.5)
     tiles = np.ones((1, 1, 2, 2), np.float32)
     try:
-        engine.preparing(+1)  # the caller, as the app counts it while it decodes and prepares
-        alone = engine.submit(tiles, 2, inline=True)
-        engine.preparing(-1)
+        batcher.preparing(+1)  # the caller, as the app counts it while it decodes and prepares
+        alone = batcher.submit(tiles, 2, inline=True)
+        batcher.preparing(-1)
         assert alone.done() and alone.result().sum() == 8
-        assert calls[-1] == (threading.current_thread().name, 1)  # no hand-over to the engine thread
+        assert calls[-1] == (threading.current_thread().name, 1)  # no hand-over to the batcher's thread
 
-        engine.preparing(+2)  # someone else is coming: queue, so that the two may share a call
-        first = engine.submit(tiles, 3, inline=True)
-        second = engine.submit(np.full((2, 1, 2, 2), 2, np.float32), 3, inline=True)
-        engine.preparing(-2)
+        batcher.preparing(+2)  # someone else is coming: queue, so that the two may share a call
+        first = batcher.submit(tiles, 3, inline=True)
+        second = batcher.submit(np.full((2, 1, 2, 2), 2, np.float32), 3, inline=True)
+        batcher.preparing(-2)
         assert first.result(5).sum() == 12 and second.result(5).sum() == 48
-        assert calls[-1] == ("sdk-serve-engine", 3)
+        assert calls[-1] == ("sdk-serve-batcher", 3)
 
-        blocking = threading.Thread(target=lambda: engine.submit(np.full((1, 1, 2, 2), 7, np.float32), 1, inline=True))
+        blocking = threading.Thread(target=lambda: batcher.submit(np.full((1, 1, 2, 2), 7, np.float32), 1, inline=True))
         blocking.start()  # runs inline on that thread and holds the engine
         deadline = time.monotonic() + 5
         while len(calls) < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
-        queued = engine.submit(tiles, 2, inline=True)  # the engine is busy: this one queues
+        queued = batcher.submit(tiles, 2, inline=True)  # the engine is busy: this one queues
         time.sleep(0.1)
         assert not queued.done() and len(calls) == 3  # nothing ran beside the inline call
         release.set()
         blocking.join(5)
-        assert queued.result(5).sum() == 8 and calls[-1] == ("sdk-serve-engine", 1)
+        assert queued.result(5).sum() == 8 and calls[-1] == ("sdk-serve-batcher", 1)
     finally:
         release.set()
-        engine.close(5)
+        batcher.close(5)
 
 
 def test_the_inference_routes_answer_alike_straight_or_through_the_router():
@@ -190,30 +190,30 @@ def test_a_small_image_runs_on_the_event_loop_and_a_timeout_still_gives_its_plac
     """Small images skip the worker threads (decoding, pre/post and encoding on the loop); a request
     waiting on a busy engine is still answered 504 in time, and its job is dropped unrun."""
     from sdk import Predictor
-    from sdk.serve.app import ModelServer
+    from sdk.serve.upscaling import ImagePath
 
     def no_worker(*args):
         raise AssertionError("a small image went to a worker thread")
 
-    monkeypatch.setattr(ModelServer, "_upscale_sync", no_worker)
+    monkeypatch.setattr(ImagePath, "_upscale_sync", no_worker)
     image = picture(16, 20, seed=5)
     with Predictor("srcnn3", backend="ort-cpu") as p, client_for(p, timeout_s=0.5) as client:
         server = client.app.server
         answer = client.post("/v1/models/srcnn3/upscale?scale=2", content=encode(image))
         assert answer.status_code == 200 and max_diff(decode(answer.content), p(image, scale=2)) == 0
         release = threading.Event()
-        server.engine.call(lambda: release.wait(10))  # the engine is busy
+        server.batcher.call(lambda: release.wait(10))  # the engine is busy
         started = time.perf_counter()
         late = client.post("/v1/models/srcnn3/upscale?scale=2", content=encode(image))
         assert late.status_code == 504 and time.perf_counter() - started < 5
-        calls = server.engine.calls
+        calls = server.batcher.calls
         release.set()
         deadline = time.monotonic() + 5
-        while server.engine.calls == calls and time.monotonic() < deadline:
+        while server.batcher.calls == calls and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.2)  # time enough for the engine to run the timed-out job, were it still queued
-        assert server.engine.calls == calls + 1  # the blocking call ended; the timed-out job never ran
-        assert server.admitted == 0
+        assert server.batcher.calls == calls + 1  # the blocking call ended; the timed-out job never ran
+        assert server.admission.admitted == 0
         assert client.post("/v1/models/srcnn3/upscale?scale=2", content=encode(image)).status_code == 200
 
 
@@ -260,7 +260,7 @@ def test_png_answers_decode_to_the_same_pixels_by_either_writer(monkeypatch):
 def test_the_server_asks_onnxruntime_on_the_cpu_not_to_spin(monkeypatch, fresh_plugins):
     import sdk.predictor
     from sdk.errors import BackendUnavailableError
-    from sdk.serve.commands import open_predictor
+    from sdk.serve.predictor import open_predictor
 
     seen = []
 
@@ -278,3 +278,39 @@ def test_the_server_asks_onnxruntime_on_the_cpu_not_to_spin(monkeypatch, fresh_p
     assert open_predictor("srcnn3", "auto")["session_config"]  # ort-cpu is the first backend here
     fake.refuse = True  # the option's backends cannot start: "auto" then chooses among all, without it
     assert open_predictor("srcnn3", "auto") == {} and seen[-2] and seen[-1] == {}
+
+
+def test_server_options_are_the_backend_s_own_and_optional(monkeypatch, caplog):
+    """The server names no engine: it asks the backend (Backend.server_options). A plugin that never
+    heard of it gets the default (nothing), one whose override fails is opened without, and options
+    the backend would not accept are never passed."""
+    import sdk.predictor
+    import sdk.selection
+    from sdk import Availability, Backend
+    from sdk.devices import Device
+    from sdk.serve.predictor import open_predictor
+
+    class Plain(Backend):
+        name, devices = "plain", ("cpu",)
+
+        def _probe(self, device):
+            return Availability.yes()
+
+        def create_session(self, model, device, options):
+            raise AssertionError("not opened here")
+
+    class Wishes(Plain):
+        options = ("threads",)
+
+        def server_options(self, device):
+            return {"threads": 1, "unknown_knob": 2}
+
+    class Broken(Plain):
+        def server_options(self, device):
+            raise RuntimeError("plugin bug")
+
+    monkeypatch.setattr(sdk.predictor, "Predictor", lambda model, backend, device, pipeline, **options: options)
+    for backend, expected in ((Plain(), {}), (Wishes(), {"threads": 1}), (Broken(), {})):
+        monkeypatch.setattr(sdk.selection, "candidates", lambda name, device, b=backend: [(b, Device("cpu"))])
+        assert open_predictor("srcnn3", backend.name) == expected
+    assert "plugin bug" in caplog.text

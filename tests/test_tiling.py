@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import sdk
-from sdk import tiling
+from sdk import planning, tiling
 from sdk.footprint import footprint
 
 
@@ -196,16 +196,28 @@ def test_spans_cover_every_pixel_once():
                 assert at + size - end >= margin or at + size == length
 
 
+def _planner(fp, margin=6, dynamic_batch=False, static_size=None, multiple_of=1):
+    """A Planner whose footprint and margin are given, not derived from a graph."""
+    from types import SimpleNamespace
+
+    from sdk import planning
+
+    spec = SimpleNamespace(multiple_of=multiple_of, image_input="input")
+    planner = planning.Planner(None, spec, static_size, "cpu", 2**30, dynamic_batch)
+    planner._sizing[3] = (fp, margin)
+    return planner
+
+
 def test_auto_tiles_share_each_axis_evenly():
     from sdk.footprint import Footprint
 
-    fp = Footprint(fixed=0, per_pixel=5000.0, derived=True)
+    planner = _planner(Footprint(fixed=0, per_pixel=5000.0, derived=True))
     for height, width in ((768, 1024), (3000, 4000), (1000, 1001), (90, 7000)):
-        plan = tiling.choose_plan("auto", (1, height, width), 3, fp, 2**30, 6, dynamic_batch=False)
-        assert plan.window[0] * plan.window[1] * 5000 <= 2**30
+        plan = planner.plan((1, height, width), 3, "auto")
+        assert plan.tiled and plan.window[0] * plan.window[1] * 5000 <= 2**30
         work = plan.count(height, width) * plan.window[0] * plan.window[1]
         assert work <= 1.10 * height * width, (height, width, plan)  # margins cost at most 10%
-    assert tiling.choose_plan("auto", (1, 100, 100), 3, fp, 2**30, 6, dynamic_batch=False) is None
+    assert planner.plan((1, 100, 100), 3, "auto") == tiling.Plan((100, 100), 0, 1, tiled=False)
 
 
 @hypothesis.settings(max_examples=300, deadline=None)
@@ -221,5 +233,5 @@ def test_spans_pay_margins_only_between_windows(margin, extra, length):
         assert end == length or at + window - end >= margin  # and after
     if length > window:
         # The even split uses no more windows than the largest window would, each no larger.
-        even = tiling._even(length, window, margin, 1)
+        even = planning._even(length, window, margin, 1)
         assert even <= window and len(tiling.spans(length, even, margin)) == len(cores)

@@ -70,13 +70,10 @@ class Device0:
     def active(self):
         yield
 
-    def release(self):
-        pass
-
 
 def _install(monkeypatch, fake: StandIn) -> StandIn:
     monkeypatch.setattr(session_module, "import_tensorrt", lambda: fake.trt)
-    monkeypatch.setattr(session_module, "CudaDevice", lambda index: Device0())
+    monkeypatch.setattr(session_module, "cuda_device", lambda gpu: Device0())
     monkeypatch.setattr(session_module, "logger_for", lambda trt: None)
     monkeypatch.setattr(session_module, "build", fake.build)
     monkeypatch.setattr(session_module, "EngineRunner", fake.runner)

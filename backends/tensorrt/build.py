@@ -1,7 +1,8 @@
 """Building a serialized engine from an ONNX file, as a chain of small steps (Polygraphy's idea):
 
     network, parser = parse_onnx(trt, builder, path, ...)        ONNX file -> network
-    config = make_config(trt, builder, network, profile, ...)    -> config with profile and timing cache
+    config = make_config(trt, builder, network, profile, ...)    -> config with the profile
+    keep = attach_timing_cache(config, timing)                   -> and the timing cache read from disk
     engine = build_engine(builder, network, config, ...)         -> engine bytes
 
 Each step does one thing and raises an SDK error that names the fix. Written against the TensorRT
@@ -153,8 +154,8 @@ def _call(obj, method: str) -> str:
 # -- step 2: network -> builder config -----------------------------------------------------------------
 
 
-def make_config(trt, builder, network, profile: Profile, settings: BuildSettings, timing: bytes, monitor=None):
-    """The builder config: one optimisation profile, precision, memory limit, timing cache, progress.
+def make_config(trt, builder, network, profile: Profile, settings: BuildSettings, monitor=None):
+    """The builder config: one optimisation profile, precision, memory limit, progress.
 
     ``monitor`` is a trt.IProgressMonitor; the caller keeps it alive until the build is over.
     """
@@ -182,6 +183,19 @@ def make_config(trt, builder, network, profile: Profile, settings: BuildSettings
     if settings.optimization_level is not None:
         config.builder_optimization_level = int(settings.optimization_level)
 
+    if monitor is not None:
+        config.progress_monitor = monitor
+    return config
+
+
+def attach_timing_cache(config, timing: bytes) -> bool:
+    """Give the build the timing cache read from disk (or a new one); True when the cache the build
+    ends with may be written back.
+
+    False when TensorRT refused to take any cache: the build then times its kernels afresh, and
+    what the config holds afterwards is not the file's cache plus this build's, so writing it back
+    would throw the file's entries away.
+    """
     cache = None
     if timing:
         try:
@@ -190,11 +204,10 @@ def make_config(trt, builder, network, profile: Profile, settings: BuildSettings
             log.warning("ignoring the TensorRT timing cache (%s); a new one is written after this build", exc)
     if cache is None:
         cache = config.create_timing_cache(b"")
-    config.set_timing_cache(cache, ignore_mismatch=True)
-
-    if monitor is not None:
-        config.progress_monitor = monitor
-    return config
+    if not config.set_timing_cache(cache, ignore_mismatch=True):
+        log.warning("TensorRT did not take the timing cache; this build times its kernels afresh, the file stays")
+        return False
+    return True
 
 
 # -- step 3: config -> engine bytes ---------------------------------------------------------------------
@@ -213,8 +226,10 @@ def build_engine(builder, network, config, what: str) -> bytes:
 
 
 def timing_cache_bytes(config) -> bytes:
+    """The config's timing cache serialised; b"" (nothing to write) when it has none."""
     cache = config.get_timing_cache()
-    return bytes(cache.serialize()) if cache is not None else b""
+    serialized = cache.serialize() if cache is not None else None
+    return bytes(serialized) if serialized is not None else b""
 
 
 # -- build progress: builds take minutes, so say what is happening ------------------------------------
@@ -283,13 +298,14 @@ def build(
     what: str,
     progress: BuildProgress | None = None,
 ) -> tuple[bytes, bytes]:
-    """ONNX file -> (serialized engine, updated timing cache)."""
+    """ONNX file -> (serialized engine, updated timing cache; b"" when the file must stay as it is)."""
     builder = trt.Builder(logger_for(trt))
     network, parser = parse_onnx(trt, builder, onnx_path, nodes, strongly_typed=fp16_in_graph(trt, settings.precision))
     monitor = progress_monitor(trt, progress) if progress is not None and hasattr(trt, "IProgressMonitor") else None
-    config = make_config(trt, builder, network, profile, settings, timing, monitor)
+    config = make_config(trt, builder, network, profile, settings, monitor)
+    keep = attach_timing_cache(config, timing)
     engine = build_engine(builder, network, config, what)
     # Referenced until here on purpose: the network points into the parser's weights, and TensorRT
     # calls the monitor from inside build_engine.
     del parser, monitor
-    return engine, timing_cache_bytes(config)
+    return engine, timing_cache_bytes(config) if keep else b""

@@ -8,7 +8,8 @@ grown, so a run of same-sized images allocates once.
 
 Every CUDA call runs with the device's *primary* context pushed: the CUDA runtime inside TensorRT
 adopts whatever context is current, so builds, engines and our buffers all live on the device the
-user chose, and other libraries in the process (PyTorch, ONNX Runtime) share that context.
+user chose, and other libraries in the process (PyTorch, ONNX Runtime) share that context. That
+context is retained once per GPU for the process and kept (see :class:`CudaDevice`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sdk.devices import GPU
 from sdk.errors import BackendUnavailableError, InputError, SDKError
 
 
@@ -43,17 +45,28 @@ def import_pycuda():
 
 
 class CudaDevice:
-    """The primary CUDA context of one GPU, made current around each use."""
+    """The primary CUDA context of one GPU, made current around each use.
 
-    def __init__(self, index: int):
+    One per GPU for the whole process (:func:`cuda_device`): the primary context is retained once
+    and never released. Releasing it belongs to the thread that pushed it, and a session may be
+    closed from any thread (CUDA then ignores the release, silently); and each retain/release
+    cycle that reaches zero would tear the context down under the other libraries sharing it.
+    """
+
+    def __init__(self, gpu: GPU):
         cuda = import_pycuda()
         try:
             cuda.init()
-            self._context = cuda.Device(index).retain_primary_context()
+            # By PCI bus id: CUDA's ordinal depends on CUDA_DEVICE_ORDER, the bus id does not.
+            device = cuda.Device(gpu.pci_bus_id) if gpu.pci_bus_id else cuda.Device(gpu.index)
+            self._context = device.retain_primary_context()
         except cuda.Error as exc:
-            raise BackendUnavailableError(f"CUDA cannot open cuda:{index} ({exc}); check the NVIDIA driver") from exc
+            raise BackendUnavailableError(
+                f"CUDA cannot open cuda:{gpu.index} ({gpu.name}, {gpu.pci_bus_id or 'no PCI bus id'}): {exc}; "
+                "check the NVIDIA driver"
+            ) from exc
         self._cuda = cuda
-        self.index = index
+        self.index = gpu.index
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -63,10 +76,18 @@ class CudaDevice:
         finally:
             self._cuda.Context.pop()
 
-    def release(self) -> None:
-        if self._context is not None:
-            self._context.detach()
-            self._context = None
+
+_devices: dict[str, CudaDevice] = {}
+_devices_lock = threading.Lock()
+
+
+def cuda_device(gpu: GPU) -> CudaDevice:
+    """The process's one :class:`CudaDevice` for ``gpu``, opened on first use."""
+    key = gpu.pci_bus_id or gpu.uuid or f"cuda:{gpu.index}"
+    with _devices_lock:
+        if key not in _devices:
+            _devices[key] = CudaDevice(gpu)
+        return _devices[key]
 
 
 @dataclass(frozen=True)

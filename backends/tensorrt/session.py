@@ -26,7 +26,7 @@ from . import graph, profiles
 from .build import BuildProgress, build, fp16_in_graph, import_tensorrt, logger_for
 from .cache import EngineCache, EngineKey
 from .options import TrtOptions
-from .runtime import CudaDevice, EngineRunner, IncompatibleEngine
+from .runtime import EngineRunner, IncompatibleEngine, cuda_device
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class TensorRTSession(Session):
         self._cache = EngineCache(options.cache_dir, options.lock_timeout)
         # Checked last: a mistake in the options should not cost a CUDA context.
         self._trt = import_tensorrt()
-        self._device = CudaDevice(device.index)
+        self._device = cuda_device(gpu)
         self._engines: OrderedDict[Specialisation, _Loaded] = OrderedDict()
         # One lock for the whole run: execution contexts are not thread-safe, and a build must not
         # race an eviction. Threads wanting parallel GPU work should each make a Predictor.
@@ -185,7 +185,8 @@ class TensorRTSession(Session):
                         what,
                         progress,
                     )
-            self._cache.store_timing(timing_path, timing)
+            if timing:  # b"": TensorRT did not take the cache, and the file must keep what it has
+                self._cache.store_timing(timing_path, timing)
             return engine
 
         payload, built = self._cache.get_or_build(key, build_now, description)
@@ -208,8 +209,7 @@ class TensorRTSession(Session):
                 return
             for loaded in self._engines.values():
                 loaded.runner.close()
-            self._engines = None
-            self._device.release()
+            self._engines = None  # the GPU's primary context stays: it is the process's (runtime.cuda_device)
 
 
 def _number(value: float):

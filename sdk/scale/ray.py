@@ -16,7 +16,6 @@ Nothing here imports Ray at module level: ``import sdk.scale.ray`` is as light a
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -26,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import tiling
 from ..errors import SDKError
 from ..jobs import Summary
+from .shipping import open_shipped, ship_model
 
 INSTALL_HINT = "pip install 'deploy-sdk[cpu,ray]'"
 # Ray Data restarts a dead actor and retries its batch without bound by default; a batch that kills
@@ -44,44 +45,6 @@ def import_ray():
     except ImportError as exc:
         raise SDKError(f"running on Ray needs Ray Data ({exc}); install it with {INSTALL_HINT}") from exc
     return ray
-
-
-# -- the model travels with the actors -----------------------------------------------------------
-
-
-def ship_model(model) -> Any:
-    """What an actor needs to open ``model`` on any node.
-
-    A bundled model travels as its name (every node has the package). A file travels as its bytes,
-    and those of its external-data files, put once into Ray's object store; each node writes them
-    into a folder named after their digest, so actors on one node share one copy.
-    """
-    from ..model import BUNDLED, Model, external_files
-
-    if isinstance(model, str) and model in BUNDLED:
-        return model
-    ray = import_ray()
-    loaded = Model(model)  # a bad or hostile file fails here, on the driver, before any actor starts
-    folder = loaded.path.parent
-    # The main file last: an actor that finds it on its node knows the weights are there too.
-    paths = [*external_files(loaded.proto, loaded.path), loaded.path]
-    files = {str(p.relative_to(folder)): p.read_bytes() for p in paths}
-    return {"digest": loaded.sha256, "main": loaded.path.name, "files": ray.put(files)}
-
-
-def _open_shipped(model) -> str | Path:
-    if not isinstance(model, Mapping):
-        return model
-    from ..files import atomic_write
-
-    folder = Path(tempfile.gettempdir()) / "sdk-ray-models" / model["digest"]
-    main = folder / model["main"]
-    if not main.is_file():
-        import ray
-
-        for name, data in ray.get(model["files"]).items():
-            atomic_write(folder / name, data)  # a concurrent actor on this node writes the same bytes
-    return main
 
 
 # -- the callable classes for Dataset.map_batches -------------------------------------------------
@@ -114,15 +77,15 @@ class Upscaler:
         from ..predictor import Predictor
 
         self.predictor = Predictor(
-            _open_shipped(model),
+            open_shipped(model),
             backend=backend,
             device=device,
             pipeline=pipeline,
             memory_budget=memory_budget,
             **dict(options or {}),
         )
-        self.scale = self.predictor.pipeline.check_scale(scale)
-        self.tile = tile
+        self.scale = self.predictor.check_scale(scale)
+        self.tile = tiling.parse_tile(tile)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         return {**batch, "image": [self.predictor(image, scale=self.scale, tile=self.tile) for image in batch["image"]]}
@@ -162,6 +125,23 @@ class FileUpscaler(Upscaler):
 
 
 # -- the whole job -----------------------------------------------------------------------------
+
+
+def pool_size(ray, items: int, actors: int | None, gpus_per_actor: float | None) -> tuple[int, float]:
+    """(actors, GPUs per actor) for ``items`` pieces of work on the cluster (``ray.init()`` first if
+    not connected): by default one actor per GPU on a cluster with GPUs, else one per node with CPUs,
+    and never more actors than items."""
+    if not ray.is_initialized():
+        ray.init()
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus_per_actor is None:
+        gpus_per_actor = 1 if gpus else 0
+    if actors is None:
+        # Ray Data spreads an actor pool over the nodes. Nodes without CPUs (a head node started with
+        # --num-cpus=0, as clusters often are) take no actor.
+        cpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+        actors = int(gpus // gpus_per_actor) if gpus_per_actor else len(cpu_nodes)
+    return max(1, min(int(actors), items)), gpus_per_actor
 
 
 @dataclass
@@ -228,23 +208,14 @@ def upscale_files(
     started = time.perf_counter()
     pairs = jobs.plan_outputs(jobs.collect_images(list(inputs)), Path(output))
     scale = check_scale(model, scale, pipeline)
+    tile = tiling.parse_tile(tile)  # a bad tile fails here, before any cluster time
     todo, done = jobs.split_existing(pairs, force)
     summary = RaySummary(
         planned=len(pairs), skipped=len(done), removed_parts=jobs.remove_stale_parts(pairs), scale=scale
     )
     if not todo:
         return summary
-    if not ray.is_initialized():
-        ray.init()
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if gpus_per_actor is None:
-        gpus_per_actor = 1 if gpus else 0
-    if actors is None:
-        # Ray Data spreads an actor pool over the nodes. Nodes without CPUs (a head node started with
-        # --num-cpus=0, as clusters often are) take no actor.
-        cpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
-        actors = int(gpus // gpus_per_actor) if gpus_per_actor else len(cpu_nodes)
-    summary.actors = max(1, min(int(actors), len(todo)))
+    summary.actors, gpus_per_actor = pool_size(ray, len(todo), actors, gpus_per_actor)
 
     dataset = ray.data.from_items([{"source": str(source), "target": str(target)} for source, target in todo])
     with warnings.catch_warnings():
@@ -312,7 +283,7 @@ def cmd_upscale(args) -> int:
     from ..declare import pipeline_from_args
 
     ray = import_ray()
-    tile = jobs.parse_tile(args.tile)
+    tile = tiling.parse_tile(args.tile, "--tile ")
     ray.init(address=args.ray or LOCAL, logging_level="warning")
     try:
         # After ray.init, which sets a SIGTERM handler of its own that exits with status 15.

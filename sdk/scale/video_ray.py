@@ -24,7 +24,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..errors import SDKError
-from .ray import DEFAULT_MAX_RESTARTS, DEFAULT_MAX_TASK_RETRIES, LOCAL, Upscaler, import_ray, ship_model
+from .ray import DEFAULT_MAX_RESTARTS, DEFAULT_MAX_TASK_RETRIES, LOCAL, Upscaler, import_ray, pool_size
+from .shipping import ship_model
 
 
 class SegmentUpscaler(Upscaler):
@@ -121,15 +122,7 @@ def upscale_video(
     summary.resumed_segments = len(job.segments) - len(todo)
     result = RayVideoSummary(summary, 0, set(), [])
     if todo:
-        if not ray.is_initialized():
-            ray.init()
-        gpus = ray.cluster_resources().get("GPU", 0)
-        if gpus_per_actor is None:
-            gpus_per_actor = 1 if gpus else 0
-        if actors is None:
-            cpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
-            actors = int(gpus // gpus_per_actor) if gpus_per_actor else len(cpu_nodes)
-        result.actors = max(1, min(int(actors), len(todo)))
+        result.actors, gpus_per_actor = pool_size(ray, len(todo), actors, gpus_per_actor)
         rows = _run(
             ray,
             job,

@@ -1,17 +1,17 @@
-"""``sdk serve MODEL``: one process, one engine, the app on uvicorn (or on Ray Serve with --ray)."""
+"""``sdk serve MODEL``: the command line. One process, one model, the app on uvicorn; or, with --ray,
+the app as a Ray Serve deployment (sdk.serve.ray_serve)."""
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import ipaddress
-import logging
+import json
 import os
 import signal
 import sys
 import threading
 
 from ..errors import SDKError
+from .logs import server_logging
 
 TOKEN_ENV = "SDK_SERVE_TOKEN"
 
@@ -137,10 +137,8 @@ def _is_loopback(host: str) -> bool:
 def cmd_serve(args) -> int:
     settings = settings_from(args)  # bad flags fail before the model loads
     if args.ray is not None:
-        from .ray_serve import cmd_serve as serve_on_ray
-
-        with _logging(args.log_level):
-            return serve_on_ray(args, settings)
+        with server_logging(args.log_level):
+            return _serve_on_ray(args, settings)
     try:
         import uvicorn
 
@@ -150,8 +148,9 @@ def cmd_serve(args) -> int:
             f"sdk serve needs the 'serve' extra ({exc.name} is missing): pip install 'deploy-sdk[serve]'"
         ) from None
     from ..declare import pipeline_from_args
+    from .predictor import open_predictor
 
-    with _logging(args.log_level):
+    with server_logging(args.log_level):
         predictor = open_predictor(args.model, args.backend, args.device, pipeline_from_args(args))
         app = create_app(predictor, settings)
         # loop and http stay uvicorn's "auto": uvloop and httptools (the serve extra) where they are
@@ -180,110 +179,64 @@ def cmd_serve(args) -> int:
     return 0
 
 
-# ONNX Runtime's intra-op threads spin-wait for a while after each run, to answer the next run sooner.
-# In a server the engine's runs alternate with Python work on the other threads (decoding, pre- and
-# post-processing, encoding, HTTP), and on a small CPU that spinning takes their core: measured on
-# the 2-core build machine, espcn 64x64 p50 7.75 -> 7.18 ms at one client and 153 -> 158 images/s
-# at 16 (benchmarks/results/serve.md has the run with it).
-_SERVER_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
+def _serve_on_ray(args, settings) -> int:
+    """Start (or join) a Ray cluster, run the deployment behind Ray Serve's HTTP proxy, and stay up
+    until SIGTERM or Ctrl-C, then take the application down."""
+    from ..declare import pipeline_from_args
+    from ..scale.ray import LOCAL
+    from .ray_serve import APP_NAME, build
 
-
-def open_predictor(model, backend: str = "auto", device: str = "auto", pipeline=None):
-    """The server's Predictor: ``Predictor(model, backend, device, pipeline)``, with the engine options
-    that suit a server where the first backend to try takes them (ONNX Runtime on the CPU)."""
-    from ..devices import parse_device
-    from ..errors import BackendUnavailableError
-    from ..predictor import Predictor
-    from ..selection import candidates
-
-    options = {}
     try:
-        engine, chosen = candidates(backend, parse_device(device))[0]
-        if chosen is not None and chosen.kind == "cpu" and engine.accepts("session_config"):
-            options["session_config"] = dict(_SERVER_SESSION_CONFIG)
-    except SDKError:
-        pass  # the Predictor below says what is wrong
-    if options:
+        import ray
+        from ray import serve
+    except ImportError as exc:
+        raise SDKError(f"--ray needs Ray Serve ({exc}); install it with pip install 'deploy-sdk[serve,ray]'") from None
+    autoscaling = None
+    if args.autoscaling:
         try:
-            return Predictor(model, backend=backend, device=device, pipeline=pipeline, **options)
-        except BackendUnavailableError:
-            if backend != "auto":
-                raise
-            # "auto" passes over backends that do not take the option: let it choose among all of them.
-    return Predictor(model, backend=backend, device=device, pipeline=pipeline)
-
-
-@contextlib.contextmanager
-def _logging(level: str):
-    """Log lines to stderr; the access log's collected in memory and written by a thread of its own."""
-    lines = _Batched(sys.stderr)
-    lines.setFormatter(logging.Formatter("%(message)s"))
-    access = logging.getLogger("sdk.serve.access")
-    access.handlers[:] = [lines]
-    access.propagate = False
-    access.setLevel(logging.INFO if level in ("debug", "info") else logging.WARNING)
-    logging.getLogger("sdk").setLevel(level.upper())
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
+            autoscaling = json.loads(args.autoscaling)
+        except json.JSONDecodeError as exc:
+            raise SDKError(
+                f'--autoscaling must be a JSON object such as \'{{"min_replicas": 1, "max_replicas": 4}}\' ({exc})'
+            ) from None
+        if not isinstance(autoscaling, dict):
+            raise SDKError("--autoscaling must be a JSON object of Ray Serve's autoscaling_config fields")
+    ray.init(address=args.ray or LOCAL, logging_level="warning")
+    stop = threading.Event()
     try:
-        yield
+        num_gpus = args.gpus_per_replica
+        if num_gpus is None:
+            wants_gpu = args.device.startswith("cuda") or (
+                args.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
+            )
+            num_gpus = 1 if wants_gpu else 0
+        app = build(
+            args.model,
+            backend=args.backend,
+            device=args.device,
+            pipeline=pipeline_from_args(args),
+            settings=settings,
+            replicas=args.replicas,
+            autoscaling=autoscaling,
+            num_gpus=num_gpus,
+        )
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(app, name=APP_NAME, route_prefix="/")
+        how = f"autoscaling {autoscaling}" if autoscaling else f"{args.replicas} replica(s)"
+        print(
+            f"sdk serve: {args.model} on Ray Serve, {how}, {num_gpus:g} GPU(s) each, at http://{args.host}:{args.port}",
+            file=sys.stderr,
+            flush=True,
+        )
+        # Set after ray.init, which installs a SIGTERM handler of its own.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: stop.set())
+        stop.wait()
     finally:
-        lines.stop()
-
-
-class _Batched(logging.Handler):
-    """Records kept in memory and written to ``stream`` by a thread of its own, all that came in
-    the last ``interval`` seconds in one write (and what is left when stopped).
-
-    A write to stderr is a system call, and waking a thread to make it costs the waker a context
-    switch: either way the event loop would pay for every request. On the 2-core build machine the
-    access line's flush was the loop's largest item under load (0.27 ms a request of espcn 64x64 at
-    8 clients, by cProfile), and a logging.handlers.QueueListener, woken per record, still cost
-    0.05 to 0.12 ms of CPU a request. Appending to a deque wakes nobody; every line is still
-    written, in order, at most ``interval`` late."""
-
-    def __init__(self, stream, interval: float = 0.02):
-        super().__init__()
-        self.stream = stream
-        self.interval = interval
-        self._records: collections.deque = collections.deque()
-        self._stop = threading.Event()
-        self._writing = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="sdk-serve-log", daemon=True)
-        self._thread.start()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._records.append(record)  # atomic: no lock, no wake-up
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.flush()
-
-    def flush(self) -> None:
-        with self._writing:  # one writer at a time, so that lines keep their order
-            lines = []
-            while self._records:
-                record = self._records.popleft()
-                try:
-                    lines.append(self.format(record))
-                except Exception:
-                    self.handleError(record)
-            if lines:
-                try:
-                    self.stream.write("\n".join(lines) + "\n")
-                    self.stream.flush()
-                except Exception:  # a closed or broken stderr must not stop the server
-                    pass
-
-    def stop(self) -> None:
-        """Write what is left and end the thread (the server is done)."""
-        self._stop.set()
-        self._thread.join(5)
-        self.flush()
-
-    # close() is logging's, and is called early: uvicorn's logging.config.dictConfig closes every
-    # handler there is, ours included, when the server starts. So closing only writes what is in
-    # hand; the thread goes on until stop().
-    def close(self) -> None:
-        self.flush()
-        super().close()
+        # Bounded: when the signal went to the whole process group, the local cluster's own processes
+        # are already gone and serve.shutdown() would wait for them forever.
+        closer = threading.Thread(target=serve.shutdown, daemon=True)
+        closer.start()
+        closer.join(max(5.0, args.grace))
+        ray.shutdown()
+    return 0

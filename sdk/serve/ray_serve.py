@@ -16,10 +16,7 @@ replicas spread over the GPUs. Nothing here imports Ray at module level.
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,7 +50,7 @@ def build(
     ``autoscaling_config`` as it is (min_replicas, max_replicas, target_ongoing_requests ...)."""
     from ray import serve
 
-    from ..scale.ray import ship_model
+    from ..scale import ship_model
     from .settings import ServeSettings
 
     settings = settings or ServeSettings()
@@ -98,11 +95,11 @@ class ModelReplica:
     """One engine: the app of ``create_app``, called in-process with each forwarded request."""
 
     def __init__(self, shipped, backend, device, pipeline, settings):
-        from ..scale.ray import _open_shipped
+        from ..scale import open_shipped
         from .app import create_app
-        from .commands import open_predictor
+        from .predictor import open_predictor
 
-        self.predictor = open_predictor(_open_shipped(shipped), backend, device, pipeline)
+        self.predictor = open_predictor(open_shipped(shipped), backend, device, pipeline)
         self.app = create_app(self.predictor, settings)
 
     async def forward(self, call: dict) -> tuple[int, list, bytes]:
@@ -128,7 +125,7 @@ class Front:
         from ray.serve.exceptions import ReplicaUnavailableError
         from starlette.responses import JSONResponse, Response
 
-        from .app import read_capped
+        from .admission import read_capped
 
         body = await read_capped(request, self.settings.max_body_bytes)
         if body is None:
@@ -246,67 +243,3 @@ async def call_app(app, call: dict) -> tuple[int, list, bytes]:
     finally:
         done.set()
     return status, headers, b"".join(chunks)
-
-
-def cmd_serve(args, settings) -> int:
-    """Start (or join) a Ray cluster, run the deployment behind Ray Serve's HTTP proxy, and stay up
-    until SIGTERM or Ctrl-C, then take the application down."""
-    from ..declare import pipeline_from_args
-    from ..scale.ray import LOCAL
-
-    try:
-        import ray
-        from ray import serve
-    except ImportError as exc:
-        raise SDKError(f"--ray needs Ray Serve ({exc}); install it with pip install 'deploy-sdk[serve,ray]'") from None
-    autoscaling = None
-    if args.autoscaling:
-        try:
-            autoscaling = json.loads(args.autoscaling)
-        except json.JSONDecodeError as exc:
-            raise SDKError(
-                f'--autoscaling must be a JSON object such as \'{{"min_replicas": 1, "max_replicas": 4}}\' ({exc})'
-            ) from None
-        if not isinstance(autoscaling, dict):
-            raise SDKError("--autoscaling must be a JSON object of Ray Serve's autoscaling_config fields")
-    ray.init(address=args.ray or LOCAL, logging_level="warning")
-    stop = threading.Event()
-    try:
-        num_gpus = args.gpus_per_replica
-        if num_gpus is None:
-            wants_gpu = args.device.startswith("cuda") or (
-                args.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0
-            )
-            num_gpus = 1 if wants_gpu else 0
-        app = build(
-            args.model,
-            backend=args.backend,
-            device=args.device,
-            pipeline=pipeline_from_args(args),
-            settings=settings,
-            replicas=args.replicas,
-            autoscaling=autoscaling,
-            num_gpus=num_gpus,
-        )
-        serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(app, name=APP_NAME, route_prefix="/")
-        how = f"autoscaling {autoscaling}" if autoscaling else f"{args.replicas} replica(s)"
-        print(
-            f"sdk serve: {args.model} on Ray Serve, {how}, {num_gpus:g} GPU(s) each, at http://{args.host}:{args.port}",
-            file=sys.stderr,
-            flush=True,
-        )
-        import signal
-
-        # Set after ray.init, which installs a SIGTERM handler of its own.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: stop.set())
-        stop.wait()
-    finally:
-        # Bounded: when the signal went to the whole process group, the local cluster's own processes
-        # are already gone and serve.shutdown() would wait for them forever.
-        closer = threading.Thread(target=serve.shutdown, daemon=True)
-        closer.start()
-        closer.join(max(5.0, args.grace))
-        ray.shutdown()
-    return 0

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import InputError
 from . import encoder, frames, libav, segments, source, stages, streams
 from .encoder import EncoderSettings
@@ -160,9 +162,14 @@ def encode_segments(predictor, job: Job, todo, space, tile, batch, counted, lost
         return [_Picture(p.pts, p.duration, frames.to_pixels(p.data, source_)) for p in batch_]
 
     scale = job.scale
+    # Every frame has the source's size, so one plan serves the job: frames whole, as many per engine
+    # call as the memory budget holds (up to ``batch``, with a dynamic batch axis), or each tiled
+    # exactly as an image of its size is.
+    plan = predictor.plan((source_.height, source_.width), scale, tile, max_batch=batch)
+    per_call = 1 if plan.tiled else plan.batch
 
     def engine(batch_):
-        results = predictor.predict_batch([p.data for p in batch_], scale=scale, batch_size=len(batch_), tile=tile)
+        results = predictor.run_plan(np.stack([p.data for p in batch_]), scale, plan)
         return [_Picture(p.pts, p.duration, r) for p, r in zip(batch_, results)]
 
     def to_yuv(batch_):
@@ -178,7 +185,7 @@ def encode_segments(predictor, job: Job, todo, space, tile, batch, counted, lost
         items(),
         [
             stages.Stage("rgb", to_rgb),
-            stages.Stage("engine", engine, batch=batch, fits=lambda a, b: a.data.shape == b.data.shape),
+            stages.Stage("engine", engine, batch=per_call),
             stages.Stage("yuv", to_yuv),
         ],
     )

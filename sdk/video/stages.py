@@ -6,7 +6,7 @@ others back instead of letting memory grow, and every stage works while the othe
 ONNX Runtime release the GIL while they decode, run and encode, and numpy while it converts.
 
 Markers (anything that is a :class:`Marker`) pass through every stage unchanged and in order; a
-batching stage never batches across one. The first error in any stage stops all of them and is
+batching stage never batches across one (a segment's frames are never batched with the next's). The first error in any stage stops all of them and is
 raised to the consumer; so is a stop asked by the consumer (an interrupted job).
 """
 
@@ -31,7 +31,6 @@ class Stage:
     name: str
     work: Callable[[list], list]
     batch: int = 1
-    fits: Callable[[object, object], bool] = lambda first, other: True  # may ``other`` join ``first``'s batch
 
 
 class _Stopped(Exception):
@@ -106,7 +105,7 @@ class Pipeline:
                         extra = inbox.get_nowait()
                     except queue.Empty:
                         break
-                    if extra is _END or isinstance(extra, Marker) or not stage.fits(item, extra):
+                    if extra is _END or isinstance(extra, Marker):
                         held = extra
                         break
                     batch.append(extra)

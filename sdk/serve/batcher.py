@@ -1,5 +1,6 @@
-"""One engine thread that batches tiles across requests.
+"""The batcher: one thread that batches tiles across requests into engine calls.
 
+(Named for its job: "engine" is the inference library a Backend wraps, and the calls into it.)
 Requests hand in prepared tensors (N x C x h x w float32, already in the model's space); the thread
 stacks those of one (h, w, scale) into a single engine call of at most ``max_batch`` tiles and hands
 each request its slice of the output. Raw-tensor requests (the Open Inference Protocol's /infer) are
@@ -11,9 +12,9 @@ them. The thread waits up to ``max_delay`` for a fuller batch only while some re
 preparing a tensor: with nobody coming it runs at once, so a lone request pays no batching delay.
 A lone request may even run its tiles on its own worker thread (``submit(..., inline=True)``): when
 the engine is idle, nothing is queued and nobody else is about to submit, handing the tiles to the
-engine thread and the result back would only add two thread wake-ups (about 0.15 ms together on the
+batcher's thread and the result back would only add two thread wake-ups (about 0.15 ms together on the
 2-core build machine, a few percent of a 64x64 image's whole time). The engine still runs one call
-at a time: requests that come meanwhile queue, and the engine thread batches them when it is free.
+at a time: requests that come meanwhile queue, and the batcher's thread batches them when it is free.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# On CPU, windows are batched across requests only up to this many input pixels per engine call:
+# small windows gain from sharing a call (less per-call overhead), while a 256x256 window already
+# keeps the cores busy and a batch of them ran slower than one at a time (benchmarks/results/serve.md).
+CPU_BATCH_PIXELS = 128 * 128 * 4
+
 
 @dataclass
 class _Job:
@@ -38,7 +44,7 @@ class _Job:
     scale: int | None
     future: Future
     call: Callable[[], object] | None = None  # an exclusive job runs alone
-    limit: int = 0  # most tiles in one call with this job (0: the engine's max_batch)
+    limit: int = 0  # most tiles in one call with this job (0: the batcher's max_batch)
     feeds: dict | None = None  # a raw-tensor job: the model's feeds, ``batched`` names on the batch axis
     batched: frozenset = frozenset()
     arrived: float = field(default_factory=time.monotonic)
@@ -50,7 +56,7 @@ class _Job:
         return 1 if self.tensor is None else len(self.tensor)
 
 
-class Engine:
+class Batcher:
     """Runs ``run_batch(tensor, scale) -> tensor`` on one thread, batching submissions."""
 
     def __init__(
@@ -69,10 +75,10 @@ class Engine:
         self._jobs: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._preparing = 0
-        self._busy = False  # a call is running (on the engine thread or inline on a worker)
+        self._busy = False  # a call is running (on the batcher's thread or inline on a worker)
         self._closing = False
         self.calls = 0
-        self._thread = threading.Thread(target=self._loop, name="sdk-serve-engine", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="sdk-serve-batcher", daemon=True)
         self._thread.start()
 
     # -- the request side ------------------------------------------------------------------------
@@ -97,7 +103,7 @@ class Engine:
             alone = inline and not (self._busy or self._jobs or self._closing) and self._preparing <= 1
             self._busy = self._busy or alone
         if not alone:
-            return self._put(job)  # (which refuses it when the engine is closing)
+            return self._put(job)  # (which refuses it when the batcher is closing)
         try:
             self._run([job])
         finally:
@@ -114,13 +120,13 @@ class Engine:
         return self._put(_Job(key, None, None, Future(), limit=limit, feeds=feeds, batched=batched))
 
     def call(self, fn: Callable[[], object]) -> Future:
-        """Run ``fn`` on the engine thread, alone (raw-tensor requests share the one engine)."""
+        """Run ``fn`` on the batcher's thread, alone (raw-tensor requests share the one engine)."""
         return self._put(_Job(("call",), None, None, Future(), call=fn))
 
     def _put(self, job: _Job) -> Future:
         with self._cond:
             if self._closing:
-                raise RuntimeError("the engine is shutting down")
+                raise RuntimeError("the server is shutting down")
             self._jobs.append(job)
             self._cond.notify_all()
         return job.future
@@ -137,7 +143,7 @@ class Engine:
             self._cond.notify_all()
         self._thread.join(timeout)
 
-    # -- the engine thread --------------------------------------------------------------------------
+    # -- the batcher's thread --------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:

@@ -1,0 +1,208 @@
+"""The image path: encoded image -> windows batched with other requests' -> encoded result.
+
+An image is decoded, cut into windows of one shape (so that requests share engine calls), each
+window prepared, run by the batcher, finished and stitched back, and the result encoded. Small
+images do all of it on the event loop; the rest in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+
+from .. import images, memory, tiling
+from ..errors import InputError
+from ..footprint import footprint
+from . import coding
+from .batcher import CPU_BATCH_PIXELS, Batcher
+from .errors import too_large, unprocessable
+from .runner import TileRunner
+
+# Small work runs on the event loop rather than in a worker thread: a hop to a thread and back costs
+# two wake-ups and a GIL hand-over each way, and on the 2-core build machine (busy: load average
+# about 4) skipping them for espcn 64x64 took the server's CPU from about 9.0 to 7.3 ms a request at
+# 16 clients and its p50 at one client from +2.6 to +1.8 ms over in-process. Images whose result has
+# at most LOOP_PIXELS pixels (about a millisecond of decoding, pre/post-processing and encoding; a
+# slow encoder still goes to a worker) stay on the loop.
+LOOP_PIXELS = 256 * 256
+
+
+class ImagePath:
+    """Upscales encoded images for both protocols, their windows batched through ``batcher``."""
+
+    def __init__(self, predictor, settings, batcher: Batcher, runner: TileRunner, in_worker):
+        self.predictor = predictor
+        self.settings = settings
+        self.batcher = batcher
+        self.runner = runner
+        self.in_worker = in_worker  # async fn(callable, *args): runs it in the server's worker pool
+        self.margin = tiling.margin_for(tiling.receptive_radius(predictor.model.proto, predictor.spec.image_input, 4))
+        self._plans: dict[int, tiling.Plan] = {}
+
+    def check_scale(self, text) -> int:
+        try:
+            if isinstance(text, str):
+                text = _number(text)
+            return self.predictor.pipeline.check_scale(text)
+        except InputError as exc:
+            raise unprocessable(str(exc)) from None
+
+    async def upscale_bytes(self, data: bytes, scale: int, fmt_name: str | None) -> tuple[bytes, str, tuple, tuple]:
+        """Encoded image -> (encoded result, content type, (w, h) in, (w, h) out): a small one on the
+        event loop, any other in a worker thread; either way its windows run with other requests'."""
+        header = coding.open_header(data, self.settings.max_pixels)
+        plan = self._plan(scale)
+        if self._on_loop(header, scale, plan):
+            return await self._upscale_on_loop(header, scale, fmt_name, plan)
+        ticket = _Ticket(self.batcher)
+        try:
+            return await self.in_worker(self._upscale_sync, header, scale, fmt_name, plan, ticket)
+        except asyncio.CancelledError:
+            ticket.cancel()  # its queued tiles are dropped before they reach the engine
+            raise
+
+    def _on_loop(self, header: coding.Header, scale: int, plan: tiling.Plan) -> bool:
+        """Whether an image is too small for a thread of its own: it runs as one window (no tiling)
+        and its result has at most LOOP_PIXELS pixels. Its engine call still runs on the batcher's
+        thread, with other requests' windows; only the millisecond around it stays on the loop."""
+        return (
+            not plan.exact
+            and header.height <= plan.window[0]
+            and header.width <= plan.window[1]
+            and header.height * header.width * scale * scale <= LOOP_PIXELS
+        )
+
+    async def _upscale_on_loop(self, header: coding.Header, scale: int, fmt_name: str | None, plan: tiling.Plan):
+        decoded, fmt = self._decoded(header, scale, fmt_name)
+        pixels = decoded.pixels[None]
+        tensor, prepared = self.runner.prepare(pixels, scale)
+        limit = self._window_limit(pixels, plan.batch)
+        # Cancelling this await (timeout, hang-up) cancels the job: the batcher drops it unrun.
+        out = self.runner.finish(await asyncio.wrap_future(self.batcher.submit(tensor, scale, limit)), prepared)[0]
+        if coding.quick_to_encode(fmt, decoded):
+            body, content_type = coding.encode(out, fmt, decoded)
+        else:  # Pillow's PNG or WebP: milliseconds the loop should not stall for
+            body, content_type = await self.in_worker(coding.encode, out, fmt, decoded)
+        return body, content_type, (header.width, header.height), (out.shape[1], out.shape[0])
+
+    def _decoded(self, header: coding.Header, scale: int, fmt_name: str | None) -> tuple[images.Decoded, str]:
+        """The pixels, and the answer's format, once the answer is known to fit its format and memory."""
+        fmt = coding.output_format(fmt_name, header.source_format)
+        coding.check_size(fmt, header.height * scale, header.width * scale)
+        self._check_memory(header.height, header.width, scale)
+        return coding.load(header), fmt
+
+    def _upscale_sync(
+        self, header: coding.Header, scale: int, fmt_name: str | None, plan: tiling.Plan, ticket: _Ticket
+    ):
+        ticket.begin()  # decoding: this request will submit soon, so a forming batch may wait for it
+        try:
+            decoded, fmt = self._decoded(header, scale, fmt_name)
+            out = tiling.upscale_tiled(
+                decoded.pixels[None], scale, plan, lambda windows: self._run_windows(windows, scale, plan.batch, ticket)
+            )[0]
+        finally:
+            ticket.end()
+        body, content_type = coding.encode(out, fmt, decoded)
+        return body, content_type, (header.width, header.height), (out.shape[1], out.shape[0])
+
+    def _window_limit(self, windows: np.ndarray, limit: int) -> int:
+        """Windows per engine call: the plan's, and on CPU no more than CPU_BATCH_PIXELS."""
+        if self.predictor.device == "cpu":
+            limit = min(limit, max(1, CPU_BATCH_PIXELS // (windows.shape[1] * windows.shape[2])))
+        return limit
+
+    def _run_windows(self, windows: np.ndarray, scale: int, limit: int, ticket: _Ticket) -> np.ndarray:
+        """sdk.tiling's window runner: prepare here, run on the batcher's thread with other requests'
+        windows of the same shape (or right here when the engine is idle and nobody else is coming),
+        finish here."""
+        if ticket.cancelled:
+            raise asyncio.CancelledError()
+        limit = self._window_limit(windows, limit)
+        ticket.begin()
+        try:
+            tensor, prepared = self.runner.prepare(windows, scale)
+            future = ticket.future = self.batcher.submit(tensor, scale, limit, inline=True)
+        finally:
+            ticket.end()
+        if ticket.cancelled:
+            future.cancel()
+        return self.runner.finish(future.result(), prepared)
+
+    def _plan(self, scale: int) -> tiling.Plan:
+        """Windows of one shape for every image (so that requests share engine calls); a static-size
+        model's own size, padded at the edges as sdk.tiling pads it."""
+        plan = self._plans.get(scale)
+        if plan is None:
+            margin = self.margin
+            static = self.predictor.pipeline.static_size
+            if static is not None:
+                window = (int(static[0]), int(static[1]))
+                if min(window) <= 2 * margin:
+                    margin = max(0, (min(window) - 1) // 4)
+            else:
+                window = (self.settings.tile + 2 * margin,) * 2
+            plan = self._plans[scale] = tiling.Plan(
+                window, margin, self._batch_limit(window, scale), exact=static is not None
+            )
+        return plan
+
+    def _batch_limit(self, window: tuple[int, int], scale: int) -> int:
+        """Tiles per engine call: --max-batch, fewer when the model's activations would not fit the
+        memory budget, 1 for a model without a dynamic batch axis."""
+        if not self.predictor._dynamic_batch:
+            return 1
+        found = footprint(self.predictor.model, self.predictor.spec, scale)
+        fits = found.pixels_within(memory.budget(None, self.predictor.device)) // (window[0] * window[1])
+        return int(max(1, min(self.settings.max_batch, fits)))
+
+    def _check_memory(self, height: int, width: int, scale: int) -> None:
+        need = height * scale * width * scale * 3
+        room = memory.available()
+        if need > room:
+            raise too_large(
+                f"the {width * scale}x{height * scale} result would need {memory.gib(need)}, more than the "
+                f"{memory.gib(room)} of memory available; send a smaller image or use a smaller scale"
+            )
+
+
+def _number(text: str):
+    """A query parameter as a number when it is one; otherwise as given, for check_scale to refuse."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+class _Ticket:
+    """One image request's link to the batcher: whether it is about to submit, and how to call it off."""
+
+    def __init__(self, batcher: Batcher):
+        self.batcher = batcher
+        self.cancelled = False
+        self.future = None
+        self._preparing = False
+        self._lock = threading.Lock()
+
+    def begin(self) -> None:
+        with self._lock:
+            if not self._preparing and not self.cancelled:
+                self._preparing = True
+                self.batcher.preparing(+1)
+
+    def end(self) -> None:
+        with self._lock:
+            if self._preparing:
+                self._preparing = False
+                self.batcher.preparing(-1)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        future = self.future
+        if future is not None:
+            future.cancel()
+        self.end()

@@ -1,0 +1,91 @@
+"""A stand-in for the NVML calls sdk.nvml makes, answering for boards and MIG slices described in
+plain Python, so that GPU discovery runs in tests on machines without a GPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FakeSlice:
+    name: str
+    memory: int
+    uuid: str
+    instance: tuple[int, int]
+
+
+@dataclass
+class FakeBoard:
+    name: str
+    capability: tuple[int, int]
+    memory: int
+    uuid: str
+    bus_id: str  # as NVML writes it: "00000000:3B:00.0"
+    slices: list[FakeSlice] | None = None  # None: MIG not supported; a list: MIG mode on
+    refused: bool = False  # NVML answers NO_PERMISSION for its handle
+    slots: int = 7
+    slice_refused: set[int] = field(default_factory=set)
+
+
+class FakeNvml:
+    def __init__(self, boards: list[FakeBoard]):
+        self.boards = boards
+        self.initialised = 0
+
+    def install(self, monkeypatch) -> None:
+        import pynvml
+
+        self.error = pynvml.NVMLError
+        self.enable = pynvml.NVML_DEVICE_MIG_ENABLE
+        calls = {
+            "nvmlInit": self.init,
+            "nvmlShutdown": self.shutdown,
+            "nvmlDeviceGetCount": lambda: len(self.boards),
+            "nvmlDeviceGetHandleByIndex": self.handle,
+            "nvmlDeviceGetName": lambda h: self._of(h).name,
+            "nvmlDeviceGetCudaComputeCapability": self.capability,
+            "nvmlDeviceGetMemoryInfo": lambda h: type("Memory", (), {"total": self._of(h).memory})(),
+            "nvmlDeviceGetUUID": lambda h: self._of(h).uuid.encode(),
+            "nvmlDeviceGetPciInfo": lambda h: type("Pci", (), {"busId": self.boards[h].bus_id.encode()})(),
+            "nvmlDeviceGetMigMode": self.mig_mode,
+            "nvmlDeviceGetMaxMigDeviceCount": lambda h: self.boards[h].slots,
+            "nvmlDeviceGetMigDeviceHandleByIndex": self.slice_handle,
+            "nvmlDeviceGetGpuInstanceId": lambda h: self._of(h).instance[0],
+            "nvmlDeviceGetComputeInstanceId": lambda h: self._of(h).instance[1],
+        }
+        for name, call in calls.items():
+            monkeypatch.setattr(pynvml, name, call)
+
+    def init(self) -> None:
+        self.initialised += 1
+
+    def shutdown(self) -> None:
+        self.initialised -= 1
+
+    def handle(self, index: int) -> int:
+        if self.boards[index].refused:
+            raise self.error(4)  # NVML_ERROR_NO_PERMISSION
+        return index
+
+    def capability(self, handle):
+        if isinstance(handle, tuple):
+            raise self.error(3)  # NOT_SUPPORTED on a MIG handle, as on real drivers
+        return self.boards[handle].capability
+
+    def mig_mode(self, handle):
+        if self.boards[handle].slices is None:
+            raise self.error(3)
+        return [self.enable, self.enable]
+
+    def slice_handle(self, handle: int, index: int):
+        board = self.boards[handle]
+        if index in board.slice_refused:
+            raise self.error(4)
+        if index >= len(board.slices):
+            raise self.error(6)  # NOT_FOUND: an empty slot
+        return (handle, index)
+
+    def _of(self, handle):
+        if isinstance(handle, tuple):
+            return self.boards[handle[0]].slices[handle[1]]
+        return self.boards[handle]
