@@ -190,7 +190,8 @@ def _run(ray, job, todo, model, backend, device, pipeline, tile, memory_budget, 
 def cmd_upscale(args, videos: list[Path], images: list[str]) -> int:
     """``sdk upscale clip.mkv -o out.mkv --ray [ADDRESS]``: each video's segments on Ray actors."""
     from ..declare import pipeline_from_args
-    from ..jobs import Interrupted, parse_tile, stop_on_signals
+    from ..jobs import Interrupted, stop_on_signals
+    from ..tiling import parse_tile
     from ..video import commands
 
     if images:
@@ -213,7 +214,7 @@ def cmd_upscale(args, videos: list[Path], images: list[str]) -> int:
                     backend=args.backend,
                     device=args.device,
                     pipeline=pipeline_from_args(args),
-                    tile=parse_tile(args.tile),
+                    tile=parse_tile(args.tile, "--tile "),
                     memory_budget=args.memory_budget,
                     settings=commands.settings_from(args),
                     drop_streams=args.drop_streams,

@@ -120,10 +120,11 @@ def settings_from(args):
 def upscale_videos(args, predictor, pairs: list[tuple[Path, Path]], scale: int) -> int:
     """Upscale each (video, output) with the CLI's options; prints a summary line per video. Exit code:
     0 done, 1 some failed, 130/143 interrupted (run the same command again to go on)."""
-    from ..jobs import Interrupted, parse_tile
+    from ..jobs import Interrupted
+    from ..tiling import parse_tile
     from . import job
 
-    tile = parse_tile(args.tile)
+    tile = parse_tile(args.tile, "--tile ")
     settings = settings_from(args)
     seconds = args.segment_seconds if args.segment_seconds is not None else job.DEFAULT_SEGMENT_SECONDS
     # Everything is checked before any video starts: a bad option or stream fails the whole command.
