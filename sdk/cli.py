@@ -237,7 +237,7 @@ def cmd_info(args) -> int:
         info["pipeline_warning"] = warning
     if args.probe and resolution:
         from .predictor import Predictor
-        from .probe import detect_value_range
+        from .value_range import detect_value_range
 
         with Predictor(model.path, pipeline=resolution.spec) as predictor:
             found = detect_value_range(predictor)

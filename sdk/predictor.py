@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from . import memory, planning, tiling
-from .backend import Session, TensorInfo
+from .backend import Session
 from .devices import parse_device
 from .errors import InputError, SDKError
+from .graph.tensors import TensorInfo
 from .images import to_rgb
 from .model import Model
 from .pipeline import Pipeline, Prepared

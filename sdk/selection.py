@@ -121,11 +121,11 @@ class Chosen:
     device: Device
 
 
-def create_session(engine: Backend, model: Model, device: Device, options: Mapping[str, Any]) -> Session:
+def create_session(backend: Backend, model: Model, device: Device, options: Mapping[str, Any]) -> Session:
     """The one place where the SDK asks a backend for a session: on the optimised model (sdk.optimize)."""
     from .optimize import optimized_session
 
-    return optimized_session(engine, model, device, options)
+    return optimized_session(backend, model, device, options)
 
 
 def open_session(
@@ -134,27 +134,27 @@ def open_session(
     """A session for ``model`` on the named backend, or on the best one that starts for ``"auto"``.
 
     "auto" tries the available backends by priority. A backend that does not take one of ``options``
-    (precision="fp16" is TensorRT's) is passed over, so an engine-specific option chooses among engines;
+    (precision="fp16" is TensorRT's) is passed over, so a backend-specific option chooses among backends;
     one whose session fails to start is passed over with a warning (a quiet fallback is what users
     hate). A named backend runs or raises BackendUnavailableError: it never falls back.
     """
     name = normalize_name(backend)
     skipped = []
-    for engine, chosen in candidates(name, device, registry):
-        foreign = [key for key in options if key not in SDK_OPTIONS and not engine.accepts(key)]
+    for candidate, chosen in candidates(name, device, registry):
+        foreign = [key for key in options if key not in SDK_OPTIONS and not candidate.accepts(key)]
         if name == AUTO and foreign:
-            log.info("backend %s does not take option(s) %s; trying the next one", engine.name, foreign)
-            skipped.append(f"{engine.name} on {chosen}: does not take option(s) {foreign}")
+            log.info("backend %s does not take option(s) %s; trying the next one", candidate.name, foreign)
+            skipped.append(f"{candidate.name} on {chosen}: does not take option(s) {foreign}")
             continue
         try:
-            session = create_session(engine, model, chosen, options)
+            session = create_session(candidate, model, chosen, options)
         except BackendUnavailableError as exc:
             if name != AUTO:
                 raise
-            log.warning("backend %s on %s could not start (%s); trying the next one", engine.name, chosen, exc)
-            skipped.append(f"{engine.name} on {chosen}: {exc}")
+            log.warning("backend %s on %s could not start (%s); trying the next one", candidate.name, chosen, exc)
+            skipped.append(f"{candidate.name} on {chosen}: {exc}")
             continue
-        return Chosen(session, engine.name, chosen)
+        return Chosen(session, candidate.name, chosen)
     raise BackendUnavailableError("no backend could start:\n  " + "\n  ".join(skipped))
 
 

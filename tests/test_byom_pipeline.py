@@ -173,7 +173,7 @@ def test_no_warning_when_everything_is_declared(runtime_model, caplog):
 
 def test_value_range_probe_on_the_trained_bundled_models():
     """What the README reports: clear on SRCNN (0..255), ambiguous on ESPCN, so it keeps nothing there."""
-    from sdk.probe import detect_value_range
+    from sdk.value_range import detect_value_range
 
     found = detect_value_range(sdk.Predictor("srcnn", backend="ort-cpu"))
     assert found.value_range == (0.0, 255.0)

@@ -15,7 +15,8 @@ def model_flops(model, size: int, batch: int, scale: int) -> float:
     shapes cannot be inferred."""
     import onnx
 
-    from ..optimize.graph import shape_inputs, specialise
+    from ..graph.inputs import shape_inputs
+    from ..optimize.graph import specialise
     from ..spec import resolve
 
     spec = resolve(model).spec

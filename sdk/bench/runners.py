@@ -129,8 +129,8 @@ class RawEngineRunner(Runner):
 
     def load(self) -> None:
         from ..devices import parse_device
+        from ..graph.inputs import shape_inputs
         from ..optimize import optimized_model, split_options
-        from ..optimize.graph import shape_inputs
         from ..plugins import load_plugins
         from ..selection import availability
 
@@ -244,7 +244,7 @@ class TorchRunner(Runner):
             import torch
         except ImportError as exc:
             raise BackendUnavailableError(f"torch is not installed ({exc}): pip install torch==2.13.0") from exc
-        from .reference import reference_module
+        from ..zoo.reference import reference_module
 
         requested = parse_device(self.job.device)
         if requested is None:

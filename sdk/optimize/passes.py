@@ -12,49 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph.tensors import Constants, value_types
+from ..graph.tensors import opset as opset_of
 from .narrow import split_narrow_convs
 from .resize import Rewrite, cached_taps, describe, kernel_2d
 
 # Bump whenever a rewrite changes: it is part of the on-disk cache key, so old results are not reused.
 PASS_VERSION = 4
 _FLOATS = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
-
-
-def _constants(graph) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    found[node.output[0]] = numpy_helper.to_array(attr.t)
-    return found
-
-
-def _value_types(proto) -> dict[str, tuple[str | None, tuple]]:
-    """name -> (numpy dtype name, shape) for every value shape inference can describe."""
-    import onnx
-    from onnx import helper
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto)
-    except Exception:
-        inferred = proto
-    graph = inferred.graph
-    found = {}
-    for value in (*graph.input, *graph.value_info, *graph.output):
-        tensor = value.type.tensor_type
-        if not tensor.elem_type:
-            continue
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
-        found[value.name] = (dtype, shape if tensor.HasField("shape") else ())
-    return found
-
-
-def _opset(proto) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
 def _scales_of(node, opset: int, constants) -> np.ndarray | None:
@@ -175,8 +140,8 @@ def optimise(proto, split_narrow: bool = True) -> tuple[object, list[Rewrite]]:
 
     model = onnx.ModelProto()
     model.CopyFrom(proto)
-    graph, opset = model.graph, _opset(model)
-    constants, types = _constants(graph), _value_types(model)
+    graph, opset = model.graph, opset_of(model, 1)
+    constants, types = Constants(graph), value_types(model)
     report, counter = [], [0]
     index = 0
     while index < len(graph.node):
