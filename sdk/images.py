@@ -231,15 +231,20 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def check_writable_size(path: Path, height: int, width: int) -> None:
-    """InputError when the output's format cannot hold a picture this large (JPEG: 65535 px a side)."""
-    fmt = output_format(path)
+def check_fits_format(fmt: str, height: int, width: int, fix: str, what: str = "picture") -> None:
+    """InputError (ending in ``fix``) when Pillow's format ``fmt`` cannot hold a height x width
+    ``what``: the one check of MAX_SIDE, for files and the server's answers alike."""
     limit = MAX_SIDE.get(fmt)
     if limit is not None and max(height, width) > limit:
-        raise InputError(
-            f"{path}: a {width}x{height} picture does not fit in {fmt} (at most {limit} pixels a side); "
-            "write .png or .tif instead, or use a smaller scale"
-        )
+        raise InputError(f"a {width}x{height} {what} does not fit in {fmt} (at most {limit} pixels a side); {fix}")
+
+
+def check_writable_size(path: Path, height: int, width: int) -> None:
+    """InputError when the output's format cannot hold a picture this large (JPEG: 65535 px a side)."""
+    try:
+        check_fits_format(output_format(path), height, width, "write .png or .tif instead, or use a smaller scale")
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def save_atomic(array: np.ndarray, path: Path, overwrite: bool = True, source: Decoded | None = None) -> None:

@@ -166,3 +166,22 @@ def test_16_bit_arrays_keep_16_bits_through_the_pipeline(runtime_model, y_model,
         assert out.dtype == np.uint16 and out.shape == shallow.shape
         assert np.abs(out - shallow).mean() < 257 and (out % 257 != 0).mean() > 0.5
         assert np.abs(tiled.astype(int) - out).max() <= 257  # tiles stitch the 16-bit picture too
+
+
+def test_the_largest_side_a_format_holds_is_checked_in_one_place(tmp_path):
+    """Files (sdk upscale) and the server's answers refuse by the same table, each naming its own fix."""
+    from sdk.images import check_fits_format, check_writable_size
+
+    check_writable_size(tmp_path / "wide.png", 10, 70000)
+    with pytest.raises(sdk.InputError, match=r"wide\.jpg: a 70000x10 picture does not fit in JPEG .*65535.*\.png"):
+        check_writable_size(tmp_path / "wide.jpg", 10, 70000)
+    with pytest.raises(sdk.InputError, match=r"a 10x16384 result does not fit in WEBP .*16383.*; ask for png"):
+        check_fits_format("WEBP", 16384, 10, "ask for png", "result")
+    check_fits_format("WEBP", 16383, 16383, "ask for png")
+    pytest.importorskip("starlette", reason="the server's check needs the serve extra")
+    from sdk.serve import coding
+    from sdk.serve.errors import HTTPError
+
+    with pytest.raises(HTTPError) as refused:
+        coding.check_size("webp", 16384, 10)
+    assert refused.value.status == 422 and "format=png" in refused.value.message
