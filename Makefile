@@ -13,11 +13,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e '.[cpu,export,bench]'
+	$(PIP) install --quiet -e '.[cpu,export,bench,video]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -e '.[cpu,export,bench,serve,dev,ray]'
+	$(PIP) install --quiet -e '.[cpu,export,bench,serve,dev,ray,video]'
 	touch $@
 
 install: $(VENV)/.installed

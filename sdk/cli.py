@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_arguments(p)
     p.set_defaults(func=cmd_backends)
 
-    p = sub.add_parser("upscale", help="upscale image files or folders of images")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p = sub.add_parser("upscale", help="upscale images, videos, or folders of them")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders")
     p.add_argument(
         "-o",
         "--output",
@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         "or ray://HOST:10001 (put it after the inputs; needs the 'ray' extra)",
     )
     add_pipeline_arguments(p, scale_flag="--model-scale")
+    from .video.commands import add_arguments as add_video_arguments
+
+    add_video_arguments(p)
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("info", help="show a model's inputs, outputs, opset, metadata and pipeline")
@@ -198,7 +201,14 @@ def _print_ranking(console, model: str, ranking: dict) -> None:
 
 
 def cmd_upscale(args) -> int:
+    from .video import commands as video
+
+    videos, images = video.find_videos(args.inputs)
     if args.ray is not None:
+        if videos:
+            from .scale.video_ray import cmd_upscale as upscale_videos_on_ray
+
+            return upscale_videos_on_ray(args, videos, images)
         from .scale.ray import cmd_upscale as upscale_on_ray
 
         return upscale_on_ray(args)
@@ -206,7 +216,8 @@ def cmd_upscale(args) -> int:
     from .predictor import Predictor
 
     tile = tiling.parse_tile(args.tile, "--tile ")
-    pairs = jobs.plan_outputs(jobs.collect_images(args.inputs), Path(args.output))
+    pairs = jobs.plan_outputs(jobs.collect_images(images), Path(args.output)) if images else []
+    video_pairs = video.plan_outputs(videos, Path(args.output), alone=not images)
     predictor = Predictor(
         args.model,
         backend=args.backend,
@@ -215,6 +226,13 @@ def cmd_upscale(args) -> int:
         pipeline=pipeline_from_args(args),
     )
     scale = predictor.check_scale(args.scale)  # a bad --scale fails before any work
+    code = 0
+    if video_pairs:
+        with jobs.stop_on_signals():
+            code = video.upscale_videos(args, predictor, video_pairs, scale)
+        if code > 1 or not pairs:
+            predictor.close()
+            return code
     with jobs.stop_on_signals(), predictor, jobs.JobProgress(len(pairs)) as progress:
         summary = jobs.run(
             predictor,
@@ -229,7 +247,7 @@ def cmd_upscale(args) -> int:
         )
     for line in summary.lines(scale, f"{predictor.backend} on {predictor.device}", args.output):
         print(f"sdk: {line}", file=sys.stderr)
-    return summary.exit_code
+    return max(code, summary.exit_code)
 
 
 def cmd_info(args) -> int:

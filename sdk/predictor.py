@@ -28,7 +28,7 @@ class Predictor:
     """Run an upscaling model on the best (or the named) backend.
 
     >>> p = Predictor("srcnn3", backend="ort-cpu")
-    >>> hi = p(lo, scale=3)           # HxWx3 uint8 -> 3Hx3Wx3 uint8
+    >>> hi = p(lo, scale=3)           # HxWx3 uint8 -> 3Hx3Wx3 uint8 (uint16 -> uint16)
     """
 
     def __init__(
@@ -101,7 +101,8 @@ class Predictor:
     def __call__(
         self, image, scale=None, color: str = "rgb", tile="auto", progress=None, orient: bool = True
     ) -> np.ndarray:
-        """Upscale one image; returns HxWx3 uint8 in ``color`` order (the order ``image`` is in).
+        """Upscale one image; returns HxWx3 pixels in ``color`` order (the order ``image`` is in) and
+        in its dtype: uint8, or uint16 (0..65535) for a 16-bit array, whose precision is kept throughout.
 
         tile: "auto" runs tiles only when the whole image would exceed the memory budget; N runs
         tiles of N x N input pixels; 0 never tiles. progress: a callable(done, total) told after each
@@ -133,7 +134,7 @@ class Predictor:
         step = max(1, int(batch_size)) if self._dynamic_batch else 1
         by_size: dict[tuple, list[int]] = defaultdict(list)
         for index, rgb in enumerate(rgbs):
-            by_size[rgb.shape].append(index)
+            by_size[(rgb.shape, rgb.dtype)].append(index)
         results: list[np.ndarray | None] = [None] * len(rgbs)
         for indices in by_size.values():
             for start in range(0, len(indices), step):
@@ -176,11 +177,12 @@ class Predictor:
         return self._planner.plan(shape, self.check_scale(scale), tiling.parse_tile(tile), limit, max_batch_pixels)
 
     def run_plan(self, images: np.ndarray, scale, plan: Plan, color: str = "rgb", progress=None) -> np.ndarray:
-        """N x H x W x 3 uint8 images (of the size ``plan`` was made for) -> N x sH x sW x 3 uint8, run
-        as ``plan`` says. ``color`` is the images' order ("rgb" or "bgr"); ``progress`` as for a call."""
+        """N x H x W x 3 images (of the size ``plan`` was made for; uint8, or uint16 kept 16-bit) -> N x sH
+        x sW x 3 of the same dtype, run as ``plan`` says. ``color`` is the images' order ("rgb" or "bgr");
+        ``progress`` as for a call."""
         images = np.asarray(images)
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-            raise InputError(f"images must be N x H x W x 3 uint8, not {images.dtype} {list(images.shape)}")
+        if images.dtype not in (np.uint8, np.uint16) or images.ndim != 4 or images.shape[3] != 3:
+            raise InputError(f"images must be N x H x W x 3 uint8 or uint16, not {images.dtype} {list(images.shape)}")
         if not plan.tiled and tuple(images.shape[1:3]) != tuple(plan.window):
             raise InputError(
                 f"this plan runs {plan.window[0]}x{plan.window[1]} images whole; plan again for "
@@ -197,8 +199,8 @@ class Predictor:
             )
 
     def run_windows(self, windows: np.ndarray, scale, color: str = "rgb") -> np.ndarray:
-        """N x h x w x 3 uint8 -> N x sh x sw x 3 uint8: the whole pipeline on exactly this batch, in
-        one engine call (no planning: the caller has sized it, e.g. by :meth:`plan`)."""
+        """N x h x w x 3 -> N x sh x sw x 3 (uint8, or uint16 kept 16-bit): the whole pipeline on exactly
+        this batch, in one engine call (no planning: the caller has sized it, e.g. by :meth:`plan`)."""
         return self._run_windows(windows, self.check_scale(scale), color == "bgr")
 
     def _run_windows(self, batch: np.ndarray, scale: int, bgr: bool) -> np.ndarray:

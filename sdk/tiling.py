@@ -107,10 +107,10 @@ def upscale_tiled(
     run_windows: Callable[[np.ndarray], np.ndarray],
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """N x H x W x 3 uint8 -> N x sH x sW x 3 uint8, through ``run_windows`` (k x h x w x 3 uint8 ->
-    k x sh x sw x 3 uint8) on windows of ``plan.window``."""
+    """N x H x W x 3 pixels -> N x sH x sW x 3 pixels of the same dtype (uint8 or uint16), through
+    ``run_windows`` (k x h x w x 3 -> k x sh x sw x 3) on windows of ``plan.window``."""
     n, height, width, channels = images.shape
-    out = np.empty((n, height * scale, width * scale, channels), dtype=np.uint8)
+    out = np.empty((n, height * scale, width * scale, channels), dtype=images.dtype)
     rows = spans(height, plan.window[0], plan.margin)
     cols = spans(width, plan.window[1], plan.margin)
     jobs = [(i, row, col) for i in range(n) for row in rows for col in cols]

@@ -191,7 +191,7 @@ def test_the_uint8_conversion_is_rint_then_clip_exactly():
     """finish rounds by adding 1.5 * 2**23 and keeping the low byte; it must equal the documented
     np.clip(np.rint(x), 0, 255) everywhere: ties (to even), just off them, out of range, infinities,
     any layout (a transposed or sliced tensor has no low bytes to pick and is rounded as floats)."""
-    from sdk.pipeline import _to_uint8_nhwc
+    from sdk.pipeline import to_pixels_nhwc
 
     ties = np.arange(-4, 260, 0.5, dtype=np.float32)
     around = np.concatenate([np.nextafter(ties, np.float32(-np.inf)), np.nextafter(ties, np.float32(np.inf))])
@@ -202,9 +202,12 @@ def test_the_uint8_conversion_is_rint_then_clip_exactly():
     expected = np.clip(np.rint(values), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
     for flip in (False, True):
         want = expected[..., ::-1] if flip else expected
-        got = _to_uint8_nhwc(values.copy(), flip)
+        got = to_pixels_nhwc(values.copy(), flip)
         assert got.flags.c_contiguous
         np.testing.assert_array_equal(got, want)
         nhwc = np.ascontiguousarray(values.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # as an NHWC model's output
-        np.testing.assert_array_equal(_to_uint8_nhwc(nhwc, flip), want)
-        np.testing.assert_array_equal(_to_uint8_nhwc(values.astype(np.float64), flip), want)
+        np.testing.assert_array_equal(to_pixels_nhwc(nhwc, flip), want)
+        np.testing.assert_array_equal(to_pixels_nhwc(values.astype(np.float64), flip), want)
+        deep = np.clip(np.rint(np.clip(values, 0, 255) * np.float32(65535 / 255)), 0, 65535).astype(np.uint16)
+        deep = deep.transpose(0, 2, 3, 1)[..., ::-1] if flip else deep.transpose(0, 2, 3, 1)
+        np.testing.assert_array_equal(to_pixels_nhwc(values.copy(), flip, dtype=np.dtype(np.uint16)), deep)

@@ -117,6 +117,23 @@ class FileUpscaler(Upscaler):
 # -- the whole job -----------------------------------------------------------------------------
 
 
+def pool_size(ray, items: int, actors: int | None, gpus_per_actor: float | None) -> tuple[int, float]:
+    """(actors, GPUs per actor) for ``items`` pieces of work on the cluster (``ray.init()`` first if
+    not connected): by default one actor per GPU on a cluster with GPUs, else one per node with CPUs,
+    and never more actors than items."""
+    if not ray.is_initialized():
+        ray.init()
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus_per_actor is None:
+        gpus_per_actor = 1 if gpus else 0
+    if actors is None:
+        # Ray Data spreads an actor pool over the nodes. Nodes without CPUs (a head node started with
+        # --num-cpus=0, as clusters often are) take no actor.
+        cpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+        actors = int(gpus // gpus_per_actor) if gpus_per_actor else len(cpu_nodes)
+    return max(1, min(int(actors), items)), gpus_per_actor
+
+
 @dataclass
 class RaySummary(Summary):
     """The local job's summary (same counts, same exit codes) plus where the work ran."""
@@ -188,17 +205,7 @@ def upscale_files(
     )
     if not todo:
         return summary
-    if not ray.is_initialized():
-        ray.init()
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if gpus_per_actor is None:
-        gpus_per_actor = 1 if gpus else 0
-    if actors is None:
-        # Ray Data spreads an actor pool over the nodes. Nodes without CPUs (a head node started with
-        # --num-cpus=0, as clusters often are) take no actor.
-        cpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
-        actors = int(gpus // gpus_per_actor) if gpus_per_actor else len(cpu_nodes)
-    summary.actors = max(1, min(int(actors), len(todo)))
+    summary.actors, gpus_per_actor = pool_size(ray, len(todo), actors, gpus_per_actor)
 
     dataset = ray.data.from_items([{"source": str(source), "target": str(target)} for source, target in todo])
     with warnings.catch_warnings():
