@@ -6,11 +6,14 @@ PIP := $(PY) -m pip
 # torch first, by its exact pin: it is the CPU build on these machines; anything looser pulls a
 # multi-GB CUDA build. torch is only needed to export and train, never to run a model.
 TORCH := torch==2.13.0
-EXTRAS := cpu,export,bench
+EXTRAS := cpu,export,bench,video
 DEV_EXTRAS := $(EXTRAS),serve,dev,ray
+# The plugin examples `make test` builds as wheels and tests, each in a venv of its own beside
+# deploy-sdk (its ci.sh): OpenVINO, and MNN (Winograd convolutions).
+PLUGINS := examples/sdk-openvino examples/sdk-mnn
 
-# constraints.txt pins every package that `make demo`, `make test` and examples/sdk-openvino/ci.sh
-# install (build tools included), so every machine and CI get the same versions. Each line carries the
+# constraints.txt pins every package that `make demo`, `make test` and the plugins' ci.sh install
+# (build tools included), so every machine and CI get the same versions. Each line carries the
 # marker of the Python and platform `make lock` resolved it on (CPython 3.11, Linux x86_64): elsewhere
 # pip ignores the lines whose marker does not match and installs the newest releases, unpinned (the
 # install says so). `make lock` refreshes it.
@@ -43,33 +46,32 @@ demo: install
 
 test: install-dev
 	$(PY) -m pytest
-	# The OpenVINO plugin, built as a wheel and installed into its own venv beside deploy-sdk.
-	PYTHON=$(PYTHON) examples/sdk-openvino/ci.sh
+	for plugin in $(PLUGINS); do PYTHON=$(PYTHON) $$plugin/ci.sh || exit 1; done
 
 # The checks CI runs beside the suite: ruff's lint and its formatting.
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Rewrite constraints.txt: everything the set-up installs (torch, the dev extras, the OpenVINO plugin's
+# Rewrite constraints.txt: everything the set-up installs (torch, the dev extras, the plugins'
 # dependencies), resolved afresh and unconstrained in a temporary venv, then frozen; then run `make test`.
 lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(LOCK_VENV)/bin/python -m pip install --quiet $(TORCH)
-	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[$(DEV_EXTRAS)]' ./examples/sdk-openvino
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[$(DEV_EXTRAS)]' $(addprefix ./,$(PLUGINS))
 	# Our own distributions are left out (editable or from a path); torch's local label (+cpu) too, so
 	# that the pin matches the build the Makefile installs wherever it comes from.
 	marker=$$($(call MARKER_OF,$(LOCK_VENV)/bin/python)) && { \
 	  echo "# Made by \`make lock\` (see the Makefile): the versions that \`make demo\`, \`make test\` and"; \
-	  echo "# examples/sdk-openvino/ci.sh install. pip applies a line only where its marker matches."; \
+	  echo "# the plugins' ci.sh install. pip applies a line only where its marker matches."; \
 	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | grep -v ' @ ' \
 	    | sed -e 's/+cpu$$//' -e "s/\$$/ ; $$marker/"; \
 	} > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
-	# pip built the plugin in its tree: leave no build/ behind (ci.sh builds its wheel from a clean one).
-	rm -rf $(LOCK_VENV) examples/sdk-openvino/build examples/sdk-openvino/*.egg-info
+	# pip built the plugins in their trees: leave no build/ behind (ci.sh builds from a clean one).
+	rm -rf $(LOCK_VENV) $(addsuffix /build,$(PLUGINS)) $(addsuffix /*.egg-info,$(PLUGINS))
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) .venv-plugins out build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) .venv-plugins .venv-mnn out build *.egg-info

@@ -2,7 +2,7 @@
 
 Opt-in, never the default: int8 changes the picture (its Y-PSNR cost on Set5 is in
 docs/benchmarks.md). Activations are calibrated on the photographs the package already trains on
-(:mod:`sdk.zoo.photos`: scikit-image and scikit-learn samples, no download) - never on an
+(:mod:`sdk.photos`: scikit-image and scikit-learn samples, no download) - never on an
 evaluation set. Weights are int8 per channel, activations uint8, as QLinearConv operators (measured
 slightly faster than the QDQ form here), ONNX Runtime's integer kernels (AVX-512 VNNI where the CPU
 has it).
@@ -39,9 +39,9 @@ CALIBRATION_SCALE = 3  # for a model that takes its factor at run time (optimize
 
 def calibration_feeds(model) -> list[dict[str, np.ndarray]]:
     """One feed dict per training photo, prepared by the model's own pipeline."""
+    from sdk.photos import load_training_photos
     from sdk.pipeline import Pipeline
     from sdk.spec import resolve
-    from sdk.zoo.photos import load_training_photos
 
     spec = resolve(model).spec
     pipeline = Pipeline(spec, model)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -193,19 +192,11 @@ def main(argv=None) -> int:
         print("openvino is not installed: its variants are skipped (pip install examples/sdk-openvino)")
     if args.only:
         variants = {k: v for k, v in variants.items() if any(o in k for o in args.only)}
+    from benchmarks.levers_archs import measure
+
     calls = {name: make() for name, make in variants.items()}
-    for call in calls.values():
-        for _ in range(args.warmup):
-            call()
-    times = {name: [] for name in calls}
+    times, _ = measure(calls, args.runs, args.warmup)  # rotating order, 0.1 s between calls
     names = list(calls)
-    for round_ in range(args.runs):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - start)
-            time.sleep(0.1)  # let spinning pools go quiet before the next variant (0.02 s was not enough)
     base_ort = np.median(times[names[0]])
     base_ov = next((np.median(times[n]) for n in names if n.startswith("openvino: as")), None)
     lines = [

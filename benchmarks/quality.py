@@ -110,9 +110,9 @@ class Model:
 
 
 def model_source(model: str) -> str:
-    from sdk.model import resolve
+    from sdk.model import model_file
 
-    path = resolve(model)
+    path = model_file(model)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     return f"{path.name} sha256:{digest}"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from .backend import Availability, Backend, RawRunner, Session, TensorInfo
+from .backend import Availability, Backend, RawRunner, Session
 from .devices import Device
 from .errors import (
     BackendUnavailableError,
@@ -22,6 +22,7 @@ from .errors import (
     SDKError,
     TooLargeError,
 )
+from .graph.tensors import TensorInfo
 from .hookspecs import hookimpl
 from .predictor import Predictor
 from .spec import PipelineSpec

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import PluginError
+from .graph.tensors import TensorInfo  # part of the plugin contract: sessions describe their tensors with it
 
 if TYPE_CHECKING:  # only for annotations: the core never needs these at import time
     from .devices import Device
@@ -42,19 +43,6 @@ class Availability:
     @classmethod
     def no(cls, reason: str, **details: Any) -> Availability:
         return cls(False, reason, details)
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One input or output of a session. Dimensions are ints, or a str/None when dynamic."""
-
-    name: str
-    shape: tuple[int | str | None, ...]
-    dtype: np.dtype
-
-    @property
-    def static_shape(self) -> bool:
-        return all(isinstance(d, int) for d in self.shape)
 
 
 class Session(ABC):

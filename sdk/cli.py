@@ -39,12 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
 
     p = sub.add_parser("backends", help="list the backends found and whether they can run here")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        help="a model: also show how fast each backend runs it here (auto's measured ranking, cached)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list of records")
     p.add_argument("--device", default=None, help="judge availability on this device (cpu, cuda, cuda:N)")
+    add_pipeline_arguments(p)
     p.set_defaults(func=cmd_backends)
 
-    p = sub.add_parser("upscale", help="upscale image files or folders of images")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p = sub.add_parser("upscale", help="upscale images, videos, or folders of them")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders")
     p.add_argument(
         "-o",
         "--output",
@@ -86,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         "or ray://HOST:10001 (put it after the inputs; needs the 'ray' extra)",
     )
     add_pipeline_arguments(p, scale_flag="--model-scale")
+    from .video.commands import add_arguments as add_video_arguments
+
+    add_video_arguments(p)
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("info", help="show a model's inputs, outputs, opset, metadata and pipeline")
@@ -120,8 +130,10 @@ def cmd_backends(args) -> int:
     from .selection import gpu_summary
 
     records = list_backends(args.device)
+    ranking = _measured_ranking(args) if args.model else None
     if args.json:
-        print(json.dumps([r.to_dict() for r in records], indent=2))
+        listing = [r.to_dict() for r in records]
+        print(json.dumps({"backends": listing, "ranking": ranking} if args.model else listing, indent=2))
         return 0
     from rich.console import Console
     from rich.markup import escape
@@ -153,11 +165,50 @@ def cmd_backends(args) -> int:
             or "none found"
         )
     )
+    if args.model:
+        _print_ranking(console, args.model, ranking)
     return 0
 
 
+def _measured_ranking(args) -> dict | None:
+    """auto's ranking of the engines on the model: from the cache, or measured now (and cached)."""
+    from .predictor import Predictor
+
+    with Predictor(args.model, device=args.device or "auto", pipeline=pipeline_from_args(args), tune=True) as p:
+        return p.ranking.to_dict() if p.ranking is not None else {"entries": [], "chosen": p.backend}
+
+
+def _print_ranking(console, model: str, ranking: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not ranking["entries"]:
+        console.print(f"{escape(model)}: only {escape(ranking['chosen'])} can run it here; nothing to measure")
+        return
+    where = "cached" if ranking["cached"] else "measured now"
+    table = Table(title=f"auto on {escape(model)} ({escape(ranking['trial'])}; {where})")
+    for column in ("rank", "backend", "device", "trial ms", "vs fastest"):
+        table.add_column(column)
+    fastest = min(e["ms"] for e in ranking["entries"] if e.get("ms") is not None)
+    for index, entry in enumerate(ranking["entries"], 1):
+        ms = entry.get("ms")
+        speed = f"{fastest / ms:.2f}x" if ms else escape(entry.get("error", ""))
+        chosen = " (auto)" if entry["backend"] == ranking["chosen"] and index == 1 else ""
+        table.add_row(
+            str(index), escape(entry["backend"]) + chosen, entry["device"], "-" if ms is None else f"{ms:,.1f}", speed
+        )
+    console.print(table)
+
+
 def cmd_upscale(args) -> int:
+    from .video import commands as video
+
+    videos, images = video.find_videos(args.inputs)
     if args.ray is not None:
+        if videos:
+            from .scale.video_ray import cmd_upscale as upscale_videos_on_ray
+
+            return upscale_videos_on_ray(args, videos, images)
         from .scale.ray import cmd_upscale as upscale_on_ray
 
         return upscale_on_ray(args)
@@ -165,7 +216,8 @@ def cmd_upscale(args) -> int:
     from .predictor import Predictor
 
     tile = tiling.parse_tile(args.tile, "--tile ")
-    pairs = jobs.plan_outputs(jobs.collect_images(args.inputs), Path(args.output))
+    pairs = jobs.plan_outputs(jobs.collect_images(images), Path(args.output)) if images else []
+    video_pairs = video.plan_outputs(videos, Path(args.output), alone=not images)
     predictor = Predictor(
         args.model,
         backend=args.backend,
@@ -174,6 +226,13 @@ def cmd_upscale(args) -> int:
         pipeline=pipeline_from_args(args),
     )
     scale = predictor.check_scale(args.scale)  # a bad --scale fails before any work
+    code = 0
+    if video_pairs:
+        with jobs.stop_on_signals():
+            code = video.upscale_videos(args, predictor, video_pairs, scale)
+        if code > 1 or not pairs:
+            predictor.close()
+            return code
     with jobs.stop_on_signals(), predictor, jobs.JobProgress(len(pairs)) as progress:
         summary = jobs.run(
             predictor,
@@ -188,7 +247,7 @@ def cmd_upscale(args) -> int:
         )
     for line in summary.lines(scale, f"{predictor.backend} on {predictor.device}", args.output):
         print(f"sdk: {line}", file=sys.stderr)
-    return summary.exit_code
+    return max(code, summary.exit_code)
 
 
 def cmd_info(args) -> int:
@@ -219,7 +278,7 @@ def cmd_info(args) -> int:
         info["pipeline_warning"] = warning
     if args.probe and resolution:
         from .predictor import Predictor
-        from .probe import detect_value_range
+        from .value_range import detect_value_range
 
         with Predictor(model.path, pipeline=resolution.spec) as predictor:
             found = detect_value_range(predictor)

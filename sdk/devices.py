@@ -176,3 +176,21 @@ def cpu_cores() -> int:
     allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     physical = psutil.cpu_count(logical=False) or allowed
     return max(1, min(physical, allowed))
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields from /proc/cpuinfo (``model name``, ``flags`` ...); {} elsewhere."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:
+                    break  # the first processor says all we need
+    except OSError:
+        pass
+    return fields

@@ -66,8 +66,8 @@ def check_color(color: str) -> str:
 
 
 def to_rgb(image, color: str = "rgb", orient: bool = True) -> np.ndarray:
-    """An HxWx3 uint8 RGB array from a numpy array (in ``color`` order), a PIL image, a path, bytes
-    or a binary file object.
+    """An HxWx3 RGB array from a numpy array (in ``color`` order; uint8, or uint16 kept 16-bit), a PIL
+    image, a path, bytes or a binary file object (read as 8 bits).
 
     Grayscale is repeated into three channels; an alpha channel is dropped (the colour channels are
     upscaled as they are stored, not premultiplied). Files and PIL images are turned upright by their
@@ -100,14 +100,15 @@ def decode(source, orient: bool = True) -> Decoded:
 
 
 def _array_to_rgb(array: np.ndarray) -> np.ndarray:
-    if array.dtype != np.uint8:
+    """An array as HxWx3 pixels: uint8 (0..255) and uint16 (0..65535, kept 16-bit) are taken."""
+    if array.dtype not in (np.uint8, np.uint16):
         if array.dtype.kind == "f":
-            hint = " (scale 0..1 floats with (a * 255).round().astype(np.uint8))"
-        elif array.dtype == np.uint16:
-            hint = " (16-bit pixels: (a >> 8).astype(np.uint8), or pass the file path)"
+            hint = " (scale 0..1 floats with (a * 255).round().astype(np.uint8), or * 65535 to uint16)"
+        elif array.dtype.kind in "iu":
+            hint = " (10- or 12-bit samples: shift them up to 16 bits, e.g. (a << 6).astype(np.uint16) for 10-bit)"
         else:
             hint = ""
-        raise InputError(f"image dtype is {array.dtype}; pass uint8 pixels 0..255{hint}")
+        raise InputError(f"image dtype is {array.dtype}; pass uint8 pixels 0..255 or uint16 pixels 0..65535{hint}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim == 2:
@@ -230,15 +231,20 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def check_writable_size(path: Path, height: int, width: int) -> None:
-    """InputError when the output's format cannot hold a picture this large (JPEG: 65535 px a side)."""
-    fmt = output_format(path)
+def check_fits_format(fmt: str, height: int, width: int, fix: str, what: str = "picture") -> None:
+    """InputError (ending in ``fix``) when Pillow's format ``fmt`` cannot hold a height x width
+    ``what``: the one check of MAX_SIDE, for files and the server's answers alike."""
     limit = MAX_SIDE.get(fmt)
     if limit is not None and max(height, width) > limit:
-        raise InputError(
-            f"{path}: a {width}x{height} picture does not fit in {fmt} (at most {limit} pixels a side); "
-            "write .png or .tif instead, or use a smaller scale"
-        )
+        raise InputError(f"a {width}x{height} {what} does not fit in {fmt} (at most {limit} pixels a side); {fix}")
+
+
+def check_writable_size(path: Path, height: int, width: int) -> None:
+    """InputError when the output's format cannot hold a picture this large (JPEG: 65535 px a side)."""
+    try:
+        check_fits_format(output_format(path), height, width, "write .png or .tif instead, or use a smaller scale")
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def save_atomic(array: np.ndarray, path: Path, overwrite: bool = True, source: Decoded | None = None) -> None:

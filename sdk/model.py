@@ -1,4 +1,5 @@
-"""Finding and inspecting a model file: the one place that reads ONNX protobufs for the core.
+"""Finding, loading and checking a model file: the one place the core loads ONNX files (what their
+graphs say is read by :mod:`sdk.graph`).
 
 Backends get a :class:`Model` and load ``model.path`` with their own engine, so external weight
 files next to the model keep resolving.
@@ -12,10 +13,8 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
-
-from .backend import TensorInfo
 from .errors import ModelError
+from .graph.tensors import TensorInfo, count, element_size, opset, tensor_info
 
 BUNDLED = ("srcnn", "srcnn3", "espcn")
 
@@ -28,7 +27,7 @@ def bundled_path(name: str) -> Path:
     return path
 
 
-def resolve(model: str | Path) -> Path:
+def model_file(model: str | Path) -> Path:
     """A bundled model's name or a path -> an existing file, or a ModelError saying what to pass."""
     if isinstance(model, str) and model in BUNDLED:
         return bundled_path(model)
@@ -52,7 +51,7 @@ class Model:
     def __init__(self, model: str | Path):
         import onnx  # imported here so that `import sdk` stays light
 
-        self.path = resolve(model)
+        self.path = model_file(model)
         self.name = model if isinstance(model, str) and model in BUNDLED else self.path.stem
         _check_fits_memory(self.path, self.path.stat().st_size, "model file")
         try:
@@ -74,9 +73,9 @@ class Model:
             raise ModelError(f"{self.path} is not a valid ONNX model: {exc}; export it again") from exc
         self.proto = proto
         initializers = {init.name for init in proto.graph.initializer}
-        self.inputs = tuple(_tensor_info(v) for v in proto.graph.input if v.name not in initializers)
-        self.outputs = tuple(_tensor_info(v) for v in proto.graph.output)
-        self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+        self.inputs = tuple(tensor_info(v) for v in proto.graph.input if v.name not in initializers)
+        self.outputs = tuple(tensor_info(v) for v in proto.graph.output)
+        self.opset = opset(proto)
         self.metadata = {p.key: p.value for p in proto.metadata_props}
 
     @functools.cached_property
@@ -100,22 +99,6 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({str(self.path)!r})"
-
-
-def _tensor_info(value) -> TensorInfo:
-    tensor_type = value.type.tensor_type
-    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim)
-    dtype = _np_dtype(tensor_type.elem_type, value.name) if tensor_type.elem_type else np.dtype("float32")
-    return TensorInfo(value.name, shape, dtype)
-
-
-def _np_dtype(elem_type: int, name: str) -> np.dtype:
-    from onnx import helper
-
-    try:
-        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"tensor {name!r} has ONNX element type {elem_type}, which the SDK cannot handle") from exc
 
 
 # -- hostile files: checked before any engine reads a byte of weights --------------------------------
@@ -203,38 +186,20 @@ def check_declared_sizes(proto, path: Path) -> None:
 
     limit = total()
     for tensor in _all_tensors(proto.graph):
-        count = _product(tensor.dims)
-        if count < 0 or count * _itemsize(tensor.data_type) > limit:
+        elements = count(tensor.dims)
+        if elements < 0 or elements * element_size(tensor.data_type) > limit:
             raise ModelError(
                 f"{path}: tensor {tensor.name!r} declares shape {list(tensor.dims)}, "
                 f"more than this machine's memory ({limit / 2**30:.1f} GiB); the file is broken or hostile"
             )
     for value in [*proto.graph.input, *proto.graph.output]:
         dims = [d.dim_value for d in value.type.tensor_type.shape.dim if d.HasField("dim_value")]
-        count = _product(dims)
-        if count < 0 or count * _itemsize(value.type.tensor_type.elem_type) > limit:
+        elements = count(dims)
+        if elements < 0 or elements * element_size(value.type.tensor_type.elem_type) > limit:
             raise ModelError(
                 f"{path}: {value.name!r} declares a static shape {dims}, more than this machine's "
                 f"memory ({limit / 2**30:.1f} GiB); export the model with sane or dynamic sizes"
             )
-
-
-def _product(dims) -> int:
-    count = 1
-    for d in dims:
-        if d < 0:
-            return -1
-        count *= int(d)
-    return count
-
-
-def _itemsize(elem_type: int) -> int:
-    from onnx import helper
-
-    try:
-        return max(1, np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).itemsize)
-    except Exception:
-        return 1
 
 
 def _check_fits_memory(path: Path, size: int, what: str) -> None:

@@ -1,10 +1,14 @@
 """The shared pre- and post-processing: one code path for every backend, driven by the model's spec.
 
-    images (N x H x W x 3 uint8 RGB)
+    images (N x H x W x 3 RGB, uint8 0..255 or uint16 0..65535)
       -> prepare:    model-space tensor (N x C x H x W float32, the model's colour and value range)
       -> run_tensor: padded to the model's size rules, laid out and cast as the engine wants, run,
                      and brought back to N x C x sH x sW float32
-      -> finish:     images (N x sH x sW x 3 uint8)
+      -> finish:     images (N x sH x sW x 3, the dtype that came in)
+
+16-bit pictures (10-bit video, 16-bit scans) are brought to the same 0..255 scale in float32 on the
+way in, so the model sees what it sees for 8-bit ones, and go back to uint16 on the way out: no
+precision is cut to 8 bits anywhere.
 
 Tiling works between prepare and finish on model-space tensors (or on uint8 windows, calling all
 three per window), so it never needs to know the model's layout, dtype or size rules. Backends only
@@ -24,6 +28,8 @@ from . import color
 from .errors import InputError, ModelError, SDKError
 from .spec import PIPELINE_KEY, PipelineSpec, static_size
 
+_PIXELS_8 = np.dtype(np.uint8)
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -32,6 +38,7 @@ class Prepared:
     tensor: np.ndarray  # N x C x H x W float32, always NCHW, in the model's colour and value range
     scale: int
     chroma: np.ndarray | None = None  # N x 2 x H x W float32 Cb/Cr (0..255) for "y" models
+    dtype: np.dtype = _PIXELS_8  # the pictures' own: finish gives them back in it
 
 
 class Pipeline:
@@ -79,8 +86,11 @@ class Pipeline:
     # -- images -> model space ------------------------------------------------------------------
 
     def prepare(self, batch: np.ndarray, scale: int) -> Prepared:
-        """N x H x W x 3 uint8 RGB -> the model-space tensor."""
+        """N x H x W x 3 RGB (uint8, or uint16 over 0..65535) -> the model-space tensor."""
         chroma = None
+        dtype = batch.dtype
+        if dtype == _UINT16:
+            batch = np.multiply(batch, np.float32(255 / 65535), dtype=np.float32)
         if self.spec.color == "y":
             ycbcr = color.rgb_to_ycbcr(batch)
             tensor, chroma = np.ascontiguousarray(ycbcr[:, :1]), ycbcr[:, 1:]  # a copy only when N > 1
@@ -94,7 +104,7 @@ class Pipeline:
             tensor *= self._gain_in
         if self._low_in:
             tensor += self._low_in
-        return Prepared(tensor, scale, chroma)
+        return Prepared(tensor, scale, chroma, dtype)
 
     # -- model space -> engine -> model space ---------------------------------------------------
 
@@ -178,7 +188,8 @@ class Pipeline:
     # -- model space -> images ------------------------------------------------------------------
 
     def finish(self, out: np.ndarray, prepared: Prepared, bgr: bool = False) -> np.ndarray:
-        """N x C x sH x sW float32 model output -> N x sH x sW x 3 uint8, RGB (or BGR when asked).
+        """N x C x sH x sW float32 model output -> N x sH x sW x 3 pictures in the prepared batch's dtype,
+        RGB (or BGR when asked).
 
         ``out`` is consumed: it may be overwritten (this saves a copy of the largest array).
         """
@@ -189,10 +200,10 @@ class Pipeline:
         if self._gain_out != 1.0:
             out *= 1.0 / self._gain_out
         if self.spec.color == "y":
-            return _from_y_and_chroma(out, prepared.chroma, flip=bgr)
+            return _from_y_and_chroma(out, prepared.chroma, flip=bgr, dtype=prepared.dtype)
         if self.spec.color == "gray":
-            return np.repeat(_to_uint8_nhwc(out), 3, axis=3)  # a gray picture: three equal channels
-        return _to_uint8_nhwc(out, flip=(self.spec.color == "bgr") != bgr)
+            return np.repeat(to_pixels_nhwc(out, dtype=prepared.dtype), 3, axis=3)  # three equal channels
+        return to_pixels_nhwc(out, flip=(self.spec.color == "bgr") != bgr, dtype=prepared.dtype)
 
 
 def _affine(value_range: tuple[float, float]) -> tuple[float, float]:
@@ -207,18 +218,23 @@ _ZERO, _WHITE = np.float32(0), np.float32(255)
 # casting floats (about 15% less time on a 768x768 result than rint + a casting copy).
 _ROUNDER = np.float32(1.5 * 2**23)
 _LOW_BYTE = 0 if sys.byteorder == "little" else 3
-_FLOAT32, _UINT8 = np.dtype(np.float32), np.dtype(np.uint8)
+_FLOAT32, _UINT8, _UINT16 = np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.uint16)
+_TO_16_BITS = np.float32(65535 / 255)
 
 
-def _to_uint8_nhwc(tensor: np.ndarray, flip: bool = False, out: np.ndarray | None = None) -> np.ndarray:
-    """N x C x H x W float 0..255 -> N x H x W x C uint8 (into ``out`` when given), rounded to nearest
-    (ties to even) and clipped. ``tensor`` is overwritten."""
+def to_pixels_nhwc(
+    tensor: np.ndarray, flip: bool = False, out: np.ndarray | None = None, dtype: np.dtype = _UINT8
+) -> np.ndarray:
+    """N x C x H x W float 0..255 -> N x H x W x C ``dtype`` pixels (uint8, or uint16 over 0..65535;
+    into ``out`` when given), rounded to nearest (ties to even) and clipped. ``tensor`` is overwritten."""
     # The method, not np.clip: the function's Python wrappers cost 4 us a call, a fifth of the work on
     # a 32x32 image. Float32 bounds: Python ints would have their type resolved on every call.
     tensor.clip(_ZERO, _WHITE, out=tensor)
     n, c, height, width = tensor.shape
-    images = np.empty((n, height, width, c), dtype=_UINT8) if out is None else out
-    bytewise = tensor.dtype == _FLOAT32 and tensor.strides[-1] == 4
+    images = np.empty((n, height, width, c), dtype=dtype) if out is None else out
+    if images.dtype == _UINT16:
+        tensor *= _TO_16_BITS
+    bytewise = images.dtype == _UINT8 and tensor.dtype == _FLOAT32 and tensor.strides[-1] == 4
     if bytewise:
         np.add(tensor, _ROUNDER, out=tensor)
         planes = tensor.view(_UINT8)[..., _LOW_BYTE::4]
@@ -236,8 +252,8 @@ def _to_uint8_nhwc(tensor: np.ndarray, flip: bool = False, out: np.ndarray | Non
     return images
 
 
-def _from_y_and_chroma(y: np.ndarray, chroma: np.ndarray, flip: bool = False) -> np.ndarray:
-    """Model Y (N x 1 x sH x sW, 0..255) + low-res chroma (0..255) -> N x sH x sW x 3 uint8 RGB.
+def _from_y_and_chroma(y: np.ndarray, chroma: np.ndarray, flip: bool = False, dtype: np.dtype = _UINT8) -> np.ndarray:
+    """Model Y (N x 1 x sH x sW, 0..255) + low-res chroma (0..255) -> N x sH x sW x 3 RGB ``dtype`` pixels.
 
     Chroma is upscaled with PIL's bicubic filter, as the ESPCN tutorial does, so our output matches
     the reference pipeline's. One image at a time through buffers of one image: the working set stays
@@ -246,7 +262,7 @@ def _from_y_and_chroma(y: np.ndarray, chroma: np.ndarray, flip: bool = False) ->
     from PIL import Image
 
     n, _, height, width = y.shape
-    images = np.empty((n, height, width, 3), dtype=np.uint8)
+    images = np.empty((n, height, width, 3), dtype=dtype)
     ycbcr = np.empty((3, height * width), dtype=np.float32)
     rgb = np.empty((3, height * width), dtype=np.float32)
     for i in range(n):
@@ -261,5 +277,5 @@ def _from_y_and_chroma(y: np.ndarray, chroma: np.ndarray, flip: bool = False) ->
             # tobytes + frombuffer: one copy of the plane (np.asarray on the image makes two).
             ycbcr[c + 1] = np.frombuffer(high.tobytes(), dtype=np.float32)
         color.ycbcr_to_rgb(ycbcr, out=rgb, centred=True)
-        _to_uint8_nhwc(rgb.reshape(1, 3, height, width), flip, out=images[i : i + 1])
+        to_pixels_nhwc(rgb.reshape(1, 3, height, width), flip, out=images[i : i + 1])
     return images

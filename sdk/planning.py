@@ -14,7 +14,8 @@ import math
 
 from . import memory, tiling
 from .errors import InputError, TooLargeError
-from .footprint import Footprint, footprint
+from .footprint import PROBE, Footprint, footprint
+from .graph.reach import receptive_radius
 from .tiling import Plan
 
 # Bounds on how many windows (or whole images) go to the engine at once: uint8 windows are small, but
@@ -24,7 +25,6 @@ MAX_BATCH = 16
 # them must not grow the cache without bound.
 SCALES_KEPT = 64
 _ALIGN = 16  # window sides are rounded down to this, so engines see few distinct shapes
-_PROBE = 64  # the side, in input pixels, at which a model's footprint is derived
 
 
 class Planner:
@@ -53,8 +53,8 @@ class Planner:
         if found is not None:
             return found
         k = self.spec.multiple_of
-        probe = self.static_size or (-(-_PROBE // k) * k,) * 2  # a size the model can really take
-        radius = tiling.receptive_radius(self.model.proto, self.spec.image_input, scale)
+        probe = self.static_size or (-(-PROBE // k) * k,) * 2  # a size the model can really take
+        radius = receptive_radius(self.model.proto, self.spec.image_input, scale)
         found = (footprint(self.model, self.spec, scale, probe), tiling.margin_for(radius))
         if len(self._sizing) >= SCALES_KEPT:
             self._sizing.clear()

@@ -9,22 +9,26 @@ from typing import Any
 import numpy as np
 
 from . import memory, planning, tiling
-from .backend import Session, TensorInfo
+from .backend import Session
 from .devices import parse_device
 from .errors import InputError, SDKError
+from .graph.tensors import TensorInfo
 from .images import to_rgb
 from .model import Model
 from .pipeline import Pipeline, Prepared
 from .selection import normalize_name, open_session
 from .spec import resolve, warn_about_guesses
 from .tiling import Plan
+from .tuning import Trial
+
+TRIAL_SIDE = 64  # pixels: enough for the engines' per-pixel speed to show, small enough to be quick
 
 
 class Predictor:
     """Run an upscaling model on the best (or the named) backend.
 
     >>> p = Predictor("srcnn3", backend="ort-cpu")
-    >>> hi = p(lo, scale=3)           # HxWx3 uint8 -> 3Hx3Wx3 uint8
+    >>> hi = p(lo, scale=3)           # HxWx3 uint8 -> 3Hx3Wx3 uint8 (uint16 -> uint16)
     """
 
     def __init__(
@@ -43,15 +47,38 @@ class Predictor:
         self.spec = resolution.spec
         self.spec_sources = dict(resolution.sources)  # field -> declared / metadata / inferred / default
         warn_about_guesses(resolution, self.model.name)
-        chosen = open_session(self.model, backend, parse_device(device), options)
+        self.pipeline = Pipeline(self.spec, self.model)
+        chosen = open_session(self.model, backend, parse_device(device), options, trial=self._trial())
         self._session: Session | None = chosen.session
         self.backend, self.device = chosen.backend, str(chosen.device)
-        self.pipeline = Pipeline(self.spec, self.model)
+        # auto's measured ranking (sdk.tuning): fastest first, with each engine's trial time; None when
+        # the backend was named, only one could run, or tune=False.
+        self.ranking = chosen.ranking
         image = self._input(self.spec.image_input)
         self._dynamic_batch = not isinstance(image.shape[0], int)
         self.memory_budget = memory_budget
         self._planner = planning.Planner(
             self.model, self.spec, self.pipeline.static_size, self.device, self._budget, self._dynamic_batch
+        )
+
+    def _trial(self) -> Trial:
+        """What ``backend="auto"`` times the engines on: one small noise image through the pipeline,
+        at the model's own size when its input is fixed, at the model's scale (or x2)."""
+        image = self.model.input(self.spec.image_input)
+        spatial = image.shape[1:3] if self.spec.layout == "NHWC" else image.shape[2:4]
+        step = self.spec.multiple_of
+        side = -(-TRIAL_SIDE // step) * step
+        height, width = (d if isinstance(d, int) else side for d in spatial)
+        scale = self.spec.scale or 2
+
+        pixels = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+        prepared = self.pipeline.prepare(pixels, scale)
+
+        def pictures(outputs):
+            return self.pipeline.finish(self.pipeline.output(outputs, prepared.tensor.shape, scale), prepared)
+
+        return Trial(
+            lambda: self.pipeline.feeds(prepared.tensor, scale), f"{height}x{width} noise, x{scale}, batch 1", pictures
         )
 
     # -- images ---------------------------------------------------------------------------------
@@ -74,7 +101,8 @@ class Predictor:
     def __call__(
         self, image, scale=None, color: str = "rgb", tile="auto", progress=None, orient: bool = True
     ) -> np.ndarray:
-        """Upscale one image; returns HxWx3 uint8 in ``color`` order (the order ``image`` is in).
+        """Upscale one image; returns HxWx3 pixels in ``color`` order (the order ``image`` is in) and
+        in its dtype: uint8, or uint16 (0..65535) for a 16-bit array, whose precision is kept throughout.
 
         tile: "auto" runs tiles only when the whole image would exceed the memory budget; N runs
         tiles of N x N input pixels; 0 never tiles. progress: a callable(done, total) told after each
@@ -106,7 +134,7 @@ class Predictor:
         step = max(1, int(batch_size)) if self._dynamic_batch else 1
         by_size: dict[tuple, list[int]] = defaultdict(list)
         for index, rgb in enumerate(rgbs):
-            by_size[rgb.shape].append(index)
+            by_size[(rgb.shape, rgb.dtype)].append(index)
         results: list[np.ndarray | None] = [None] * len(rgbs)
         for indices in by_size.values():
             for start in range(0, len(indices), step):
@@ -149,11 +177,12 @@ class Predictor:
         return self._planner.plan(shape, self.check_scale(scale), tiling.parse_tile(tile), limit, max_batch_pixels)
 
     def run_plan(self, images: np.ndarray, scale, plan: Plan, color: str = "rgb", progress=None) -> np.ndarray:
-        """N x H x W x 3 uint8 images (of the size ``plan`` was made for) -> N x sH x sW x 3 uint8, run
-        as ``plan`` says. ``color`` is the images' order ("rgb" or "bgr"); ``progress`` as for a call."""
+        """N x H x W x 3 images (of the size ``plan`` was made for; uint8, or uint16 kept 16-bit) -> N x sH
+        x sW x 3 of the same dtype, run as ``plan`` says. ``color`` is the images' order ("rgb" or "bgr");
+        ``progress`` as for a call."""
         images = np.asarray(images)
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-            raise InputError(f"images must be N x H x W x 3 uint8, not {images.dtype} {list(images.shape)}")
+        if images.dtype not in (np.uint8, np.uint16) or images.ndim != 4 or images.shape[3] != 3:
+            raise InputError(f"images must be N x H x W x 3 uint8 or uint16, not {images.dtype} {list(images.shape)}")
         if not plan.tiled and tuple(images.shape[1:3]) != tuple(plan.window):
             raise InputError(
                 f"this plan runs {plan.window[0]}x{plan.window[1]} images whole; plan again for "
@@ -170,8 +199,8 @@ class Predictor:
             )
 
     def run_windows(self, windows: np.ndarray, scale, color: str = "rgb") -> np.ndarray:
-        """N x h x w x 3 uint8 -> N x sh x sw x 3 uint8: the whole pipeline on exactly this batch, in
-        one engine call (no planning: the caller has sized it, e.g. by :meth:`plan`)."""
+        """N x h x w x 3 -> N x sh x sw x 3 (uint8, or uint16 kept 16-bit): the whole pipeline on exactly
+        this batch, in one engine call (no planning: the caller has sized it, e.g. by :meth:`plan`)."""
         return self._run_windows(windows, self.check_scale(scale), color == "bgr")
 
     def _run_windows(self, batch: np.ndarray, scale: int, bgr: bool) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Choosing the backend and device a Predictor runs on, and listing what could run.
 
-An explicitly named backend runs on its device or raises; only ``backend="auto"`` chooses, and it
-chooses by priority among the backends whose probe says they really work here.
+An explicitly named backend runs on its device or raises; only ``backend="auto"`` chooses: among the
+backends whose probe says they really work here, by a short measurement on the model when more than
+one can run it (``sdk.tuning``; cached on disk), else by priority.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from .devices import Device, cuda_gpus
 from .errors import BackendUnavailableError, InputError
 from .optimize import OPTION as OPTIMIZE
 from .plugins import BackendRecord, Registry, load_plugins
+from .tuning import OPTION as TUNE
+from .tuning import Ranking, RankingCache, Trial, measure, ranking_key, split_option
 
 if TYPE_CHECKING:
     from .model import Model
 
 log = logging.getLogger(__name__)
 AUTO = "auto"
-SDK_OPTIONS = (OPTIMIZE,)  # taken by the SDK itself (sdk.optimize), so every backend accepts them
+SDK_OPTIONS = (OPTIMIZE, TUNE)  # taken by the SDK itself (sdk.optimize, sdk.tuning): every backend accepts them
 
 
 @dataclass(frozen=True)
@@ -119,42 +122,71 @@ class Chosen:
     session: Session
     backend: str
     device: Device
+    ranking: Ranking | None = None  # auto's measured ranking, when it measured (or found one cached)
 
 
-def create_session(engine: Backend, model: Model, device: Device, options: Mapping[str, Any]) -> Session:
+def create_session(backend: Backend, model: Model, device: Device, options: Mapping[str, Any]) -> Session:
     """The one place where the SDK asks a backend for a session: on the optimised model (sdk.optimize)."""
     from .optimize import optimized_session
 
-    return optimized_session(engine, model, device, options)
+    return optimized_session(backend, model, device, options)
 
 
 def open_session(
-    model: Model, backend: str, device: Device | None, options: Mapping[str, Any], registry: Registry | None = None
+    model: Model,
+    backend: str,
+    device: Device | None,
+    options: Mapping[str, Any],
+    registry: Registry | None = None,
+    trial: Trial | None = None,
 ) -> Chosen:
     """A session for ``model`` on the named backend, or on the best one that starts for ``"auto"``.
 
-    "auto" tries the available backends by priority. A backend that does not take one of ``options``
-    (precision="fp16" is TensorRT's) is passed over, so an engine-specific option chooses among engines;
-    one whose session fails to start is passed over with a warning (a quiet fallback is what users
-    hate). A named backend runs or raises BackendUnavailableError: it never falls back.
+    "auto" measures the available backends on ``trial`` when more than one can run the model (unless
+    ``tune=False``; see sdk.tuning), else tries them by priority. A backend that does not take one of
+    ``options`` (precision="fp16" is TensorRT's) is passed over, so a backend-specific option chooses
+    among backends; one whose session fails to start is passed over with a warning (a quiet fallback
+    is what users hate). A named backend runs or raises BackendUnavailableError: it never falls back.
     """
     name = normalize_name(backend)
-    skipped = []
-    for engine, chosen in candidates(name, device, registry):
-        foreign = [key for key in options if key not in SDK_OPTIONS and not engine.accepts(key)]
+    tune, options = split_option(options)
+    skipped, pairs = [], []
+    for candidate, chosen in candidates(name, device, registry):
+        foreign = [key for key in options if key not in SDK_OPTIONS and not candidate.accepts(key)]
         if name == AUTO and foreign:
-            log.info("backend %s does not take option(s) %s; trying the next one", engine.name, foreign)
-            skipped.append(f"{engine.name} on {chosen}: does not take option(s) {foreign}")
+            log.info("backend %s does not take option(s) %s; trying the next one", candidate.name, foreign)
+            skipped.append(f"{candidate.name} on {chosen}: does not take option(s) {foreign}")
             continue
+        pairs.append((candidate, chosen))
+    if name == AUTO and tune and trial is not None and len(pairs) > 1:
+        key = ranking_key(model, pairs, options, trial, (registry or load_plugins()).backends)
+        cache = RankingCache()
+        ranking = cache.get(key)
+        if ranking is None:
+            ranking, (winner, chosen), session = measure(
+                pairs, lambda b, d: create_session(b, model, d, options), trial, key
+            )
+            cache.put(ranking)
+            return Chosen(session, winner.name, chosen, ranking)
+        order = ranking.order()
+        position = {pair: index for index, pair in enumerate(order)}
+        pairs.sort(key=lambda pair: position.get((pair[0].name, str(pair[1])), len(order)))
+        found = _first_that_starts(name, pairs, model, options, skipped)
+        return Chosen(found.session, found.backend, found.device, ranking)
+    return _first_that_starts(name, pairs, model, options, skipped)
+
+
+def _first_that_starts(name: str, pairs, model: Model, options: Mapping[str, Any], skipped: list) -> Chosen:
+    for candidate, chosen in pairs:
         try:
-            session = create_session(engine, model, chosen, options)
+            session = create_session(candidate, model, chosen, options)
         except BackendUnavailableError as exc:
             if name != AUTO:
                 raise
-            log.warning("backend %s on %s could not start (%s); trying the next one", engine.name, chosen, exc)
-            skipped.append(f"{engine.name} on {chosen}: {exc}")
+            log.warning("backend %s on %s could not start (%s); trying the next one", candidate.name, chosen, exc)
+            skipped.append(f"{candidate.name} on {chosen}: {exc}")
             continue
-        return Chosen(session, engine.name, chosen)
+        return Chosen(session, candidate.name, chosen)
     raise BackendUnavailableError("no backend could start:\n  " + "\n  ".join(skipped))
 
 

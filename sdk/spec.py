@@ -24,6 +24,16 @@ import numpy as np
 
 from .color import CHANNELS, COLORS
 from .errors import InputError, ModelError
+from .graph.inputs import (
+    FLOAT_DTYPES,
+    image_input,
+    is_float,
+    layout_is_ambiguous,
+    layout_of,
+    looks_like_scales,
+    spatial,
+)
+from .graph.scale import fixed_scale_of
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +42,6 @@ LAYOUTS = ("NCHW", "NHWC")
 SOURCES = ("declared", "metadata", "inferred", "default")
 # Conventions that cannot be read from a graph: when these are guessed, the user is told.
 CONVENTIONS = ("color", "value_range", "layout")
-# Input dtypes the pipeline casts to and from (the tensor it builds is always float32).
-FLOAT_DTYPES = ("float32", "float16", "bfloat16")
-# A concrete size to ask ONNX shape inference about when the graph's own sizes are dynamic.
-_PROBE_SIDE = 24
 
 
 @dataclass(frozen=True)
@@ -219,16 +225,16 @@ def _infer_missing(model, values: dict, sources: dict) -> tuple[str, ...]:
             if guess:
                 assumed.append(name)
 
-    image = _image_input(model, values.get("image_input"), values.get("layout"))
+    image = image_input(model, values.get("image_input"), values.get("layout"))
     infer("image_input", image.name)
-    infer("layout", _layout_of(image) or "NCHW", guess=_layout_is_ambiguous(image))
+    infer("layout", layout_of(image) or "NCHW", guess=layout_is_ambiguous(image))
     channels = image.shape[1 if values["layout"] == "NCHW" else 3]
     # Three channels: RGB in 0..255 (the MMDeploy SRCNN); one: the Y of YCbCr in 0..1 (the PyTorch
     # ESPCN tutorial). Most public models take 0..1 - hence the warning when this is a guess.
     infer("color", "y" if channels == 1 else "rgb", guess=True)
     infer("value_range", (0.0, 255.0) if CHANNELS.get(values["color"], 3) == 3 else (0.0, 1.0), guess=True)
     if "scale_input" not in values and "scale" not in values:
-        scales = [i for i in model.inputs if i.name != image.name and _looks_like_scales(i)]
+        scales = [i for i in model.inputs if i.name != image.name and looks_like_scales(i)]
         if scales:
             infer("scale_input", scales[0].name)
             infer("scale", None)
@@ -243,137 +249,6 @@ def _infer_missing(model, values: dict, sources: dict) -> tuple[str, ...]:
         infer("scale", scale)
         infer("scale_input", None)
     return tuple(name for name in CONVENTIONS if name in assumed)
-
-
-def _image_input(model, name: str | None, layout: str | None):
-    if name is not None:
-        return model.input(name)
-    images = [
-        i
-        for i in model.inputs
-        if len(i.shape) == 4
-        and _is_float(i.dtype)
-        and (_layout_of(i) == layout if layout else _layout_of(i) is not None)
-    ]
-    if not images:
-        found = ", ".join(f"{i.name} {list(i.shape)} {i.dtype}" for i in model.inputs) or "none"
-        raise ModelError(
-            f"{model.name} has no image-like input (a float N x C x H x W or N x H x W x C tensor with "
-            f"C = 1 or 3); its inputs: {found}. Name it: pipeline={{'image_input': NAME, 'layout': 'NCHW'}}"
-        )
-    return images[0]
-
-
-def _layout_of(info) -> str | None:
-    """NCHW when dim 1 can be a channel count (1, 3 or dynamic), else NHWC when dim 3 can."""
-    if len(info.shape) != 4:
-        return None
-
-    def fits(d):
-        return d in (1, 3) or not isinstance(d, int)
-
-    if fits(info.shape[1]) and not (
-        not isinstance(info.shape[1], int) and isinstance(info.shape[3], int) and info.shape[3] in (1, 3)
-    ):
-        return "NCHW"
-    if fits(info.shape[3]):
-        return "NHWC"
-    return None
-
-
-def _layout_is_ambiguous(info) -> bool:
-    """True unless exactly one of axis 1 and axis 3 is a fixed channel count (1 or 3)."""
-
-    def fixed(d):
-        return isinstance(d, int) and d in (1, 3)
-
-    return len(info.shape) == 4 and fixed(info.shape[1]) == fixed(info.shape[3])
-
-
-def _is_float(dtype) -> bool:
-    return np.dtype(dtype).name in FLOAT_DTYPES
-
-
-def _looks_like_scales(info) -> bool:
-    """A 1-D float input of four values (or of unknown length): Resize's ``[1, 1, s, s]``."""
-    return (
-        len(info.shape) == 1 and _is_float(info.dtype) and not (isinstance(info.shape[0], int) and info.shape[0] != 4)
-    )
-
-
-def _spatial(shape, layout: str) -> tuple:
-    return tuple(shape[2:4]) if layout == "NCHW" else tuple(shape[1:3])
-
-
-def fixed_scale_of(model, image_input: str | None = None, layout: str = "NCHW") -> int | None:
-    """The upscaling factor baked into a graph: from static shapes, from ONNX shape inference on a
-    concrete size, else from a constant Resize or a DepthToSpace."""
-    image = model.input(image_input) if image_input else next((i for i in model.inputs if len(i.shape) == 4), None)
-    output = model.outputs[0]
-    if image is None or len(output.shape) != 4:
-        return None
-    (h, w), (oh, ow) = _spatial(image.shape, layout), _spatial(output.shape, layout)
-    if all(isinstance(d, int) and d > 0 for d in (h, w, oh, ow)):
-        return _integral(oh / h)
-    inferred = _scale_by_shape_inference(model, image, layout)
-    if inferred is not None:
-        return inferred
-    return _scale_from_upsampling_ops(model)
-
-
-def _scale_by_shape_inference(model, image, layout: str) -> int | None:
-    """Give the image input a concrete size and let ONNX propagate it to the output."""
-    import onnx
-    from onnx import shape_inference
-
-    proto = onnx.ModelProto()
-    proto.CopyFrom(model.proto)
-    spatial = (2, 3) if layout == "NCHW" else (1, 2)
-    side = None
-    for value in proto.graph.input:
-        if value.name == image.name:
-            dims = value.type.tensor_type.shape.dim
-            for index, dim in enumerate(dims):
-                if not dim.HasField("dim_value"):
-                    dim.dim_value = _PROBE_SIDE if index in spatial else (1 if index == 0 else 3)
-            side = dims[spatial[0]].dim_value
-    # Forget the exporter's symbolic shapes, so that inference starts from the concrete input only.
-    for output in proto.graph.output:
-        output.type.tensor_type.ClearField("shape")
-    del proto.graph.value_info[:]
-    try:
-        inferred = shape_inference.infer_shapes(proto, data_prop=True)
-    except Exception:  # shape inference is a best effort; the op scan still runs
-        return None
-    dims = inferred.graph.output[0].type.tensor_type.shape.dim
-    if not side or len(dims) != 4 or not dims[spatial[0]].HasField("dim_value"):
-        return None
-    return _integral(dims[spatial[0]].dim_value / side)
-
-
-def _scale_from_upsampling_ops(model) -> int | None:
-    from onnx import numpy_helper
-
-    graph = model.proto.graph
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer if not t.external_data}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    constants[node.output[0]] = numpy_helper.to_array(attr.t)
-    for node in graph.node:
-        if node.op_type == "DepthToSpace":
-            return next(a.i for a in node.attribute if a.name == "blocksize")
-        if node.op_type in ("Resize", "Upsample"):
-            scales_name = node.input[2] if node.op_type == "Resize" and len(node.input) > 2 else node.input[-1]
-            scales = constants.get(scales_name)
-            if scales is not None and scales.size == 4:
-                return _integral(float(scales[2]))
-    return None
-
-
-def _integral(value: float) -> int | None:
-    return int(round(value)) if value >= 1 and abs(value - round(value)) < 1e-6 else None
 
 
 # -- the spec against the graph -------------------------------------------------------------------
@@ -391,7 +266,7 @@ def check_against_model(spec: PipelineSpec, model) -> None:
             f"{model.name}: input {image.name!r} has shape {list(image.shape)}, but its pipeline "
             f"({spec.color}, {spec.layout}) needs {wanted}; declare the right color/layout"
         )
-    if not _is_float(image.dtype):
+    if not is_float(image.dtype):
         raise ModelError(
             f"{model.name}: input {image.name!r} is {image.dtype}; the pipeline feeds "
             f"{', '.join(FLOAT_DTYPES)} images only"
@@ -425,7 +300,7 @@ def check_against_model(spec: PipelineSpec, model) -> None:
 
 def static_size(spec: PipelineSpec, model) -> tuple[int, int] | None:
     """(h, w) of a model whose image input has fixed spatial dimensions, else None."""
-    h, w = _spatial(model.input(spec.image_input).shape, spec.layout)
+    h, w = spatial(model.input(spec.image_input).shape, spec.layout)
     return (h, w) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else None
 
 

@@ -8,7 +8,7 @@ window's tensors.
 Every window has the same size (windows at the edges are shifted inwards rather than cut short), so
 windows run as one batch when the model has a dynamic batch axis and static-size models get exactly
 their size. The margin of context around each centre comes from the model's receptive field,
-derived from the graph (:func:`receptive_radius`); with it the stitched result equals the
+derived from the graph (:func:`sdk.graph.reach.receptive_radius`); with it the stitched result equals the
 whole-image run up to the float rounding of the engine.
 """
 
@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import InputError
+from .graph.reach import receptive_radius  # noqa: F401  (sdk.serve's; it moves to Predictor.plan)
 
 # Input pixels of context when the graph has layers whose reach we cannot bound (attention,
 # reshapes, global pooling): what the widely used tiling upscalers default to, and enough for
@@ -29,71 +30,6 @@ DEFAULT_MARGIN = 32
 # Pixels added to a derived radius: the engine's rounding of sampling positions, and layers
 # (Pad, asymmetric kernels) whose half-width we round down.
 SAFETY = 2
-
-# Ops that map each pixel to itself (or only mix channels): the receptive field passes through.
-_POINTWISE = {
-    "Abs",
-    "Add",
-    "And",
-    "BatchNormalization",
-    "Cast",
-    "CastLike",
-    "Ceil",
-    "Celu",
-    "Clip",
-    "Concat",
-    "Div",
-    "Dropout",
-    "Elu",
-    "Equal",
-    "Erf",
-    "Exp",
-    "Floor",
-    "Gelu",
-    "Greater",
-    "GreaterOrEqual",
-    "HardSigmoid",
-    "HardSwish",
-    "Identity",
-    "IsInf",
-    "IsNaN",
-    "LeakyRelu",
-    "Less",
-    "LessOrEqual",
-    "Log",
-    "Max",
-    "Mean",
-    "Min",
-    "Mish",
-    "Mod",
-    "Mul",
-    "Neg",
-    "Not",
-    "Or",
-    "PRelu",
-    "Pow",
-    "QuantizeLinear",
-    "DequantizeLinear",
-    "Reciprocal",
-    "Relu",
-    "Round",
-    "Selu",
-    "Sigmoid",
-    "Sign",
-    "Softplus",
-    "Softsign",
-    "Split",
-    "Sqrt",
-    "Sub",
-    "Sum",
-    "Tanh",
-    "ThresholdedRelu",
-    "Where",
-    "Xor",
-}
-# Ops whose outputs describe shapes, not pixels: data that depends on them carries no context.
-_SHAPE_ONLY = {"Shape", "Size", "Constant", "ConstantOfShape"}
-_RESIZE_TAPS = {"cubic": 2, "linear": 1, "bilinear": 1, "nearest": 1}
 
 
 class Plan(NamedTuple):
@@ -171,10 +107,10 @@ def upscale_tiled(
     run_windows: Callable[[np.ndarray], np.ndarray],
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """N x H x W x 3 uint8 -> N x sH x sW x 3 uint8, through ``run_windows`` (k x h x w x 3 uint8 ->
-    k x sh x sw x 3 uint8) on windows of ``plan.window``."""
+    """N x H x W x 3 pixels -> N x sH x sW x 3 pixels of the same dtype (uint8 or uint16), through
+    ``run_windows`` (k x h x w x 3 -> k x sh x sw x 3) on windows of ``plan.window``."""
     n, height, width, channels = images.shape
-    out = np.empty((n, height * scale, width * scale, channels), dtype=np.uint8)
+    out = np.empty((n, height * scale, width * scale, channels), dtype=images.dtype)
     rows = spans(height, plan.window[0], plan.margin)
     cols = spans(width, plan.window[1], plan.margin)
     jobs = [(i, row, col) for i in range(n) for row in rows for col in cols]
@@ -205,84 +141,7 @@ def _pad(windows: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
     return np.pad(windows, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=mode)
 
 
-# -- the receptive field, from the graph ------------------------------------------------------------
-
-
-def receptive_radius(proto, image_input: str, scale: int) -> float | None:
-    """How far (in input pixels) an output pixel can see, or None when the graph has a layer whose
-    reach cannot be bounded locally (attention, reshapes, global pooling, unknown ops).
-
-    Each tensor derived from the image carries (radius in input pixels, resolution relative to the
-    input). Convolutions and pools add half their dilated kernel at their resolution, Resize adds its
-    interpolation taps, DepthToSpace/SpaceToDepth change the resolution.
-    """
-    from onnx import numpy_helper
-
-    constants = {t.name: t for t in proto.graph.initializer}
-    for node in proto.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    constants[node.output[0]] = attr.t
-    reach: dict[str, tuple[float, float]] = {image_input: (0.0, 1.0)}
-    for node in proto.graph.node:
-        found = [reach[name] for name in node.input if name in reach]
-        if not found or node.op_type in _SHAPE_ONLY:
-            continue
-        radius = max(r for r, _ in found)
-        factor = max(f for _, f in found)
-        attrs = {a.name: a for a in node.attribute}
-        op = node.op_type
-        if op in _POINTWISE or op == "Transpose":
-            pass
-        elif op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool"):
-            kernel = list(attrs["kernel_shape"].ints) if "kernel_shape" in attrs else None
-            if kernel is None and op.startswith("Conv") and len(node.input) > 1 and node.input[1] in constants:
-                kernel = list(constants[node.input[1]].dims[2:])
-            if not kernel:
-                return None
-            dilations = list(attrs["dilations"].ints) if "dilations" in attrs else [1] * len(kernel)
-            strides = list(attrs["strides"].ints) if "strides" in attrs else [1] * len(kernel)
-            half = max((k - 1) * d for k, d in zip(kernel, dilations)) / 2
-            stride = max(strides)
-            if op == "ConvTranspose":
-                factor *= stride
-                radius += half / factor
-            else:
-                radius += half / factor
-                factor /= stride
-        elif op in ("Resize", "Upsample"):
-            mode = attrs["mode"].s.decode() if "mode" in attrs else "nearest"
-            taps = _RESIZE_TAPS.get(mode)
-            if taps is None:
-                return None
-            radius += taps / factor
-            factor *= _resize_factor(node, constants, numpy_helper, scale)
-        elif op == "DepthToSpace":
-            factor *= attrs["blocksize"].i
-        elif op == "SpaceToDepth":
-            block = attrs["blocksize"].i
-            radius += (block - 1) / factor
-            factor /= block
-        elif op == "Pad":
-            pass  # the padding is outside the picture; the tile's own margin covers it
-        else:
-            return None
-        for name in node.output:
-            reach[name] = (radius, factor)
-    outputs = [reach[o.name][0] for o in proto.graph.output if o.name in reach]
-    return max(outputs) if outputs else None
-
-
-def _resize_factor(node, constants, numpy_helper, scale: int) -> float:
-    """The upsampling factor of a Resize: its constant scales, else the run's own scale."""
-    names = node.input[2:3] if node.op_type == "Resize" else node.input[1:2]
-    for name in names:
-        if name in constants:
-            values = numpy_helper.to_array(constants[name])
-            if values.size >= 2 and float(values.ravel()[-1]) > 0:
-                return float(values.ravel()[-1])
-    return float(scale)
+# -- the margin of context, from the receptive field ------------------------------------------------
 
 
 def margin_for(radius: float | None) -> int:

@@ -53,4 +53,7 @@ def private_cache(tmp_path_factory):
     """Optimised models and engines go to a cache of the test run's own, never the user's."""
     with pytest.MonkeyPatch.context() as patch:  # session-scoped, so not the monkeypatch fixture
         patch.setenv("SDK_CACHE_DIR", str(tmp_path_factory.mktemp("sdk-cache")))
+        # backend="auto" goes by priority here, whatever plugins this environment has: a timing trial
+        # would make tests slow and their choice noisy. tests/test_tuning.py measures on purpose.
+        patch.setenv("SDK_TUNE", "0")
         yield

@@ -103,3 +103,19 @@ def no_image_model() -> onnx.ModelProto:
 def save(model: onnx.ModelProto, path) -> str:
     onnx.save(model, str(path))
     return str(path)
+
+
+def identity_model() -> onnx.ModelProto:
+    """Returns its input (scale 1, RGB 0..255): what goes in comes out, so a video's round trip shows
+    only what decoding, colour conversion and encoding do."""
+    import json
+
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])]
+    output = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "identity", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    declared = {"color": "rgb", "value_range": [0, 255], "scale": 1}
+    model.metadata_props.add(key="sdk.pipeline", value=json.dumps(declared))
+    onnx.checker.check_model(model)
+    return model

@@ -258,8 +258,8 @@ def test_the_graph_reference_matches_onnx_runtime(fixture, request):
     import onnxruntime as ort
     import torch
 
-    from sdk.bench.reference import reference_module
     from sdk.model import Model
+    from sdk.zoo.reference import reference_module
 
     model = Model(request.getfixturevalue(fixture))
     module, names, source = reference_module(model)
@@ -277,8 +277,8 @@ def test_the_graph_reference_matches_onnx_runtime(fixture, request):
 
 @pytest.mark.skipif(not HAS_TORCH, reason="the torch reference needs torch")
 def test_a_bundled_model_is_rebuilt_from_the_zoo_with_the_files_weights():
-    from sdk.bench.reference import reference_module
     from sdk.model import Model
+    from sdk.zoo.reference import reference_module
 
     _module, names, source = reference_module(Model("srcnn3"))
     assert source.startswith("sdk.zoo srcnn3") and names == ["input", "factor"]

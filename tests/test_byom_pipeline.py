@@ -173,7 +173,7 @@ def test_no_warning_when_everything_is_declared(runtime_model, caplog):
 
 def test_value_range_probe_on_the_trained_bundled_models():
     """What the README reports: clear on SRCNN (0..255), ambiguous on ESPCN, so it keeps nothing there."""
-    from sdk.probe import detect_value_range
+    from sdk.value_range import detect_value_range
 
     found = detect_value_range(sdk.Predictor("srcnn", backend="ort-cpu"))
     assert found.value_range == (0.0, 255.0)
@@ -191,7 +191,7 @@ def test_the_uint8_conversion_is_rint_then_clip_exactly():
     """finish rounds by adding 1.5 * 2**23 and keeping the low byte; it must equal the documented
     np.clip(np.rint(x), 0, 255) everywhere: ties (to even), just off them, out of range, infinities,
     any layout (a transposed or sliced tensor has no low bytes to pick and is rounded as floats)."""
-    from sdk.pipeline import _to_uint8_nhwc
+    from sdk.pipeline import to_pixels_nhwc
 
     ties = np.arange(-4, 260, 0.5, dtype=np.float32)
     around = np.concatenate([np.nextafter(ties, np.float32(-np.inf)), np.nextafter(ties, np.float32(np.inf))])
@@ -202,9 +202,12 @@ def test_the_uint8_conversion_is_rint_then_clip_exactly():
     expected = np.clip(np.rint(values), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
     for flip in (False, True):
         want = expected[..., ::-1] if flip else expected
-        got = _to_uint8_nhwc(values.copy(), flip)
+        got = to_pixels_nhwc(values.copy(), flip)
         assert got.flags.c_contiguous
         np.testing.assert_array_equal(got, want)
         nhwc = np.ascontiguousarray(values.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # as an NHWC model's output
-        np.testing.assert_array_equal(_to_uint8_nhwc(nhwc, flip), want)
-        np.testing.assert_array_equal(_to_uint8_nhwc(values.astype(np.float64), flip), want)
+        np.testing.assert_array_equal(to_pixels_nhwc(nhwc, flip), want)
+        np.testing.assert_array_equal(to_pixels_nhwc(values.astype(np.float64), flip), want)
+        deep = np.clip(np.rint(np.clip(values, 0, 255) * np.float32(65535 / 255)), 0, 65535).astype(np.uint16)
+        deep = deep.transpose(0, 2, 3, 1)[..., ::-1] if flip else deep.transpose(0, 2, 3, 1)
+        np.testing.assert_array_equal(to_pixels_nhwc(values.copy(), flip, dtype=np.dtype(np.uint16)), deep)

@@ -74,7 +74,7 @@ def test_bad_device_string(runtime_model):
     "image, message",
     [
         (np.zeros((8, 8, 3), np.float32), "dtype is float32; pass uint8"),
-        (np.zeros((8, 8, 3), np.uint16), "dtype is uint16"),
+        (np.zeros((8, 8, 3), np.int32), "dtype is int32; pass uint8 pixels 0..255 or uint16"),
         (np.zeros((8, 8, 5), np.uint8), "shape is \\(8, 8, 5\\)"),
         (np.zeros((2, 8, 8, 3), np.uint8), "shape is \\(2, 8, 8, 3\\)"),
         (np.zeros((0, 8, 3), np.uint8), "empty"),

@@ -34,7 +34,7 @@ def _valid(dtype, channels, height, width, scale, color, tile) -> bool:
     scale_ok = scale is not None and not isinstance(scale, bool) and float(scale) == int(scale) and scale >= 1
     tile_ok = tile == "auto" or (isinstance(tile, int) and tile >= 0)
     return (
-        dtype is np.uint8
+        dtype in (np.uint8, np.uint16)
         and channels in (None, 1, 3, 4)
         and height > 0
         and width > 0
@@ -66,7 +66,7 @@ def test_images_give_the_expected_shape_or_an_sdk_error(predictor, height, width
         return
     assert _valid(dtype, channels, height, width, scale, color, tile)
     s = int(scale)
-    assert out.shape == (height * s, width * s, 3) and out.dtype == np.uint8
+    assert out.shape == (height * s, width * s, 3) and out.dtype == dtype
 
 
 def _mutate(data: bytes, draw) -> bytes:

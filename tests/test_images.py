@@ -117,8 +117,8 @@ def test_16_bit_grayscale_keeps_its_top_bits(tmp_path):
     Image.fromarray(ramp).save(tmp_path / "g16.png")
     rgb = to_rgb(tmp_path / "g16.png")
     np.testing.assert_array_equal(rgb[..., 0], (ramp >> 8).astype(np.uint8))
-    with pytest.raises(sdk.InputError, match="16-bit"):
-        to_rgb(np.zeros((4, 4, 3), np.uint16))
+    with pytest.raises(sdk.InputError, match="shift them up to 16 bits"):
+        to_rgb(np.zeros((4, 4, 3), np.int16))
 
 
 def test_output_format_follows_the_extension(tmp_path, photo):
@@ -150,3 +150,38 @@ def test_16_bit_rgb_keeps_its_top_bits(tmp_path):
     rgb = to_rgb(tmp_path / "rgb16.png")
     assert rgb.shape == (h, w, 3) and rgb.dtype == np.uint8
     assert rgb[0, 0].tolist() == [0x12, 0xAB, 0x00]
+
+
+def test_16_bit_arrays_keep_16_bits_through_the_pipeline(runtime_model, y_model, photo):
+    """uint16 in, uint16 out, at the same place on the 8-bit scale as the uint8 picture (x257), and
+    with the precision below 8 bits kept: the 16-bit result differs from the 8-bit one by less than
+    a step of 8 bits, and is not a multiple of 257 (as a result cut to 8 bits would be)."""
+    deep = photo.astype(np.uint16) * 257 + 100  # between two 8-bit levels
+    for model in (runtime_model, y_model):
+        with sdk.Predictor(model, backend="ort-cpu") as p:
+            scale = None if p.scale else 2
+            shallow = p(photo, scale=scale).astype(np.float64) * 257
+            out = p(deep, scale=scale)
+            tiled = p(deep, scale=scale, tile=16)
+        assert out.dtype == np.uint16 and out.shape == shallow.shape
+        assert np.abs(out - shallow).mean() < 257 and (out % 257 != 0).mean() > 0.5
+        assert np.abs(tiled.astype(int) - out).max() <= 257  # tiles stitch the 16-bit picture too
+
+
+def test_the_largest_side_a_format_holds_is_checked_in_one_place(tmp_path):
+    """Files (sdk upscale) and the server's answers refuse by the same table, each naming its own fix."""
+    from sdk.images import check_fits_format, check_writable_size
+
+    check_writable_size(tmp_path / "wide.png", 10, 70000)
+    with pytest.raises(sdk.InputError, match=r"wide\.jpg: a 70000x10 picture does not fit in JPEG .*65535.*\.png"):
+        check_writable_size(tmp_path / "wide.jpg", 10, 70000)
+    with pytest.raises(sdk.InputError, match=r"a 10x16384 result does not fit in WEBP .*16383.*; ask for png"):
+        check_fits_format("WEBP", 16384, 10, "ask for png", "result")
+    check_fits_format("WEBP", 16383, 16383, "ask for png")
+    pytest.importorskip("starlette", reason="the server's check needs the serve extra")
+    from sdk.serve import coding
+    from sdk.serve.errors import HTTPError
+
+    with pytest.raises(HTTPError) as refused:
+        coding.check_size("webp", 16384, 10)
+    assert refused.value.status == 422 and "format=png" in refused.value.message

@@ -127,7 +127,7 @@ def test_job_survives_a_killed_actor_reports_the_corrupt_file_and_resumes(cluste
     corrupt = folder / "corrupt.png"
     assert summary.written == IMAGES and summary.skipped == 0 and summary.exit_code == 1
     assert [source for source, _ in summary.failures] == [corrupt] and "not an image" in summary.failures[0][1]
-    assert summary.engines == {"ort-cpu on cpu"}
+    assert summary.backends == {"ort-cpu on cpu"}
     for i in range(IMAGES):
         name = f"{i:02d}.png"
         np.testing.assert_array_equal(np.asarray(Image.open(out / name)), expected(runtime_model, folder / name, 2))

@@ -54,18 +54,19 @@ def test_tiles_equal_the_whole_image(model, scale, picture):
 
 
 def test_the_margin_comes_from_the_graph():
+    from sdk.graph.reach import receptive_radius
     from sdk.model import bundled_path
 
     srcnn3 = onnx.load(str(bundled_path("srcnn3")))
     # cubic Resize reaches 2 input pixels; then 9x9 and 5x5 convolutions at the output resolution.
-    assert tiling.receptive_radius(srcnn3, "input", 3) == pytest.approx(2 + 4 / 3 + 2 / 3)
-    assert tiling.receptive_radius(srcnn3, "input", 1) == pytest.approx(2 + 4 + 2)
+    assert receptive_radius(srcnn3, "input", 3) == pytest.approx(2 + 4 / 3 + 2 / 3)
+    assert receptive_radius(srcnn3, "input", 1) == pytest.approx(2 + 4 + 2)
     espcn = onnx.load(str(bundled_path("espcn")))
-    assert tiling.receptive_radius(espcn, "input", 3) == pytest.approx(2 + 1 + 1 + 1)
+    assert receptive_radius(espcn, "input", 3) == pytest.approx(2 + 1 + 1 + 1)
     attention = graphs.runtime_scale_model()
     attention.graph.node.insert(1, helper.make_node("Softmax", ["up"], ["sm"]))
     attention.graph.node[2].input[0] = "sm"
-    assert tiling.receptive_radius(attention, "input", 3) is None
+    assert receptive_radius(attention, "input", 3) is None
     assert tiling.margin_for(None) == tiling.DEFAULT_MARGIN
 
 

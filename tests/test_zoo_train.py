@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from sdk.photos import TRAINING_PHOTOS, load_training_photos  # noqa: E402
 from sdk.zoo.imaging import downscale  # noqa: E402
-from sdk.zoo.photos import TRAINING_PHOTOS, load_training_photos  # noqa: E402
 from sdk.zoo.train import PatchSampler, learning_rate, recipe_for, train  # noqa: E402
 from sdk.zoo.weights import load_weights, save_weights  # noqa: E402
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 from sdk.errors import BackendUnavailableError, ModelError
 
 # The factor specialisation and file helpers are the core's (the optimisation pass uses them too).
-from sdk.optimize.graph import load_with_weights, save, shape_inputs, specialise  # noqa: F401
+from sdk.graph.inputs import shape_inputs  # noqa: F401
+from sdk.optimize.graph import load_with_weights, save, specialise  # noqa: F401
 
 # Ops kept in fp32 by the fp16 conversion, besides the converter's own list: Resize's roi and scales
 # must stay float32 (they are shape-like), and a cubic Resize in fp16 loses more than it gains.

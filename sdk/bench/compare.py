@@ -19,6 +19,8 @@ from .schedule import Measurement, Plan, measure
 
 REFERENCE = "torch"
 PEER = "torch-compiled"
+CHANNELS_LAST = "torch-channels-last"
+AUTO = "auto"
 FLOOR = "floor"
 
 
@@ -72,16 +74,19 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False, vari
     offering = [n for n in names if registry.get(n) and registry.get(n).backend.offers_raw_runner()]
     raw_names = [f"raw-{name}" for name in offering]
     tokens = [t.strip().lower() for item in selection for t in item.split(",") if t.strip()]
-    known = {"all", "raw", REFERENCE, PEER, FLOOR, *names, *raw_names}
+    known = {"all", "raw", AUTO, REFERENCE, CHANNELS_LAST, PEER, FLOOR, *names, *raw_names}
     unknown = [t for t in tokens if t not in known]
     if unknown:
         raise SDKError(
-            f"unknown --backends {unknown}; choose from all, raw, {REFERENCE}, {PEER}, {FLOOR}, "
+            f"unknown --backends {unknown}; choose from all, raw, {AUTO}, {REFERENCE}, {CHANNELS_LAST}, {PEER}, {FLOOR}, "
             f"{', '.join(names)}, {', '.join(raw_names)}"
         )
     everything = "all" in tokens or not tokens
     chosen = [r for r in records if not r.load_error and (everything or r.name in tokens)]
     rows = []
+    if (everything or AUTO in tokens) and any(r.available for r in records if not r.load_error):
+        # What a user who names no backend gets: auto's choice (measured on first load, see sdk.tuning).
+        rows.append(Row("sdk", AUTO, device))
     for r in chosen:
         where = device if parsed else "/".join(r.devices) or "?"
         rows.append(Row("sdk", r.name, where, "" if r.available else r.reason))
@@ -99,6 +104,8 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False, vari
     torch_missing = importlib.util.find_spec("torch") is None
     why = "torch is not installed (pip install torch==2.13.0): no reference, no accuracy check" if torch_missing else ""
     rows.append(Row("reference", REFERENCE, device, why))
+    if everything or CHANNELS_LAST in tokens:
+        rows.append(Row("channels_last", REFERENCE, device, why))
     if everything or PEER in tokens:
         rows.append(Row("peer", REFERENCE, device, why))
     if everything or FLOOR in tokens:
@@ -134,6 +141,7 @@ def run_from_args(args) -> int:
         "model_file": model.path.name,
         "model_sha256": model.sha256[:16],
         "pipeline": declared,
+        "torch_module": args.torch_module,
         "scale": scale,
         "sizes": list(args.size),
         "batches": list(args.batch),
@@ -149,6 +157,7 @@ def run_from_args(args) -> int:
         "reference": "",
         "raw_baseline": "each backend's own bare engine (Backend.raw_runner) on the model file its Session gets, "
         "set up with the same settings, fed a tensor prepared before timing; latency = the engine call",
+        "channels_last": "the same PyTorch module and input in channels_last memory format, eager",
         "peer": "the same PyTorch module in channels_last memory format under torch.compile (inductor), compiled "
         "before the warm-up (compile_s), so no timed call includes compiling",
         "floor": "model FLOPs (convolutions and matrix products, counted from the graph at each size) at the "
@@ -168,7 +177,7 @@ def run_from_args(args) -> int:
 
         for size, batch in groups:
             images = tuple(benchmark_images(size, batch))
-            flops = model_flops(model, size, batch, scale)
+            flops = model_flops(model, size, batch, scale, declared)
             measurements = []
             for index, row in enumerate(rows):
                 # Raw rows run on their engine's device; the SDK and torch choose from --device.
@@ -183,6 +192,7 @@ def run_from_args(args) -> int:
                     row.options,
                     flops,
                     pipeline=declared,
+                    torch_module=args.torch_module or "",
                 )
                 m = Measurement(job, device=row.device)
                 if row.reason:

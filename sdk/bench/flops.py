@@ -10,15 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def model_flops(model, size: int, batch: int, scale: int) -> float:
+def model_flops(model, size: int, batch: int, scale: int, declared: dict | None = None) -> float:
     """FLOPs of one call on ``batch`` images of ``size`` x ``size`` at ``scale``; 0 when the graph's
-    shapes cannot be inferred."""
+    shapes cannot be inferred. ``declared``: the pipeline fields given on the command line."""
     import onnx
 
-    from ..optimize.graph import shape_inputs, specialise
+    from ..graph.inputs import shape_inputs
+    from ..optimize.graph import specialise
     from ..spec import resolve
 
-    spec = resolve(model).spec
+    spec = resolve(model, declared).spec
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     if spec.scale_input is not None and spec.scale_input in shape_inputs(proto):
@@ -34,7 +35,7 @@ def model_flops(model, size: int, batch: int, scale: int) -> float:
                 dim.Clear()
                 dim.dim_value = length
     try:
-        inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(fold_shape_arithmetic(proto), data_prop=True)
     except Exception:
         return 0.0
     shapes = {}
@@ -60,3 +61,63 @@ def model_flops(model, size: int, batch: int, scale: int) -> float:
             )
             total += 2.0 * float(np.prod(out)) * inner
     return total
+
+
+# Small integer tensors (shapes, window counts) are what the folding computes; anything bigger is data.
+_SMALL = 64
+
+
+def fold_shape_arithmetic(proto, rounds: int = 32):
+    """``proto`` with the arithmetic on its shapes computed: Shape of a tensor whose shape is known,
+    and every node fed only such small constants, become constants.
+
+    ONNX's data propagation stops at Div (``H // window`` in window attention), which leaves the
+    shapes of everything downstream unknown; evaluating those few integer nodes with ONNX's reference
+    implementation, round after round of shape inference, gives exact shapes instead.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    graph = model.graph
+    known = {t.name: numpy_helper.to_array(t) for t in graph.initializer if np.prod(t.dims) <= _SMALL}
+    for _ in range(rounds):
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        dims = {}
+        for value in (*inferred.graph.input, *inferred.graph.value_info):
+            shape = value.type.tensor_type.shape.dim
+            if all(d.HasField("dim_value") for d in shape):
+                dims[value.name] = [d.dim_value for d in shape]
+        folded = []
+        for node in graph.node:
+            value = None
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                value = numpy_helper.to_array(node.attribute[0].t)
+            elif node.op_type == "Shape" and node.input[0] in dims and not node.attribute:
+                value = np.array(dims[node.input[0]], dtype=np.int64)
+            elif node.input and all(name in known for name in node.input if name) and node.domain in ("", "ai.onnx"):
+                single = helper.make_model(
+                    helper.make_graph(
+                        [node],
+                        "fold",
+                        [],
+                        [helper.make_tensor_value_info(out, onnx.TensorProto.UNDEFINED, None) for out in node.output],
+                        [numpy_helper.from_array(known[name], name) for name in node.input if name],
+                    ),
+                    opset_imports=model.opset_import,
+                )
+                try:
+                    value = ReferenceEvaluator(single).run(None, {})[0]
+                except Exception:
+                    value = None
+            if value is not None and np.size(value) <= _SMALL and len(node.output) == 1:
+                known[node.output[0]] = np.asarray(value)
+                folded.append(node)
+        if not folded:
+            return model
+        for node in folded:
+            graph.node.remove(node)
+            graph.initializer.append(numpy_helper.from_array(known[node.output[0]], node.output[0]))
+    return model

@@ -15,22 +15,6 @@ LIBRARIES = ("deploy-sdk", "numpy", "onnx", "torch", "pillow", "scikit-image")
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
 
 
-def _cpuinfo() -> dict[str, str]:
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key and key not in fields:
-                    fields[key] = value.strip()
-                if not line.strip() and fields:
-                    break  # the first processor says all we need
-    except OSError:
-        pass
-    return fields
-
-
 def _versions() -> dict[str, str]:
     found = {}
     for name in LIBRARIES:
@@ -44,9 +28,10 @@ def _versions() -> dict[str, str]:
 def describe_machine(note: str = "") -> dict:
     import psutil
 
+    from ..devices import cpu_info
     from ..selection import gpu_summary, list_backends
 
-    info = _cpuinfo()
+    info = cpu_info()
     flags = set(info.get("flags", "").split())
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {

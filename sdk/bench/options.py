@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=["all"],
         metavar="NAME",
-        help="'all' (default), or backend names, 'raw' (every backend's own raw baseline), "
-        "'raw-NAME', 'torch-compiled', 'floor' (commas or spaces). torch eager always runs: it is "
+        help="'all' (default), or backend names, 'auto' (what backend='auto' chooses), 'raw' (every backend's own raw baseline), "
+        "'raw-NAME', 'torch-channels-last', 'torch-compiled', 'floor' (commas or spaces). torch eager always runs: it is "
         "the accuracy reference",
     )
     parser.add_argument(
@@ -69,6 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="BACKEND:KEY=VALUE[,KEY=VALUE]",
         help="an extra SDK row of BACKEND with these Predictor options, e.g. precision=int8 or "
         "optimize=false (repeatable; values true/false/numbers are typed)",
+    )
+    parser.add_argument(
+        "--torch-module",
+        default=None,
+        metavar="FILE.py:NAME",
+        help="the PyTorch rows run this module (NAME() returns the nn.Module the ONNX file was exported "
+        "from, with its weights) instead of rebuilding the network from the graph: community "
+        "architectures, e.g. benchmarks/devkit/archs.py:compact",
     )
     parser.add_argument(
         "--device", default="auto", help="auto (each backend's own default), cpu, cuda or cuda:N for every row"

@@ -21,6 +21,7 @@ LABELS = {
     "sdk": "{}",
     "raw": "raw {}",
     "reference": "{} eager (reference)",
+    "channels_last": "{} channels_last",
     "peer": "{} channels_last+compile",
     "floor": "fp32 floor ({})",
 }
@@ -37,6 +38,7 @@ SPEED_COLUMNS = (
     "img/s",
     "vs torch",
     "vs compiled",
+    "vs best torch",
     "of floor",
     "vs raw",
 )
@@ -53,6 +55,7 @@ DETAIL_COLUMNS = (
 )
 LEFT = {"backend", "device", "accuracy"}
 OVERHEAD_TARGET_PCT = 3.0
+TORCH_KINDS = ("reference", "channels_last", "peer")  # the PyTorch rows: "vs best torch" is against the fastest
 
 
 def label(record: dict) -> str:
@@ -82,6 +85,7 @@ def ratios(group: list[dict]) -> dict[int, dict[str, float | None]]:
     torch = next((r for r in measured if r["kind"] == "reference"), None)
     compiled = next((r for r in measured if r["kind"] == "peer"), None)
     floor = next((r for r in measured if r["kind"] == "floor" and r.get("floor_ms")), None)
+    torches = [r["latency_ms"]["mean"] for r in measured if r["kind"] in TORCH_KINDS]
     raw = {r["backend"]: r for r in measured if r["kind"] == "raw"}
     out = {}
     for r in measured:
@@ -90,6 +94,7 @@ def ratios(group: list[dict]) -> dict[int, dict[str, float | None]]:
         out[id(r)] = {
             "torch": torch["latency_ms"]["mean"] / mean if torch else None,
             "compiled": compiled["latency_ms"]["mean"] / mean if compiled else None,
+            "best_torch": min(torches) / mean if torches and r["kind"] not in TORCH_KINDS else None,
             "floor": floor["floor_ms"] / mean if floor and r["kind"] != "floor" else None,
             "overhead": (r["latency_ms"]["p50"] / base["latency_ms"]["p50"] - 1) * 100 if base else None,
             "overhead_ms": r["latency_ms"]["p50"] - base["latency_ms"]["p50"] if base else None,
@@ -97,7 +102,7 @@ def ratios(group: list[dict]) -> dict[int, dict[str, float | None]]:
     return out
 
 
-NO_RATIO = {"torch": None, "compiled": None, "floor": None, "overhead": None, "overhead_ms": None}
+NO_RATIO = {"torch": None, "compiled": None, "best_torch": None, "floor": None, "overhead": None, "overhead_ms": None}
 
 
 def _num(value, digits: int = 1) -> str:
@@ -140,6 +145,7 @@ def cells(record: dict, ratio: dict) -> dict[str, str]:
         "img/s": _num(record["images_per_s"], 2),
         "vs torch": "-" if ratio["torch"] is None else f"{ratio['torch']:.2f}x",
         "vs compiled": "-" if ratio["compiled"] is None else f"{ratio['compiled']:.2f}x",
+        "vs best torch": "-" if ratio["best_torch"] is None else f"{ratio['best_torch']:.2f}x",
         "of floor": "-" if ratio["floor"] is None else f"{ratio['floor'] * 100:.0f}%",
         "vs raw": "-" if ratio["overhead"] is None else f"{ratio['overhead']:+.1f}%",
         "compile s": _num(record.get("compile_s"), 1),
@@ -201,6 +207,8 @@ def summary_lines(group: list[dict]) -> list[str]:
             parts.append(f"{ratio['torch']:.2f}x torch eager")
         if ratio["compiled"] is not None and r["kind"] != "peer":
             parts.append(f"{ratio['compiled']:.2f}x torch compiled")
+        if ratio["best_torch"] is not None:
+            parts.append(f"{ratio['best_torch']:.2f}x the fastest torch row")
         if ratio["floor"] is not None:
             parts.append(f"{ratio['floor'] * 100:.0f}% of the fp32 floor")
         if ratio["overhead"] is not None:
@@ -336,6 +344,8 @@ def summary_markdown(document: dict) -> list[str]:
                 text += f", {ratio['torch']:.2f}x eager"
             if record["kind"] not in ("peer", "floor") and ratio["compiled"] is not None:
                 text += f", {ratio['compiled']:.2f}x compiled"
+            if ratio["best_torch"] is not None:
+                text += f", {ratio['best_torch']:.2f}x best torch"
             if ratio["floor"] is not None:
                 text += f", {ratio['floor'] * 100:.0f}% of floor"
             if ratio["overhead"] is not None:
@@ -364,7 +374,8 @@ def markdown(document: dict) -> str:
         f"- Reference: torch eager ({config['reference'] or 'unavailable'}); accuracy PASS when uint8 max abs "
         f"diff <= {tol['max_abs_diff']:g} and PSNR >= {tol['min_psnr_db']:g} dB",
         "- `vs torch` (`eager`) = torch eager mean latency / row mean latency (above 1: faster than PyTorch eager); "
-        "`vs compiled` = the same against torch channels_last + torch.compile; `of floor` = the fp32 floor's time "
+        "`vs compiled` = the same against torch channels_last + torch.compile; `vs best torch` = against the fastest "
+        "PyTorch row (eager, channels_last, compiled); `of floor` = the fp32 floor's time "
         "(model FLOPs at numpy's measured sgemm rate) / the row's; `vs raw` = SDK p50 latency over the bare engine's "
         "(raw: the backend's own engine call on a prepared tensor, no pre/post)",
         f"- Command: `{config['command']}`",
@@ -396,7 +407,14 @@ def write_markdown(document: dict, path: Path) -> None:
     atomic_write(path, markdown(document))
 
 
-COLOURS = {"sdk": "#1f77b4", "raw": "#ff7f0e", "reference": "#7f7f7f", "peer": "#555555", "floor": "#2ca02c"}
+COLOURS = {
+    "sdk": "#1f77b4",
+    "raw": "#ff7f0e",
+    "reference": "#7f7f7f",
+    "channels_last": "#999999",
+    "peer": "#555555",
+    "floor": "#2ca02c",
+}
 
 
 def write_plot(document: dict, path: Path) -> None:

@@ -19,7 +19,7 @@ from ..errors import BackendUnavailableError, SDKError
 # sdk: a Predictor; raw: a backend's own bare engine (Backend.raw_runner); reference: torch eager,
 # the accuracy reference; peer: the strongest PyTorch a CPU user would run (channels_last +
 # torch.compile); floor: numpy's sgemm on as many FLOPs as the model needs (the fp32 hardware floor).
-KINDS = ("sdk", "raw", "reference", "peer", "floor")
+KINDS = ("sdk", "raw", "reference", "channels_last", "peer", "floor")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Job:
     options: tuple = ()  # (name, value) Predictor options of this row, e.g. (("optimize", False),)
     flops: float = 0.0  # the floor row: FLOPs of one call of the model
     pipeline: dict | None = None  # declared pipeline fields (--value-range ...), as Predictor(pipeline=)
+    torch_module: str = ""  # torch rows: FILE.py:NAME builder of the module (sdk.bench.torch_module)
 
 
 def make_runner(job: Job) -> Runner:
@@ -43,7 +44,7 @@ def make_runner(job: Job) -> Runner:
         return SdkRunner(job)
     if job.kind == "raw":
         return RawEngineRunner(job)
-    if job.kind in ("reference", "peer"):
+    if job.kind in ("reference", "channels_last", "peer"):
         return TorchRunner(job)
     if job.kind == "floor":
         return FloorRunner(job)
@@ -85,6 +86,8 @@ class SdkRunner(Runner):
             **dict(self.job.options),
         )
         self.device = self.predictor.device
+        if self.job.backend == "auto":  # the row shows what auto chose
+            self.device = f"{self.predictor.device}: {self.predictor.backend}"
         self.scale = self.predictor.pipeline.check_scale(self.job.scale)
 
     def call(self):
@@ -129,8 +132,8 @@ class RawEngineRunner(Runner):
 
     def load(self) -> None:
         from ..devices import parse_device
+        from ..graph.inputs import shape_inputs
         from ..optimize import optimized_model, split_options
-        from ..optimize.graph import shape_inputs
         from ..plugins import load_plugins
         from ..selection import availability
 
@@ -231,7 +234,8 @@ class FloorRunner(Runner):
 
 class TorchRunner(Runner):
     """The PyTorch module, in the tutorial's pipeline: float tensor in, float out, then pixels.
-    Eager for the reference row; channels_last + torch.compile for the "peer" row.
+    Eager for the reference row; channels_last (eager) for the "channels_last" row; channels_last +
+    torch.compile for the "peer" row.
 
     It uses the SDK's own pre/post so that a difference in the pictures can only come from the
     engine. TF32 stays off on CUDA: the reference must be a true float32 computation.
@@ -244,8 +248,6 @@ class TorchRunner(Runner):
             import torch
         except ImportError as exc:
             raise BackendUnavailableError(f"torch is not installed ({exc}): pip install torch==2.13.0") from exc
-        from .reference import reference_module
-
         requested = parse_device(self.job.device)
         if requested is None:
             requested = parse_device("cuda" if torch.cuda.is_available() else "cpu")
@@ -262,10 +264,21 @@ class TorchRunner(Runner):
         self.torch_device = torch.device("cpu" if requested.kind == "cpu" else f"cuda:{requested.index}")
         self.device = str(requested)
         model, self.pipeline = _pipeline_for(self.job.model, self.job.pipeline)
-        module, self.input_names, self.source = reference_module(model)
+        if self.job.torch_module:
+            from .torch_module import torch_module
+
+            module, self.input_names, self.source = torch_module(self.job.torch_module, self.pipeline.spec.image_input)
+        else:
+            from ..zoo.reference import reference_module
+
+            module, self.input_names, self.source = reference_module(model)
         self.module = module.to(self.torch_device).eval()
         self.scale = self.pipeline.check_scale(self.job.scale)
         self.memory_format = torch.contiguous_format
+        if self.job.kind == "channels_last":
+            self.memory_format = torch.channels_last
+            self.module = self.module.to(memory_format=torch.channels_last)
+            self.source += ", channels_last"
         if self.job.kind == "peer":
             self._compile()
 

@@ -166,6 +166,7 @@ def _label(m: Measurement) -> str:
         "sdk": m.job.backend,
         "raw": f"raw {m.job.backend}",
         "reference": m.job.backend,
+        "channels_last": f"{m.job.backend} channels_last",
         "peer": f"{m.job.backend} compiled",
         "floor": "fp32 floor",
     }[m.job.kind]

@@ -102,7 +102,7 @@ def optimized_session(backend, model, device, options: Mapping[str, Any], cache_
     """``backend.create_session`` on the optimised model (per factor for runtime-scale models)."""
     import numpy as np
 
-    from .graph import shape_inputs
+    from ..graph.inputs import shape_inputs
     from .session import FactorSession
 
     optimize, rest = split_options(options)

@@ -1,8 +1,8 @@
 """Pure-ONNX helpers shared by the optimisation pass and the backends that rewrite graphs.
 
-* :func:`shape_inputs` finds graph inputs whose values decide an output *shape* (Resize's runtime
-  ``factor``): an engine that compiles shapes ahead of time needs those as constants.
-* :func:`specialise` bakes such values in as constants on a copy of the graph. The pass does it per
+* :func:`specialise` bakes the values of the inputs that decide an output *shape* (Resize's runtime
+  ``factor``; :func:`sdk.graph.inputs.shape_inputs` finds them) in as constants on a copy of the
+  graph: an engine that compiles shapes ahead of time needs those as constants. The pass does it per
   factor so that the factor's Resize can be rewritten; the TensorRT backend does it so that its
   builder sees constant scales.
 """
@@ -16,37 +16,8 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 
-# (op_type, input slot) pairs whose value decides an output *shape*.
-_SHAPE_SLOTS = {("Resize", 1), ("Resize", 2), ("Resize", 3), ("Upsample", 1)}
 # protobuf cannot serialise a message over 2 GiB: bigger models keep their weights in a side file.
 _INLINE_LIMIT = 1 << 30
-
-
-def shape_inputs(proto) -> list[str]:
-    """Graph inputs whose values end up deciding an output shape (Resize/Upsample scales or sizes).
-
-    The inputs are followed forward through any chain of nodes, so a factor that is cast or
-    concatenated before it reaches Resize is found too.
-    """
-    graph = proto.graph
-    initializers = {t.name for t in graph.initializer}
-    found = []
-    for value in graph.input:
-        if value.name in initializers:
-            continue
-        reached = {value.name}
-        hits = False
-        for node in graph.node:  # nodes are topologically sorted in a valid ONNX graph
-            used = [slot for slot, name in enumerate(node.input) if name in reached]
-            if not used:
-                continue
-            if any((node.op_type, slot) in _SHAPE_SLOTS for slot in used):
-                hits = True
-                break
-            reached.update(node.output)
-        if hits:
-            found.append(value.name)
-    return found
 
 
 def specialise(proto, values: Mapping[str, np.ndarray]):

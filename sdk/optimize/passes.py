@@ -5,56 +5,23 @@
 each Resize and each narrow convolution, and why it left any alone. It never changes what the model
 computes beyond the order of float additions: each Resize rewrite is checked against ONNX's reference
 implementation before it is made (``resize.py``); a narrow convolution is split into two whose sum is
-the original's, term for term (``narrow.py``).
+the original's, term for term (``narrow.py``); a Mul by a constant becomes a BatchNormalization that
+multiplies by exactly that constant (``scale.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..graph.tensors import Constants, value_types
+from ..graph.tensors import opset as opset_of
 from .narrow import split_narrow_convs
 from .resize import Rewrite, cached_taps, describe, kernel_2d
+from .scale import scales_to_batchnorm
 
 # Bump whenever a rewrite changes: it is part of the on-disk cache key, so old results are not reused.
-PASS_VERSION = 4
+PASS_VERSION = 5
 _FLOATS = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
-
-
-def _constants(graph) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    found[node.output[0]] = numpy_helper.to_array(attr.t)
-    return found
-
-
-def _value_types(proto) -> dict[str, tuple[str | None, tuple]]:
-    """name -> (numpy dtype name, shape) for every value shape inference can describe."""
-    import onnx
-    from onnx import helper
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto)
-    except Exception:
-        inferred = proto
-    graph = inferred.graph
-    found = {}
-    for value in (*graph.input, *graph.value_info, *graph.output):
-        tensor = value.type.tensor_type
-        if not tensor.elem_type:
-            continue
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
-        found[value.name] = (dtype, shape if tensor.HasField("shape") else ())
-    return found
-
-
-def _opset(proto) -> int:
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
 def _scales_of(node, opset: int, constants) -> np.ndarray | None:
@@ -166,17 +133,18 @@ def _drop_dead(graph) -> None:
         graph.initializer.remove(tensor)
 
 
-def optimise(proto, split_narrow: bool = True) -> tuple[object, list[Rewrite]]:
+def optimise(proto, split_narrow: bool = True, scales: bool = True) -> tuple[object, list[Rewrite]]:
     """A rewritten copy of ``proto`` and what was done to each Resize/Upsample and narrow Conv node.
 
-    ``split_narrow=False`` leaves the convolutions alone (the benchmarks' before/after of that rewrite).
+    ``split_narrow=False`` leaves the convolutions alone, ``scales=False`` the Muls by constants (the
+    benchmarks' before/after of those rewrites).
     """
     import onnx
 
     model = onnx.ModelProto()
     model.CopyFrom(proto)
-    graph, opset = model.graph, _opset(model)
-    constants, types = _constants(graph), _value_types(model)
+    graph, opset = model.graph, opset_of(model, 1)
+    constants, types = Constants(graph), value_types(model)
     report, counter = [], [0]
     index = 0
     while index < len(graph.node):
@@ -188,6 +156,8 @@ def optimise(proto, split_narrow: bool = True) -> tuple[object, list[Rewrite]]:
         index += 1
     if split_narrow:
         report += split_narrow_convs(graph, constants, counter)
+    if scales:
+        report += scales_to_batchnorm(graph, constants, types, opset, counter)
     if any(r.done for r in report):
         _drop_dead(graph)
         onnx.checker.check_model(model)

@@ -28,23 +28,13 @@ import numpy as np
 from .. import tiling
 from ..errors import SDKError
 from ..jobs import Summary
+from .cluster import import_ray
 from .shipping import open_shipped, ship_model
 
-INSTALL_HINT = "pip install 'deploy-sdk[cpu,ray]'"
 # Ray Data restarts a dead actor and retries its batch without bound by default; a batch that kills
 # its actor every time (a crashing engine, an out-of-memory kill) would then stall the job forever.
 DEFAULT_MAX_RESTARTS = 3
 DEFAULT_MAX_TASK_RETRIES = 3
-
-
-def import_ray():
-    """``ray`` with Ray Data, or an SDKError that says how to install it."""
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise SDKError(f"running on Ray needs Ray Data ({exc}); install it with {INSTALL_HINT}") from exc
-    return ray
 
 
 # -- the callable classes for Dataset.map_batches -------------------------------------------------
@@ -116,15 +106,32 @@ class FileUpscaler(Upscaler):
                 errors.append(str(exc))
             else:
                 errors.append("")
-        engine = f"{self.predictor.backend} on {self.predictor.device}"
+        backend = f"{self.predictor.backend} on {self.predictor.device}"
         return {
             "source": batch["source"],
             "error": np.array(errors, dtype=object),
-            "engine": np.array([engine] * len(errors), dtype=object),
+            "backend": np.array([backend] * len(errors), dtype=object),
         }
 
 
 # -- the whole job -----------------------------------------------------------------------------
+
+
+def pool_size(ray, items: int, actors: int | None, gpus_per_actor: float | None) -> tuple[int, float]:
+    """(actors, GPUs per actor) for ``items`` pieces of work on the cluster (``ray.init()`` first if
+    not connected): by default one actor per GPU on a cluster with GPUs, else one per node with CPUs,
+    and never more actors than items."""
+    if not ray.is_initialized():
+        ray.init()
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus_per_actor is None:
+        gpus_per_actor = 1 if gpus else 0
+    if actors is None:
+        # Ray Data spreads an actor pool over the nodes. Nodes without CPUs (a head node started with
+        # --num-cpus=0, as clusters often are) take no actor.
+        cpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+        actors = int(gpus // gpus_per_actor) if gpus_per_actor else len(cpu_nodes)
+    return max(1, min(int(actors), items)), gpus_per_actor
 
 
 @dataclass
@@ -133,13 +140,13 @@ class RaySummary(Summary):
 
     scale: int = 0
     actors: int = 0
-    engines: set[str] = field(default_factory=set)
+    backends: set[str] = field(default_factory=set)  # "ort-cpu on cpu": what the actors ran on
     seconds: float = 0.0
 
     @property
     def where(self) -> str:
-        engines = ", ".join(sorted(self.engines)) or "no engine started"
-        return f"Ray with {self.actors} actor(s) ({engines}) in {self.seconds:.1f} s"
+        backends = ", ".join(sorted(self.backends)) or "no backend started"
+        return f"Ray with {self.actors} actor(s) ({backends}) in {self.seconds:.1f} s"
 
 
 def check_scale(model, scale, pipeline: Mapping | None = None) -> int:
@@ -198,17 +205,7 @@ def upscale_files(
     )
     if not todo:
         return summary
-    if not ray.is_initialized():
-        ray.init()
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if gpus_per_actor is None:
-        gpus_per_actor = 1 if gpus else 0
-    if actors is None:
-        # Ray Data spreads an actor pool over the nodes. Nodes without CPUs (a head node started with
-        # --num-cpus=0, as clusters often are) take no actor.
-        cpu_nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
-        actors = int(gpus // gpus_per_actor) if gpus_per_actor else len(cpu_nodes)
-    summary.actors = max(1, min(int(actors), len(todo)))
+    summary.actors, gpus_per_actor = pool_size(ray, len(todo), actors, gpus_per_actor)
 
     dataset = ray.data.from_items([{"source": str(source), "target": str(target)} for source, target in todo])
     with warnings.catch_warnings():
@@ -242,7 +239,7 @@ def upscale_files(
     try:
         for row in dataset.iter_rows():
             seen.add(row["source"])
-            summary.engines.add(row["engine"])
+            summary.backends.add(row["backend"])
             if row["error"]:
                 summary.failures.append((Path(row["source"]), row["error"]))
             else:

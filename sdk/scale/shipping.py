@@ -17,7 +17,7 @@ def ship_model(model) -> Any:
     """What an actor needs to open ``model`` on any node (pass it to :func:`open_shipped` there).
     Call it on the driver, inside a running Ray session."""
     from ..model import BUNDLED, Model, external_files
-    from .ray import import_ray
+    from .cluster import import_ray
 
     if isinstance(model, str) and model in BUNDLED:
         return model

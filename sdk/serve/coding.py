@@ -102,13 +102,10 @@ def load(header: Header) -> images.Decoded:
 
 def check_size(fmt: str, height: int, width: int) -> None:
     """422 when the answer's format cannot hold a picture this large (WebP: 16383 pixels a side)."""
-    pil_format = FORMATS[fmt][0]
-    limit = images.MAX_SIDE.get(pil_format)
-    if limit is not None and max(height, width) > limit:
-        raise unprocessable(
-            f"a {width}x{height} result does not fit in {fmt} (at most {limit} pixels a side); "
-            "ask for format=png or a smaller scale"
-        )
+    try:
+        images.check_fits_format(FORMATS[fmt][0], height, width, "ask for format=png or a smaller scale", "result")
+    except InputError as exc:
+        raise unprocessable(str(exc)) from None
 
 
 def encode(pixels: np.ndarray, fmt: str, source: images.Decoded | None) -> tuple[bytes, str]:

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from .. import color
+from ..photos import load_training_photos
 from .catalog import ModelCard
 from .catalog import card as card_named
 from .imaging import bicubic_resize, crop_to_multiple
 from .nets import rescale_values
-from .photos import load_training_photos
 from .resize import scale_factor_tensor
 
 # The allocator settings that stop glibc from returning and re-faulting the large activation

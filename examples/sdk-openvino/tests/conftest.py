@@ -76,4 +76,6 @@ def private_cache(tmp_path_factory):
     """deploy-sdk's optimised models go to a cache of the test run's own, never the user's."""
     with pytest.MonkeyPatch.context() as patch:  # session-scoped, so not the monkeypatch fixture
         patch.setenv("SDK_CACHE_DIR", str(tmp_path_factory.mktemp("sdk-cache")))
+        # backend="auto" goes by priority unless a test measures on purpose (tune=True).
+        patch.setenv("SDK_TUNE", "0")
         yield

@@ -105,11 +105,22 @@ def test_a_broken_plugin_named_explicitly_says_why(plugins, srcnn3_path):
 
 
 def test_auto_keeps_the_faster_ort_cpu_and_skips_the_broken_probe(plugins, srcnn3_path):
-    # openvino's priority (90) is below ort-cpu's (100): ort-cpu runs the optimised graph faster.
+    # Without a measurement (tune=False; SDK_TUNE=0 in these tests) auto goes by priority: openvino's
+    # (90) is below ort-cpu's (100), which runs the optimised SRCNN faster.
     with Predictor(srcnn3_path, backend="auto", device="cpu") as predictor:
         assert predictor.backend == "ort-cpu"
     with Predictor(srcnn3_path, backend="openvino", device="cpu") as predictor:
         assert predictor.backend == "openvino"
+
+
+def test_auto_times_openvino_against_ort_cpu_and_takes_the_faster(plugins, srcnn3_path):
+    with Predictor(srcnn3_path, backend="auto", device="cpu", tune=True) as predictor:
+        ranking = predictor.ranking
+        assert {"ort-cpu", "openvino"} <= {e["backend"] for e in ranking.entries}
+        assert predictor.backend == ranking.chosen == ranking.entries[0]["backend"]
+        assert all(e["ms"] > 0 for e in ranking.entries)
+    with Predictor(srcnn3_path, backend="auto", device="cpu", tune=True) as predictor:
+        assert predictor.ranking.cached and predictor.backend == ranking.chosen
 
 
 def test_disabled_openvino_cannot_be_named(plugins, monkeypatch, srcnn3_path):

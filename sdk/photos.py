@@ -1,5 +1,7 @@
-"""The training photos: pictures that PyPI packages install with themselves, so training needs no
-network and no data set of ours. (Set5 and other benchmark sets are for evaluation only.)"""
+"""The training photos: pictures that PyPI packages (scikit-image, scikit-learn) install with
+themselves, so that training needs no network and no data set of ours. The zoo trains on them and
+``precision="int8"`` calibrates on them; they live in the core so that the runtime never imports the
+zoo. (Set5 and other benchmark sets are for evaluation only.)"""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import SDKError
+from .errors import SDKError
 
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:

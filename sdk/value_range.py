@@ -1,5 +1,6 @@
 """Telling a model's value range by running it: a super-resolved picture, scaled back down, should
 look like its input. Run under each candidate range; keep the winner only when it wins clearly.
+(Not :meth:`sdk.Backend.probe`, which tells whether a backend can run on a device.)
 
 It cannot tell on nets whose activations are positively homogeneous (ReLU, PReLU) and whose
 biases are small: scaling their input scales their output, so every range reproduces the input
@@ -28,7 +29,7 @@ class Detection:
     reason: str
 
 
-def probe_image(side: int = _SIDE) -> np.ndarray:
+def sample_picture(side: int = _SIDE) -> np.ndarray:
     """A deterministic picture with smooth shading, edges and texture (no file, no download)."""
     from PIL import Image, ImageFilter
 
@@ -49,8 +50,8 @@ def detect_value_range(predictor, scale: int | None = None) -> Detection:
 
     from .pipeline import Pipeline
 
-    scale = predictor.pipeline.check_scale(scale if scale is not None or predictor.scale else 2)
-    image = probe_image()
+    scale = predictor.check_scale(scale if scale is not None or predictor.scale else 2)
+    image = sample_picture()
     scores = {}
     for candidate in CANDIDATES:
         spec = dataclasses.replace(predictor.spec, value_range=candidate, output_range=None)

@@ -4,7 +4,8 @@ A bundled model (or a file ``sdk export`` wrote) is rebuilt from its zoo card, t
 it was exported from, with the weights read from the ONNX file itself: a retrained ``.npz`` next to
 an older export then cannot make the reference disagree with the file under test. Any other
 SRCNN- or ESPCN-shaped graph runs through :class:`GraphModule`, which executes the ONNX nodes with
-the matching torch operators. Only the torch worker imports this module.
+the matching torch operators. Only the benchmark's torch worker imports this module: it lives in the
+zoo, the one package that imports torch, so that ``sdk bench`` without torch never loads it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,8 @@ def reference_module(model) -> tuple[nn.Module, list[str], str]:
 
 
 def _from_zoo(model):
-    try:
-        from ..zoo.catalog import CARDS
-    except ImportError:  # a trimmed install without the zoo
-        return None
+    from .catalog import CARDS
+
     card = next((c for c in CARDS.values() if model.name in (c.name, c.export_file.removesuffix(".onnx"))), None)
     if card is None:
         return None

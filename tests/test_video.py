@@ -1,0 +1,317 @@
+"""Video in, video out, on clips made here with PyAV (64x48, a dozen frames).
+
+Each test says what it shows: every frame at its own timestamp (variable frame rates, B-frames),
+audio and subtitles copied packet for packet, colour converted with the stream's own matrix and
+range at its own bit depth, rotation and HDR tags kept, and bad input refused with a clear error
+before anything is written.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip(
+    "av", reason="video needs PyAV: pip install 'deploy-sdk[video]' (make install-dev installs it)"
+)
+
+import clips  # noqa: E402
+import graphs  # noqa: E402
+
+import sdk  # noqa: E402
+from sdk.video import read_frames, upscale_video  # noqa: E402
+from sdk.video.segments import work_folder  # noqa: E402
+
+SUBTITLES = "1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,240 --> 00:00:00,400\nWorld\n"
+VFR = [40, 40, 80, 40, 20, 60, 40, 40, 100, 40, 40, 40]  # ms: a variable frame rate
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory):
+    path = graphs.save(graphs.identity_model(), tmp_path_factory.mktemp("id") / "identity.onnx")
+    with sdk.Predictor(path, backend="ort-cpu") as predictor:
+        yield predictor
+
+
+@pytest.fixture(scope="module")
+def doubler(runtime_model):
+    with sdk.Predictor(runtime_model, backend="ort-cpu") as predictor:
+        yield predictor
+
+
+def streams_of(path: Path) -> list[tuple]:
+    with av.open(str(path)) as container:
+        return [(s.type, s.metadata.get("language"), s.metadata.get("title")) for s in container.streams]
+
+
+def planes(path: Path) -> list[list[np.ndarray]]:
+    """Every frame's Y, Cb, Cr planes as stored (no conversion)."""
+    from sdk.video import libav
+
+    out = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            dtype = np.dtype(np.uint8 if libav.depth_of(frame.format) <= 8 else np.uint16)
+            out.append([libav.read_plane(p, dtype, p.width, p.height).astype(np.int32) for p in frame.planes[:3]])
+    return out
+
+
+@pytest.mark.parametrize("audio, durations", [("aac", VFR), ("libopus", None)], ids=["aac-vfr", "opus-cfr"])
+def test_every_frame_keeps_its_timestamp_and_other_streams_are_copied(tmp_path, doubler, audio, durations):
+    """Variable and constant frame rates with B-frames (x264's default), cut into several segments:
+    the output has every source frame at the same time, the audio and subtitle packets byte for
+    byte, the attachment, languages and titles; the picture is twice the size."""
+    font = ("font.ttf", "application/x-truetype-font", b"\x00\x01\x00\x00 a font")
+    source = clips.make(
+        tmp_path / "in.mkv",
+        clips.Clip(durations=durations, audio=audio, subtitles=SUBTITLES, attachment=font, keyint=4, language="eng"),
+    )
+    seen = []
+    summary = upscale_video(
+        doubler, source, tmp_path / "out.mkv", scale=2, segment_seconds=0.1, progress=lambda *a: seen.append(a)
+    )
+    out = tmp_path / "out.mkv"
+    assert summary.frames == 12 and summary.segments == 3 and seen[-1] == (12, 12)
+    assert clips.frame_times(out) == clips.frame_times(source)
+    assert clips.packets(out, "audio") == clips.packets(source, "audio")
+    assert clips.packets(out, "subtitles") == clips.packets(source, "subtitles")
+    assert streams_of(out) == streams_of(source)
+    with av.open(str(out)) as container:
+        attached = container.streams.attachments[0]
+        assert (attached.name, bytes(attached.data)) == (font[0], font[2])
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (128, 96)
+    assert not work_folder(out).exists()  # the work in progress is gone once the output is whole
+
+
+COLOUR_CASES = [(matrix, rng, depth) for matrix in (5, 1, 9) for rng in (1, 2) for depth in (8, 10)]
+
+
+@pytest.mark.parametrize(
+    "matrix, color_range, depth",
+    COLOUR_CASES,
+    ids=[
+        f"{['', 'bt709', '', '', '', 'bt601', '', '', '', 'bt2020'][m]}-{'limited' if r == 1 else 'full'}-{d}bit"
+        for m, r, d in COLOUR_CASES
+    ],
+)
+def test_colour_round_trip_through_an_identity_model_is_within_one_code_value(
+    tmp_path, identity, matrix, color_range, depth
+):
+    """BT.601/BT.709/BT.2020, limited and full range, 8 and 10 bit: YCbCr -> RGB (the source's
+    matrix and range) -> identity model -> YCbCr -> lossless FFV1 gives back the source's samples
+    within 1 code value, and the output carries the source's tags. A wrong matrix or range moves
+    saturated colours by tens of code values."""
+    pix_fmt = "yuv420p" if depth == 8 else "yuv420p10le"
+    tags = {"colorspace": matrix, "color_range": color_range, "color_primaries": matrix, "color_trc": 1}
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=3, codec="ffv1", pix_fmt=pix_fmt, tags=tags))
+    upscale_video(identity, source, tmp_path / "out.mkv", codec="ffv1")
+    before, after = planes(source), planes(tmp_path / "out.mkv")
+    assert len(before) == len(after) == 3
+    for a, b in zip(before, after):
+        for plane_a, plane_b in zip(a, b):
+            assert np.abs(plane_a - plane_b).max() <= 1
+    with av.open(str(tmp_path / "out.mkv")) as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.format.name) == (
+            matrix,
+            color_range,
+            matrix,
+            pix_fmt,
+        )
+
+
+@pytest.mark.parametrize("codec, pix_fmt", [("libx264", "yuv420p"), ("libx265", "yuv420p10le")])
+def test_x264_and_x265_lossless_modes_round_trip_too(tmp_path, identity, codec, pix_fmt):
+    source = clips.make(
+        tmp_path / "in.mkv", clips.Clip(frames=3, codec="ffv1", pix_fmt=pix_fmt, tags={"colorspace": 1})
+    )
+    upscale_video(identity, source, tmp_path / "out.mkv", codec=codec, lossless=True)
+    for a, b in zip(planes(source), planes(tmp_path / "out.mkv")):
+        assert max(int(np.abs(x - y).max()) for x, y in zip(a, b)) <= 1
+
+
+def test_ten_bit_hevc_with_hdr10_tags_stays_ten_bit_and_hdr(tmp_path, doubler):
+    """A 10-bit HEVC source with BT.2020 primaries and matrix and the PQ transfer: the frames travel as
+    16-bit RGB (read_frames gives uint16), the output is 10-bit HEVC (the default for deep sources)
+    with the same tags."""
+    tags = {"colorspace": 9, "color_range": 1, "color_primaries": 9, "color_trc": 16}
+    source = clips.make(tmp_path / "hdr.mp4", clips.Clip(frames=4, codec="libx265", pix_fmt="yuv420p10le", tags=tags))
+    frames = list(read_frames(source))
+    assert len(frames) == 4 and frames[0].pixels.dtype == np.uint16 and frames[0].pixels.shape == (48, 64, 3)
+    assert frames[1].time == pytest.approx(0.04)
+    upscale_video(doubler, source, tmp_path / "out.mp4", scale=2)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.name, ctx.format.name, ctx.width) == ("hevc", "yuv420p10le", 128)
+        assert (ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range) == (9, 9, 16, 1)
+    assert clips.frame_times(tmp_path / "out.mp4") == clips.frame_times(source)
+
+
+def test_a_rotated_phone_video_keeps_its_rotation(tmp_path, doubler):
+    source = clips.make(tmp_path / "phone.mp4", clips.Clip(frames=4, rotation=90, audio="aac"))
+    upscale_video(doubler, source, tmp_path / "out.mp4", scale=2)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert next(container.decode(video=0)).rotation == 90
+    assert clips.frame_times(tmp_path / "out.mp4") == clips.frame_times(source)
+    assert clips.packets(tmp_path / "out.mp4", "audio") == clips.packets(source, "audio")
+
+
+def test_bt601_full_range_is_read_as_full_range(tmp_path, identity):
+    """A full-range BT.601 source (as phones and JPEG-derived video are): the RGB frames use the full
+    range (a limited-range reading would lift black to 16 and compress white), and the output is
+    tagged full range."""
+    tags = {"colorspace": 5, "color_range": 2}
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=2, codec="ffv1", tags=tags))
+    pixels = next(iter(read_frames(source))).pixels.astype(float) / 255
+    assert np.abs(pixels - clips.picture(0)).max() < 4 / 255
+    upscale_video(identity, source, tmp_path / "out.mp4")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert container.streams.video[0].codec_context.color_range == 2
+
+
+def test_a_stream_the_container_cannot_hold_is_refused_before_any_work(tmp_path, doubler):
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=3, subtitles=SUBTITLES))
+    out = tmp_path / "out.mp4"
+    with pytest.raises(sdk.InputError, match=r"cannot hold stream #1 subtitle srt \(deu\): write \.mkv instead"):
+        upscale_video(doubler, source, out, scale=2)
+    assert not out.exists() and not work_folder(out).exists()
+    summary = upscale_video(doubler, source, out, scale=2, drop_streams=True)
+    assert summary.dropped and [s[0] for s in streams_of(out)] == ["video"]
+
+
+def test_what_is_not_a_video_gets_a_clear_error(tmp_path, doubler, photo):
+    from PIL import Image
+
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 20)
+    Image.fromarray(photo).save(tmp_path / "still.png")
+    (tmp_path / "still.mkv").write_bytes((tmp_path / "still.png").read_bytes())
+    audio_only = tmp_path / "audio.mka"
+    with av.open(str(audio_only), "w") as out:
+        stream = out.add_stream("aac", rate=48000)
+        clips._write_audio(av, out, stream, Fraction(1, 10))
+    for path, message in [
+        (text, "not a video FFmpeg can read|holds no video stream"),
+        (tmp_path / "still.mkv", "holds no video stream"),
+        (audio_only, "holds no video stream"),
+        (tmp_path / "missing.mkv", "does not exist"),
+    ]:
+        with pytest.raises(sdk.InputError, match=message):
+            upscale_video(doubler, path, tmp_path / "out.mkv", scale=2)
+    assert not (tmp_path / "out.mkv").exists()
+
+
+def test_a_truncated_file_gives_the_frames_before_the_damage_with_a_warning(tmp_path, doubler, caplog):
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=12, keyint=4))
+    data = source.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    summary = upscale_video(doubler, cut, tmp_path / "out.mkv", scale=2)
+    times = clips.frame_times(tmp_path / "out.mkv")
+    assert 0 < len(times) < 12 and times == clips.frame_times(source)[: len(times)]
+    assert summary.frames == len(times)
+
+
+def test_sizes_4_2_0_cannot_store_and_results_too_large_are_refused(tmp_path, identity, doubler):
+    odd = clips.make(tmp_path / "odd.mkv", clips.Clip(frames=2, width=63, height=47, codec="ffv1", pix_fmt="yuv444p"))
+    with pytest.raises(sdk.InputError, match="63x47.*divisible.*--pix-fmt yuv444p"):
+        upscale_video(identity, odd, tmp_path / "out.mkv", pix_fmt="yuv420p")
+    upscale_video(identity, odd, tmp_path / "out.mkv")  # the source's own 4:4:4 is kept, and fits
+    small = clips.make(tmp_path / "small.mkv", clips.Clip(frames=2))
+    with pytest.raises(sdk.InputError, match="cannot encode a 19200x14400"):
+        upscale_video(doubler, small, tmp_path / "big.mkv", scale=300)
+    assert not (tmp_path / "big.mkv").exists()
+
+
+def test_the_cli_upscales_a_video_and_a_folder_of_videos_and_images(tmp_path, runtime_model, photo, capsys):
+    from PIL import Image
+
+    from sdk import cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    clips.make(folder / "a.mkv", clips.Clip(frames=3))
+    Image.fromarray(photo).save(folder / "b.png")
+    clips.make(folder / "c.bin", clips.Clip(frames=2), container="matroska")  # a video by content, whatever its name
+    args = ["--model", runtime_model, "--scale", "2", "--backend", "ort-cpu", "--crf", "30", "--preset", "veryfast"]
+    assert cli.main(["upscale", str(folder / "a.mkv"), "-o", str(tmp_path / "one.mp4"), *args]) == 0
+    assert len(clips.frame_times(tmp_path / "one.mp4")) == 3
+    assert cli.main(["upscale", str(folder), "-o", str(tmp_path / "out"), *args]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mkv", "b.png", "c.bin.mkv"]
+    assert "upscaled" in capsys.readouterr().err
+    assert cli.main(["upscale", str(folder / "a.mkv"), "-o", str(tmp_path / "x.mkv"), *args, "--codec", "nope"]) == 1
+    assert "no such encoder" in capsys.readouterr().err
+
+
+SLOW_JOB = """
+import sys, time
+import sdk
+from sdk.jobs import stop_on_signals
+from sdk.video import upscale_video
+model, source, output, delay = sys.argv[1:]
+with stop_on_signals(), sdk.Predictor(model, backend="ort-cpu") as p:
+    upscale_video(p, source, output, scale=2, segment_seconds=0.1, progress=lambda *a: time.sleep(float(delay)))
+"""
+
+
+def _wait_for(path: Path, process, seconds: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_kill_9_midway_then_resume_gives_the_uninterrupted_result(tmp_path, runtime_model, doubler):
+    """A job killed with SIGKILL after its first segment resumes without redoing it, and the result is
+    frame for frame (count, timestamps, pixels) and packet for packet (audio) the uninterrupted run's."""
+    import signal
+    import subprocess
+    import sys
+
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=12, keyint=4, durations=VFR, audio="aac"))
+    whole = tmp_path / "whole.mkv"
+    upscale_video(doubler, source, whole, scale=2, segment_seconds=0.1)
+    out = tmp_path / "out.mkv"
+    job = subprocess.Popen([sys.executable, "-c", SLOW_JOB, runtime_model, str(source), str(out), "0.3"])
+    first = work_folder(out) / "00000.packets"
+    _wait_for(first, job)
+    job.send_signal(signal.SIGKILL)
+    job.wait(timeout=30)
+    assert not out.exists() and first.exists()
+    kept = first.stat().st_mtime_ns
+    seen = []
+    summary = upscale_video(doubler, source, out, scale=2, segment_seconds=0.1, progress=lambda *a: seen.append(a))
+    assert summary.resumed_segments >= 1 and summary.upscaled <= 8 and seen[0][0] >= 4
+    assert kept  # the finished segment was joined as it was: the run above upscaled only the rest
+    assert clips.frame_times(out) == clips.frame_times(whole) == clips.frame_times(source)
+    assert clips.packets(out, "audio") == clips.packets(whole, "audio") == clips.packets(source, "audio")
+    assert clips.packets(out, "video") == clips.packets(whole, "video")
+    assert not work_folder(out).exists()
+
+
+def test_sigint_stops_the_cli_with_a_summary_and_130_and_the_same_command_goes_on(tmp_path, runtime_model):
+    import signal
+    import subprocess
+    import sys
+
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=60, keyint=10, width=160, height=120))
+    out = tmp_path / "out.mkv"
+    command = [sys.executable, "-m", "sdk", "upscale", str(source), "-o", str(out), "--model", runtime_model]
+    command += ["--scale", "2", "--backend", "ort-cpu", "--segment-seconds", "0.3"]
+    job = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    _wait_for(work_folder(out) / "00000.packets", job)
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=60)
+    if job.returncode == 0:
+        pytest.skip("the job finished before SIGINT arrived (a very fast machine)")
+    assert job.returncode == 130 and "interrupted by SIGINT: run the same command again" in err
+    assert not out.exists() and not list(work_folder(out).glob(".*.part"))
+    done = subprocess.run(command, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 0 and "segment(s) kept from an earlier run" in done.stderr
+    assert clips.frame_times(out) == clips.frame_times(source)
