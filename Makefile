@@ -54,7 +54,8 @@ lint: install-dev
 	$(VENV)/bin/ruff format --check .
 
 # Rewrite constraints.txt: everything the set-up installs (torch, the dev extras, the plugins'
-# dependencies), resolved afresh and unconstrained in a temporary venv, then frozen; then run `make test`.
+# dependencies), resolved afresh and unconstrained in a temporary venv, then frozen. Run `make test`
+# after it: the venvs rebuild from the new lock, and tests/test_lock.py checks each install is pinned.
 lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
