@@ -16,6 +16,7 @@ from sdk import hookimpl
 from sdk.backend import Availability, Backend, RawRunner, Session, TensorInfo
 from sdk.devices import Device, cpu_cores, describe_missing_gpu, gpu
 from sdk.errors import BackendUnavailableError, InputError, ModelError, SDKError
+from sdk.stdio import stdout_to_stderr
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 # Keys of **options that are not SessionOptions attributes.
@@ -281,7 +282,9 @@ class OrtCudaBackend(_OrtBackend):
             "arena_extend_strategy": "kSameAsRequested",
             **(options.get("provider_options") or {}),
         }
-        session = OrtSession(ort, model, [(CUDA, provider_options), CPU], options, device)
+        # When the CUDA provider cannot start, ORT prints a banner to stdout and retries on the CPU.
+        with stdout_to_stderr():
+            session = OrtSession(ort, model, [(CUDA, provider_options), CPU], options, device)
         # ORT falls back to the CPU without raising when the CUDA provider cannot start.
         if session.providers[:1] != [CUDA]:
             raise BackendUnavailableError(

@@ -17,9 +17,12 @@ import sys
 import threading
 from collections.abc import Iterator
 
-# Descriptor 1 is the process's: two threads redirecting at once would restore each other's copy.
-_LOCK = threading.RLock()
+# Descriptor 1 and sys.stdout are the process's: the first block to enter (in any thread) redirects
+# them, the last to leave restores them. The lock guards only that bookkeeping, never the block itself,
+# so a block that waits for another lock (a backend's probe) cannot deadlock against another thread.
+_LOCK = threading.Lock()
 _depth = 0
+_saved: tuple = ()  # (descriptor copy of the real stdout or None, the real sys.stdout)
 
 
 def _flush_c_stdio() -> None:
@@ -30,34 +33,46 @@ def _flush_c_stdio() -> None:
         pass
 
 
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Inside this block, whatever is written to stdout goes to stderr (re-entrant, thread-safe)."""
-    global _depth
+def _enter() -> None:
+    global _depth, _saved
     with _LOCK:
-        if _depth:  # an outer block already redirects
-            _depth += 1
-            try:
-                yield
-            finally:
-                _depth -= 1
+        _depth += 1
+        if _depth > 1:
             return
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
         try:
-            saved = os.dup(1)
+            copy = os.dup(1)
+            os.dup2(2, 1)
         except OSError:  # no descriptor 1 (a daemon with stdout closed): Python's stream is all there is
-            saved = None
-        _depth = 1
-        try:
-            if saved is not None:
-                os.dup2(2, 1)
-            with contextlib.redirect_stdout(sys.stderr):
-                yield
-        finally:
-            _depth = 0
-            if saved is not None:
-                _flush_c_stdio()
-                os.dup2(saved, 1)
-                os.close(saved)
+            copy = None
+        _saved = (copy, sys.stdout)
+        sys.stdout = sys.stderr
+
+
+def _leave() -> None:
+    global _depth, _saved
+    with _LOCK:
+        _depth -= 1
+        if _depth:
+            return
+        copy, stream = _saved
+        _saved = ()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        sys.stdout = stream
+        if copy is not None:
+            _flush_c_stdio()
+            os.dup2(copy, 1)
+            os.close(copy)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Inside this block, whatever is written to stdout goes to stderr (re-entrant, thread-safe)."""
+    _enter()
+    try:
+        yield
+    finally:
+        _leave()

@@ -3,7 +3,7 @@
 ort-cpu in one run, and print each goal's verdict (docs/gpu.md). benchmarks/gpu/check.sh prepares the
 Python (a carried onnxruntime-gpu wheel, the SDK from this tree) and runs this.
 
-    python benchmarks/gpu/check.py --out DIR [--deadline-s 330] [--plan-only]
+    python benchmarks/gpu/check.py --out DIR [--deadline-s 320] [--plan-only]
 
 Steps, in order of what matters most, each only while the deadline leaves room for it:
   1. ort-cuda really runs on CUDAExecutionProvider (a session that fell back to the CPU is refused),
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.gpu.floor import H200_BANDWIDTH, floor_table  # noqa: E402
+from benchmarks.gpu.floor import H200_BANDWIDTH, floor_table, row_name  # noqa: E402
 
 # The files this check writes under --out: eight, the most the device tool brings back.
 FILES = ("check.log", "summary.md", "env.json", "gpu-tests.xml", "compare.json", "compare.md", "video.json", "video.md")
@@ -194,16 +194,7 @@ def _parse_compare(argv: list[str]) -> None:
         bench.plan_rows(args.backends, args.device)  # unknown row names fail here
         raise _Parsed
 
-    real, bench.run_from_args = bench.run_from_args, planned
-    said = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(said):
-            compare.main(argv)
-    except _Parsed:
-        return
-    finally:
-        bench.run_from_args = real
-    raise RuntimeError(f"compare.py refused: {said.getvalue().strip()}")
+    _parse_only(compare.main, argv, bench, "run_from_args", planned)
 
 
 def _parse_video(argv: list[str]) -> None:
@@ -212,16 +203,22 @@ def _parse_video(argv: list[str]) -> None:
     def measured(args):
         raise _Parsed
 
-    real, video.measure = video.measure, measured
+    _parse_only(video.main, argv, video, "measure", measured)
+
+
+def _parse_only(main, argv: list[str], module, work: str, stand_in) -> None:
+    """Run a script's ``main`` with its ``module.work`` replaced by ``stand_in`` (which raises _Parsed)."""
+    real = getattr(module, work)
+    setattr(module, work, stand_in)
     said = io.StringIO()
     try:
         with contextlib.redirect_stderr(said):
-            video.main(argv)
+            main(argv)
     except _Parsed:
         return
     finally:
-        video.measure = real
-    raise RuntimeError(f"video.py refused: {said.getvalue().strip()}")
+        setattr(module, work, real)
+    raise RuntimeError(f"{main.__module__} refused the arguments: {said.getvalue().strip()}")
 
 
 def environment() -> dict:
@@ -360,16 +357,6 @@ def merge_compare(steps: list[Step], out: Path) -> list[dict]:
     return results
 
 
-def _row_name(record: dict) -> str:
-    if record["kind"] == "raw":
-        return f"raw {record['backend']}"
-    if record["kind"] == "sdk":
-        return record["backend"]
-    return {"reference": "torch eager fp32", "autocast": "torch fp16 autocast", "peer": "torch compiled"}.get(
-        record["kind"], record["kind"]
-    )
-
-
 def goals(results: list[dict], proof: dict | None, bandwidth: float | None) -> list[str]:
     """The issue's goals, each with its measured figure and verdict."""
     lines = ["## Goals", ""]
@@ -417,7 +404,7 @@ def markdown_rows(results: list[dict]) -> list[str]:
             r["model"],
             r["size"],
             r["batch"],
-            _row_name(r),
+            row_name(r),
             r["device"],
             f"{latency:.2f}" if latency else f"not run: {r['reason'][:80]}",
             f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "",
@@ -431,7 +418,9 @@ def markdown_rows(results: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="check.py", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "gpu-check")
-    parser.add_argument("--deadline-s", type=float, default=330.0, help="seconds for everything (default 330)")
+    parser.add_argument(
+        "--deadline-s", type=float, default=320.0, help="seconds for everything after check.sh's installs (default 320)"
+    )
     parser.add_argument("--plan-only", action="store_true", help="validate the steps and stop, GPU or not")
     args = parser.parse_args(argv)
     started = time.monotonic()

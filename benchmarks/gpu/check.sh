@@ -27,24 +27,34 @@ nvidia-smi -L | tee -a "$log"
 # 1. onnxruntime-gpu: the carried wheels, if their parts were appended here, into a folder first on
 #    PYTHONPATH (the image's CPU onnxruntime stays installed, shadowed); else whatever is installed.
 site=${SDK_CHECK_SITE:-/tmp/sdk-site}
-carried=/tmp/sdk-carry/wheels.tar
+carry=${SDK_CARRY_DIR:-/tmp/sdk-carry}
+carried=$carry/wheels.tar
+if [ -n "${SDK_CARRY_SHA256:-}" ] && [ ! -f "$carried" ]; then
+  say "no $carried: the calls that append the parts ran on another machine (it went back while idle?); run the whole sequence again"
+  exit 1
+fi
 if [ -f "$carried" ]; then
   got=$(sha256sum "$carried" | cut -d' ' -f1)
   if [ -n "${SDK_CARRY_SHA256:-}" ] && [ "$got" != "$SDK_CARRY_SHA256" ]; then
     say "the joined parts' sha256 is $got, not $SDK_CARRY_SHA256: a part is missing or landed on another machine (it went back while idle?); run the whole sequence of calls again"
     exit 1
   fi
-  rm -rf /tmp/sdk-carry/wheels "$site" && mkdir -p /tmp/sdk-carry/wheels "$site"
-  tar -xf "$carried" -C /tmp/sdk-carry/wheels
-  say "installing $(cd /tmp/sdk-carry/wheels && ls *.whl | tr '\n' ' ')into $site (sha256 $got)"
-  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" /tmp/sdk-carry/wheels/*.whl 2>&1 | tail -3 | tee -a "$log"
+  rm -rf "$carry/wheels" "$site" && mkdir -p "$carry/wheels" "$site"
+  tar -xf "$carried" -C "$carry/wheels"
+  say "installing $(cd "$carry/wheels" && ls *.whl | tr '\n' ' ')into $site (sha256 $got)"
+  if ! "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$carry"/wheels/*.whl >>"$log" 2>&1; then
+    say "pip could not install the carried wheels (see $log)"
+    exit 1
+  fi
 fi
 # 2. The SDK from this tree, unless this Python already imports it from here (a developer's venv).
 if ! "$py" -c "import sys, sdk, deploy_sdk_backends; sys.exit(not sdk.__file__.startswith('$root/'))" >/dev/null 2>&1; then
   mkdir -p "$site"
   say "installing the SDK from $root into $site (--no-deps: the machine's own numpy, onnx, torch are used)"
-  "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" "$root" 2>&1 | tail -3 | tee -a "$log"
-  rm -rf "$root/build"
+  if ! "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" "$root" >>"$log" 2>&1; then
+    say "pip could not install the SDK from $root (see $log)"
+    exit 1
+  fi
 fi
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 # 3. CUDA 13, cuDNN and cuBLAS come from the nvidia-* wheels beside PyTorch, which sit in another

@@ -69,6 +69,16 @@ def _final(name: str, graph, outputs: set[str]) -> bool:
     return bool(readers) and all(n.op_type in FUSED and n.output[0] in outputs for n in readers)
 
 
+def row_name(record: dict) -> str:
+    """A compare.py record's row as the summary names it."""
+    if record["kind"] == "raw":
+        return f"raw {record['backend']}"
+    if record["kind"] == "sdk":
+        return record["backend"]
+    names = {"reference": "torch eager fp32", "autocast": "torch fp16 autocast", "peer": "torch compiled"}
+    return names.get(record["kind"], f"{record['backend']} {record['kind']}")
+
+
 def floor_table(results: list[dict], size: int, measured_bandwidth: float | None) -> list[str]:
     """Markdown lines: each srcnn3 row at ``size`` x3 as a fraction of the memory-bound floor."""
     from sdk.model import Model
@@ -104,8 +114,7 @@ def floor_table(results: list[dict], size: int, measured_bandwidth: float | None
             if r["kind"] == "floor":
                 continue
             latency = r["latency_ms"]["mean"]
-            name = r["backend"] if r["kind"] == "sdk" else f"{r['kind']} {r['backend']}"
-            line = f"| {name} on {r['device']} | {batch} | {latency:.3f} | {floor_ms:.3f} | {floor_ms / latency:.3f} |"
+            line = f"| {row_name(r)} on {r['device']} | {batch} | {latency:.3f} | {floor_ms:.3f} | {floor_ms / latency:.3f} |"
             if measured_ms:
                 line += f" {measured_ms:.3f} | {measured_ms / latency:.3f} |"
             lines.append(line)
