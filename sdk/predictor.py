@@ -13,6 +13,7 @@ from . import memory, planning, tiling
 from .backend import Session
 from .devices import parse_device
 from .errors import InputError, SDKError
+from .feeds import check_feeds
 from .graph.tensors import TensorInfo
 from .images import to_rgb
 from .model import Model
@@ -310,33 +311,6 @@ class Predictor:
     def __repr__(self) -> str:
         state = "" if self._session is not None else ", closed"
         return f"Predictor(model={self.model.name!r}, backend={self.backend!r}, device={self.device!r}{state})"
-
-
-def check_feeds(feeds: Mapping[str, np.ndarray], inputs: Iterable[TensorInfo]) -> None:
-    """InputError unless ``feeds`` has exactly the model's inputs with fitting dtypes and shapes."""
-    inputs = list(inputs)
-    if not isinstance(feeds, Mapping):
-        raise InputError(f"feeds must be a dict of input name -> numpy array, not {type(feeds).__name__}")
-    expected = {i.name for i in inputs}
-    if set(feeds) != expected:
-        missing, unknown = sorted(expected - set(feeds)), sorted(set(feeds) - expected)
-        raise InputError(
-            f"feeds must name exactly the model's inputs {sorted(expected)}; missing {missing}, unknown {unknown}"
-        )
-    for info in inputs:
-        value = feeds[info.name]
-        if not isinstance(value, np.ndarray):
-            raise InputError(f"feed {info.name!r} is a {type(value).__name__}; pass a numpy array")
-        if value.dtype != info.dtype:
-            raise InputError(
-                f"feed {info.name!r} is {value.dtype}; the model wants {info.dtype} (use .astype(np.{info.dtype}))"
-            )
-        fits = len(value.shape) == len(info.shape) and all(
-            not isinstance(want, int) or want == got for want, got in zip(info.shape, value.shape)
-        )
-        if not fits:
-            shown = ["?" if not isinstance(d, int) else d for d in info.shape]
-            raise InputError(f"feed {info.name!r} has shape {list(value.shape)}; the model wants {shown} (? = any)")
 
 
 class _progress_bar:

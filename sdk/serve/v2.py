@@ -53,7 +53,7 @@ class InferRoute:
         predictor, batcher = self.server.predictor, self.server.batcher
         feeds: dict[str, Any] = {i.name: i.data for i in parsed.inputs}
         try:
-            from ..predictor import check_feeds
+            from ..feeds import check_feeds
 
             check_feeds(feeds, predictor.inputs)
         except InputError as exc:
