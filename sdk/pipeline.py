@@ -137,8 +137,12 @@ class Pipeline:
             tensor = tensor.astype(self.input_dtype)
         feeds = {self.spec.image_input: tensor}
         if self.spec.scale_input is not None:  # a runtime-scale model
-            feeds[self.spec.scale_input] = np.array([1.0, 1.0, scale, scale], dtype=self.scale_dtype)
+            feeds[self.spec.scale_input] = self.scale_feed(scale)
         return feeds
+
+    def scale_feed(self, scale: int) -> np.ndarray:
+        """A runtime-scale model's factor input for ``scale``: Resize's scales [1, 1, s, s]."""
+        return np.array([1.0, 1.0, scale, scale], dtype=self.scale_dtype)
 
     def output(self, outputs, shape: tuple, scale: int) -> np.ndarray:
         """The engine's output for a model-space tensor of ``shape`` -> N x C x sH x sW float32."""
