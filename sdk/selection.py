@@ -205,7 +205,7 @@ def candidates(name: str, device: Device | None, registry: Registry | None = Non
     found, reasons = [], []
     for record in registry.by_priority():
         ok, chosen = availability(record.backend, device)
-        if ok.ok:
+        if ok.ok and chosen is not None:  # (a device is chosen whenever one is ok)
             found.append((record.backend, chosen))
         else:
             reasons.append(f"  {record.backend.name}: {ok.reason}")
@@ -231,7 +231,7 @@ def _named(name: str, device: Device | None, registry: Registry) -> tuple[Backen
             "or install the plugin that provides it (see `sdk backends`)"
         )
     found, chosen = availability(record.backend, device)
-    if not found.ok:
+    if not found.ok or chosen is None:  # (a device is chosen whenever one is ok)
         where = f" on {device}" if device else ""
         raise BackendUnavailableError(f"backend {name!r} cannot run{where}: {found.reason}")
     return record.backend, chosen
