@@ -60,7 +60,7 @@ class Admission:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_large(f"the body is {int(declared)} bytes; this server takes at most {limit} (--max-body-mb)")
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        task = cast(asyncio.Task, asyncio.current_task())  # a request always runs in a task
         started, grace, rate = loop.time(), settings.body_timeout_s, settings.min_body_rate
         late: list[bool] = []
 

@@ -245,7 +245,7 @@ def cmd_serve(args) -> int:
             host=args.host,
             port=args.port,
             http=protocol,
-            timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]  (a float works: call_later)
+            timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type,unused-ignore]  # a float works
             log_level=args.log_level,
             access_log=False,
             timeout_graceful_shutdown=max(0, int(args.grace)),
