@@ -186,6 +186,16 @@ def frame_times(path: Path) -> list[Fraction]:
         return [Fraction(f.pts) * stream.time_base for f in container.decode(stream)]
 
 
+def end_time(path: Path) -> Fraction:
+    """When the picture ends: the last frame's time plus its duration, as the container stores them."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        last = max((p for p in container.demux(stream) if p.size), key=lambda p: p.pts)
+        return Fraction(last.pts + last.duration) * stream.time_base
+
+
 def packets(path: Path, kind: str) -> list[tuple[Fraction | None, bytes]]:
     """(time, bytes) of every packet of the first stream of ``kind``."""
     import av

@@ -76,6 +76,7 @@ def test_every_frame_keeps_its_timestamp_and_other_streams_are_copied(tmp_path, 
     out = tmp_path / "out.mkv"
     assert summary.frames == 12 and summary.segments == 3 and seen[-1] == (12, 12)
     assert clips.frame_times(out) == clips.frame_times(source)
+    assert clips.end_time(out) == clips.end_time(source)  # the last frame lasts as long: the same duration
     assert clips.packets(out, "audio") == clips.packets(source, "audio")
     assert clips.packets(out, "subtitles") == clips.packets(source, "subtitles")
     assert streams_of(out) == streams_of(source)
@@ -275,6 +276,58 @@ def test_a_truncated_file_gives_the_frames_before_the_damage_with_a_warning(tmp_
     times = clips.frame_times(tmp_path / "out.mkv")
     assert 0 < len(times) < 12 and times == clips.frame_times(source)[: len(times)]
     assert summary.frames == len(times)
+    assert "damaged near" in summary.damage and "File ended prematurely" in summary.damage
+    assert summary.damage in caplog.text
+
+
+@pytest.mark.parametrize("where, offset, length", [("container", -12, 40), ("picture", 8, 30)])
+def test_damage_in_the_middle_is_named_and_the_rest_upscaled(tmp_path, doubler, caplog, where, offset, length):
+    """Garbage in the middle of a Matroska file, in its structure (the demuxer skips what it cannot
+    parse, without raising) or in a picture's bytes (the parser and decoder reject it): the job
+    upscales the frames it can read, each at its own time, and says where the damage is."""
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=12, keyint=4))
+    with av.open(str(source)) as container:
+        positions = [p.pos for p in container.demux(video=0) if p.size]
+    data = bytearray(source.read_bytes())
+    start = positions[6] + offset
+    data[start : start + length] = bytes(b ^ 0x5A for b in data[start : start + length])
+    bad = tmp_path / "bad.mkv"
+    bad.write_bytes(bytes(data))
+    summary = upscale_video(doubler, bad, tmp_path / "out.mkv", scale=2)
+    times = clips.frame_times(tmp_path / "out.mkv")
+    assert 0 < len(times) < 12 and set(times) < set(clips.frame_times(source))
+    assert summary.frames == len(times) and "damaged near 0:00:00" in summary.damage
+    assert summary.damage in caplog.text
+    assert upscale_video(doubler, source, tmp_path / "whole.mkv", scale=2).damage is None
+
+
+def test_without_pyav_a_video_gets_an_error_naming_the_extra(tmp_path, doubler, monkeypatch, capsys):
+    from sdk import cli
+
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=2))
+    monkeypatch.setitem(__import__("sys").modules, "av", None)  # as if PyAV were not installed
+    with pytest.raises(sdk.InputError, match=r"video needs PyAV.*pip install 'deploy-sdk\[video\]'"):
+        upscale_video(doubler, source, tmp_path / "out.mkv", scale=2)
+    args = ["upscale", str(source), "-o", str(tmp_path / "out.mkv"), "--model", "srcnn3", "--scale", "2"]
+    assert cli.main([*args, "--backend", "ort-cpu"]) == 1
+    assert "pip install 'deploy-sdk[video]'" in capsys.readouterr().err
+    assert not (tmp_path / "out.mkv").exists()
+
+
+def test_an_untagged_source_follows_ffmpegs_defaults_in_one_warning(tmp_path, identity, caplog):
+    """No colour tags: BT.601 below 720 lines, BT.709 from 720, limited range, chroma sited left,
+    said once; the output is tagged with what was used."""
+    from sdk.video import colorimetry, source
+
+    small = clips.make(tmp_path / "small.mkv", clips.Clip(frames=2, codec="ffv1"))
+    upscale_video(identity, small, tmp_path / "out.mkv")
+    warnings = [r for r in caplog.records if "no colour tags" in r.getMessage()]
+    assert len(warnings) == 1 and "matrix BT.601 (48 lines), limited range" in warnings[0].getMessage()
+    with av.open(str(tmp_path / "out.mkv")) as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.colorspace, ctx.color_range) == (colorimetry.BT601, colorimetry.LIMITED)
+    tall = clips.make(tmp_path / "tall.mkv", clips.Clip(frames=1, width=16, height=720, codec="ffv1"))
+    assert source.probe(tall).colorimetry.matrix == colorimetry.BT709
 
 
 def test_sizes_4_2_0_cannot_store_and_results_too_large_are_refused(tmp_path, identity, doubler):
