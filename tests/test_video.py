@@ -207,10 +207,11 @@ def test_svt_av1_carries_hdr10_metadata_too(tmp_path, identity):
     source = clips.make(tmp_path / "hdr.mkv", clip)
     upscale_video(identity, source, tmp_path / "out.mkv", codec="libsvtav1", preset="12")
     before, after = (hdr.parse(tuple(hdr_metadata(p).items())) for p in (source, tmp_path / "out.mkv"))
-    assert after.has_display and (after.max_cll, after.max_fall) == (1000, 400)
+    assert after.display and before.display and (after.max_cll, after.max_fall) == (1000, 400)
     for name in ("red", "green", "blue", "white"):
-        assert np.allclose(np.array(getattr(after, name), float), np.array(getattr(before, name), float), atol=2e-5)
-    assert float(after.max_luminance) == 1000 and float(after.min_luminance) == pytest.approx(0.005, abs=1e-4)
+        got, want = (np.array(getattr(d, name), float) for d in (after.display, before.display))
+        assert np.allclose(got, want, atol=2e-5)
+    assert after.display.max_luminance == 1000 and float(after.display.min_luminance) == pytest.approx(0.005, abs=1e-4)
 
 
 def test_a_rotated_phone_video_keeps_its_rotation(tmp_path, doubler):

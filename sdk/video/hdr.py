@@ -24,49 +24,46 @@ _MASTERING = struct.Struct("<22i")
 _LIGHT = struct.Struct("<2I")  # AVContentLightMetadata: MaxCLL, MaxFALL (cd/m²)
 
 
+Point = tuple[Fraction, Fraction]  # a chromaticity (x, y)
+
+
+@dataclass(frozen=True)
+class Display:
+    """The mastering display: its primaries and white point, its luminance range in cd/m²."""
+
+    red: Point
+    green: Point
+    blue: Point
+    white: Point
+    min_luminance: Fraction
+    max_luminance: Fraction
+
+
 @dataclass(frozen=True)
 class HDR10:
-    """Chromaticities (x, y) and luminances (cd/m²) exactly as the source's rationals say."""
+    """HDR10's static metadata exactly as the source's rationals say; None where it gives none."""
 
-    red: tuple[Fraction, Fraction] | None = None
-    green: tuple[Fraction, Fraction] | None = None
-    blue: tuple[Fraction, Fraction] | None = None
-    white: tuple[Fraction, Fraction] | None = None
-    max_luminance: Fraction | None = None
-    min_luminance: Fraction | None = None
-    max_cll: int | None = None
+    display: Display | None = None
+    max_cll: int | None = None  # cd/m²
     max_fall: int | None = None
 
-    @property
-    def has_display(self) -> bool:
-        return self.red is not None and self.max_luminance is not None
-
-    @property
-    def has_light_level(self) -> bool:
-        return self.max_cll is not None
-
     def __bool__(self) -> bool:
-        return self.has_display or self.has_light_level
-
-
-def _ratio(num: int, den: int) -> Fraction | None:
-    return Fraction(num, den) if den else None
+        return self.display is not None or self.max_cll is not None
 
 
 def parse(side_data: tuple[tuple[str, bytes], ...]) -> HDR10:
     """The HDR10 metadata in (side data name, bytes) pairs, as sdk.video.source reads them off a frame."""
-    found: dict = {}
+    display, light = None, (None, None)
     for name, raw in side_data:
         if name == MASTERING and len(raw) >= _MASTERING.size:
             v = _MASTERING.unpack_from(raw)
-            pairs = [_ratio(v[i], v[i + 1]) for i in range(0, 20, 2)]
             # The encoders take the display whole (primaries and luminance) or not at all.
-            if v[20] and v[21] and None not in pairs:
-                found.update(red=tuple(pairs[0:2]), green=tuple(pairs[2:4]), blue=tuple(pairs[4:6]))
-                found.update(white=tuple(pairs[6:8]), min_luminance=pairs[8], max_luminance=pairs[9])
+            if v[20] and v[21] and all(v[i] for i in range(1, 20, 2)):
+                r = [Fraction(v[i], v[i + 1]) for i in range(0, 20, 2)]
+                display = Display((r[0], r[1]), (r[2], r[3]), (r[4], r[5]), (r[6], r[7]), r[8], r[9])
         elif name == LIGHT_LEVEL and len(raw) >= _LIGHT.size:
-            found["max_cll"], found["max_fall"] = _LIGHT.unpack_from(raw)
-    return HDR10(**found)
+            light = _LIGHT.unpack_from(raw)
+    return HDR10(display, *light)
 
 
 def encoder_options(hdr: HDR10, codec: str) -> dict[str, str] | None:
@@ -81,34 +78,37 @@ def encoder_options(hdr: HDR10, codec: str) -> dict[str, str] | None:
 def _x265(hdr: HDR10):
     # x265 counts chromaticities in 0.00002 and luminance in 0.0001 cd/m² (the SEI's own units),
     # and lists green first.
-    if hdr.has_display:
+    if hdr.display:
+        d = hdr.display
 
-        def xy(pair):
-            return f"({round(pair[0] * 50000)},{round(pair[1] * 50000)})"
+        def xy(p: Point) -> str:
+            return f"({round(p[0] * 50000)},{round(p[1] * 50000)})"
 
-        light = f"L({round(hdr.max_luminance * 10000)},{round(hdr.min_luminance * 10000)})"
-        yield f"master-display=G{xy(hdr.green)}B{xy(hdr.blue)}R{xy(hdr.red)}WP{xy(hdr.white)}{light}"
-    if hdr.has_light_level:
+        light = f"L({round(d.max_luminance * 10000)},{round(d.min_luminance * 10000)})"
+        yield f"master-display=G{xy(d.green)}B{xy(d.blue)}R{xy(d.red)}WP{xy(d.white)}{light}"
+    if hdr.max_cll is not None:
         yield f"max-cll={hdr.max_cll},{hdr.max_fall}"
 
 
 def _svtav1(hdr: HDR10):
     # SVT-AV1 takes the same layout in plain decimals.
-    if hdr.has_display:
+    if hdr.display:
+        d = hdr.display
 
-        def xy(pair):
-            return f"({float(pair[0]):.5f},{float(pair[1]):.5f})"
+        def xy(p: Point) -> str:
+            return f"({float(p[0]):.5f},{float(p[1]):.5f})"
 
-        light = f"L({float(hdr.max_luminance):.4f},{float(hdr.min_luminance):.4f})"
-        yield f"mastering-display=G{xy(hdr.green)}B{xy(hdr.blue)}R{xy(hdr.red)}WP{xy(hdr.white)}{light}"
-    if hdr.has_light_level:
+        light = f"L({float(d.max_luminance):.4f},{float(d.min_luminance):.4f})"
+        yield f"mastering-display=G{xy(d.green)}B{xy(d.blue)}R{xy(d.red)}WP{xy(d.white)}{light}"
+    if hdr.max_cll is not None:
         yield f"content-light={hdr.max_cll},{hdr.max_fall}"
 
 
 def describe(hdr: HDR10) -> str:
     parts = []
-    if hdr.has_display:
-        parts.append(f"mastering display {float(hdr.min_luminance):g}..{float(hdr.max_luminance):g} cd/m²")
-    if hdr.has_light_level:
+    if hdr.display:
+        low, high = float(hdr.display.min_luminance), float(hdr.display.max_luminance)
+        parts.append(f"mastering display {low:g}..{high:g} cd/m²")
+    if hdr.max_cll is not None:
         parts.append(f"MaxCLL {hdr.max_cll}, MaxFALL {hdr.max_fall}")
     return ", ".join(parts)
