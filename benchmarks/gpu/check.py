@@ -25,6 +25,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -456,8 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"sdk-gpu-check-{os.getpid()}"
-    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sdk-gpu-check-") as scratch:  # compare.py's own JSON, merged
+        return check(args, out, Path(scratch), started)
+
+
+def check(args, out: Path, scratch: Path, started: float) -> int:
     log = Log(out / "check.log")
     steps = plan_steps(out, scratch)
     if args.only:
