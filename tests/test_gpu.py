@@ -81,7 +81,9 @@ def test_io_binding_keeps_tensors_on_the_device_between_windows(photo):
             calls.append((key, value.device_name(), value.data_ptr(), outputs[0].device_name(), outputs[0].data_ptr()))
 
         session._session.run_with_iobinding = recording
-        tiled = predictor(big, tile=64)
+        plan = predictor.plan(big.shape[:2], tile=64, max_batch=1)  # one window per engine call
+        assert plan.tiled
+        tiled = predictor.run_plan(big[None], None, plan)[0]
         whole = predictor(big, tile=0)
     assert len(calls) > 3
     assert all(c[1] == c[3] == "cuda" for c in calls)
