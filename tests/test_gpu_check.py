@@ -285,3 +285,12 @@ def test_the_proof_refuses_the_cpu_build_of_onnxruntime(tmp_path):
     assert "preload_dlls:" in (tmp_path / "check.log").read_text()
     found = check.environment()  # what env.json records, whatever the machine has
     assert found["onnxruntime"] and found["gpus"] == [] and "onnxruntime_providers" in found
+
+
+def test_the_torch_fp16_row_is_planned_when_named_and_not_judged():
+    from sdk.bench.compare import plan_rows, reduced_precision
+
+    named = [r for r in plan_rows(["ort-cpu", "torch-fp16"], "cpu") if r.kind == "autocast"]
+    assert len(named) == 1 and dict(named[0].options) == {"precision": "fp16"}
+    assert reduced_precision({"options": dict(named[0].options)})  # its error is shown, not judged
+    assert not [r for r in plan_rows(["all"], "cpu") if r.kind == "autocast"]  # no CPU run pays for it
