@@ -17,6 +17,7 @@ from .devices import Device, cuda_gpus
 from .errors import BackendUnavailableError, InputError
 from .optimize import OPTION as OPTIMIZE
 from .plugins import BackendRecord, Registry, load_plugins
+from .stdio import stdout_to_stderr
 from .tuning import OPTION as TUNE
 from .tuning import Ranking, RankingCache, Trial, measure, ranking_key, split_option
 
@@ -129,7 +130,8 @@ def create_session(backend: Backend, model: Model, device: Device, options: Mapp
     """The one place where the SDK asks a backend for a session: on the optimised model (sdk.optimize)."""
     from .optimize import optimized_session
 
-    return optimized_session(backend, model, device, options)
+    with stdout_to_stderr():  # ORT prints its provider-fallback banner to stdout, as some engines do
+        return optimized_session(backend, model, device, options)
 
 
 def open_session(
