@@ -144,6 +144,7 @@ COLOURS = {
     "reference": "#7f7f7f",
     "channels_last": "#999999",
     "peer": "#555555",
+    "autocast": "#bbbbbb",
     "floor": "#2ca02c",
 }
 

@@ -84,7 +84,7 @@ def prepare(
             input_path,
             ", ".join(found.colorimetry.assumed),
         )
-    scale = predictor.check_scale(scale)
+    scale = predictor.pipeline.check_scale(scale)
     plan = encoder.plan(settings or EncoderSettings(), found, container, scale)
     copy = streams.plan(input_path, found.index, plan.codec, container, drop=drop_streams)
     cut = tuple(segments.split(found, segment_seconds))
