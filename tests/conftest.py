@@ -8,6 +8,46 @@ sys.path.insert(0, str(Path(__file__).parent))  # so tests can import the graphs
 
 import graphs
 
+# What each test module needs beyond the core, by file: `make test-fast` leaves these out (with the tests
+# marked `slow` where they are written), `make test` runs them all. The markers are declared in
+# pyproject.toml; a module added for one of these areas belongs here.
+AREAS = {
+    "test_ray.py": ("ray",),
+    "test_video_ray.py": ("ray",),
+    "test_serve.py": ("serve",),
+    "test_serve_app.py": ("serve",),
+    "test_serve_load.py": ("serve",),
+    "test_serve_protocol.py": ("serve",),
+    "test_serve_page.py": ("serve", "browser"),
+    "test_serve_ray.py": ("serve", "ray"),
+    "test_trt_engine.py": ("gpu",),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in AREAS.get(item.path.name, ()):
+            item.add_marker(name)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Not even import an area's module when `-m` deselects every test it could hold: importing Ray
+    alone costs seconds, which `make test-fast` would pay for tests it then leaves out."""
+    area = AREAS.get(collection_path.name)
+    if not area or not config.option.markexpr:
+        return None
+    from itertools import combinations
+
+    from _pytest.mark.expression import Expression  # what -m itself evaluates with
+
+    expression = Expression.compile(config.option.markexpr)
+    # A test carries its module's marks plus any of the registered ones written on it.
+    others = [line.split(":")[0] for line in config.getini("markers") if line.split(":")[0] not in area]
+    extras = [set(c) for n in range(len(others) + 1) for c in combinations(others, n)]
+    if any(expression.evaluate(lambda name, /, **_: name in {*area, *extra}) for extra in extras):
+        return None
+    return True
+
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory):
