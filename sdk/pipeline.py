@@ -17,6 +17,7 @@ ever see the feeds. Nothing here keeps state across calls: one Pipeline serves e
 
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 from collections.abc import Mapping
@@ -71,7 +72,12 @@ class Pipeline:
                 )
             return self.spec.scale
         if type(scale) is not int:  # the common case skips the abstract-class checks
-            if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or float(scale) != int(scale):
+            if (
+                isinstance(scale, bool)
+                or not isinstance(scale, numbers.Real)
+                or not math.isfinite(scale)
+                or float(scale) != int(scale)
+            ):
                 raise InputError(f"scale={scale!r} is not an integer: pass a whole number such as 2, 3 or 4")
             scale = int(scale)
         if scale < 1:
@@ -136,8 +142,12 @@ class Pipeline:
             tensor = tensor.astype(self.input_dtype)
         feeds = {self.spec.image_input: tensor}
         if self.runtime_scale:
-            feeds[self.spec.scale_input] = np.array([1.0, 1.0, scale, scale], dtype=self.scale_dtype)
+            feeds[self.spec.scale_input] = self.scale_feed(scale)
         return feeds
+
+    def scale_feed(self, scale: int) -> np.ndarray:
+        """A runtime-scale model's factor input for ``scale``: Resize's scales [1, 1, s, s]."""
+        return np.array([1.0, 1.0, scale, scale], dtype=self.scale_dtype)
 
     def output(self, outputs, shape: tuple, scale: int) -> np.ndarray:
         """The engine's output for a model-space tensor of ``shape`` -> N x C x sH x sW float32."""

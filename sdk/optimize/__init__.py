@@ -116,6 +116,10 @@ def optimized_session(backend, model, device, options: Mapping[str, Any], cache_
     dtypes = {i.name: i.dtype for i in model.inputs}
 
     def create(key):
+        if not all(v.is_integer() and v >= 1 for _, values in key for v in values):
+            # Only whole factors are rewritten: a value a caller invents (2.0001, 0, -3) runs on the
+            # generic session, which either takes it or refuses it, and leaves nothing on disk.
+            return None
         values = {name: np.asarray(v, dtype=dtypes[name]) for name, v in key}
         try:
             optimized = optimized_model(model, values, cache_dir)

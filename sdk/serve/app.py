@@ -27,6 +27,7 @@ from .admission import Admission
 from .batcher import Batcher
 from .errors import HTTPError
 from .gate import Gate
+from .limits import Limits
 from .metadata import Metadata
 from .metrics import Metrics
 from .runner import TileRunner
@@ -88,7 +89,8 @@ class ModelServer:
         # one per place in the queue, plus a few for the raw-tensor requests' encoding.
         self.workers = ThreadPoolExecutor(settings.max_queue + settings.workers, thread_name_prefix="sdk-serve-worker")
         self.admission = Admission(settings, self.metrics)
-        self.image_path = ImagePath(predictor, settings, self.batcher, self.runner, self.in_worker)
+        self.limits = Limits(predictor, settings)
+        self.image_path = ImagePath(predictor, settings, self.limits, self.batcher, self.runner, self.in_worker)
         self.v1 = UpscaleRoute(self)
         self.v2 = InferRoute(self)
         self.metadata = Metadata(self)
@@ -123,6 +125,7 @@ class ModelServer:
                 json.dumps(
                     {
                         "ts": round(time.time(), 3),
+                        "id": scope.get("sdk.request_id"),
                         "client": client[0],
                         "method": scope["method"],
                         "path": scope["path"],

@@ -47,7 +47,31 @@ def add_commands(sub) -> None:
         help=f"requests admitted at once; more get 503 (default {d.max_queue})",
     )
     p.add_argument(
-        "--max-pixels", type=int, default=d.max_pixels, help=f"largest input image in pixels (default {d.max_pixels})"
+        "--max-pixels",
+        type=int,
+        default=d.max_pixels,
+        help=f"largest result (and so input) image in pixels, checked before decoding (default {d.max_pixels})",
+    )
+    p.add_argument(
+        "--max-scale",
+        type=int,
+        default=None,
+        help="largest scale a request may ask for (default: the model's fixed scale, or 8 for a runtime-scale model)",
+    )
+    p.add_argument(
+        "--max-images", type=int, default=d.max_images, help=f"images per /v2 request (default {d.max_images})"
+    )
+    p.add_argument(
+        "--max-elements",
+        type=int,
+        default=d.max_elements,
+        help=f"tensor elements per /v2 request, all inputs together (default {d.max_elements})",
+    )
+    p.add_argument(
+        "--max-json-mb",
+        type=float,
+        default=d.max_json_bytes / 2**20,
+        help=f"largest JSON part of a /v2 request in MiB (default {d.max_json_bytes / 2**20:g})",
     )
     p.add_argument(
         "--max-body-mb",
@@ -117,12 +141,22 @@ def settings_from(args):
         max_delay_ms=args.max_delay_ms,
         max_queue=args.max_queue,
         max_pixels=args.max_pixels,
-        max_body_bytes=int(args.max_body_mb * 2**20),
+        max_scale=args.max_scale,
+        max_images=args.max_images,
+        max_elements=args.max_elements,
+        max_body_bytes=_mib("--max-body-mb", args.max_body_mb),
+        max_json_bytes=_mib("--max-json-mb", args.max_json_mb),
         timeout_s=args.timeout,
         tile=args.tile,
         token=token,
         workers=args.workers,
     )
+
+
+def _mib(flag: str, value: float) -> int:
+    if not 0 < value < 2**20:  # also NaN
+        raise SDKError(f"{flag} {value:g} must be a number of MiB above 0, e.g. 64")
+    return int(value * 2**20)
 
 
 def _is_loopback(host: str) -> bool:

@@ -9,7 +9,7 @@ import time
 from starlette.requests import Request
 from starlette.routing import Route
 
-from .errors import error_response
+from .errors import REQUEST_ID, error_response, next_request_id
 
 # Reachable without the token: orchestrators' probes, and the page itself (it holds no data; its
 # calls carry the token the user types in).
@@ -38,7 +38,8 @@ class Gate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        reply = Reply(send)
+        rid = scope["sdk.request_id"] = next_request_id()
+        reply = Reply(send, rid)
         token = self.server.settings.token
         try:
             if token is not None and scope["path"] not in PUBLIC_PATHS and not authorized(scope, token):
@@ -72,12 +73,14 @@ class Gate:
 
 
 class Reply:
-    """The ASGI send of a request, noting the status and the bytes sent for metrics and the log."""
+    """The ASGI send of a request, noting the status and the bytes sent for metrics and the log, and
+    adding the request id (which the log's lines about this request name) to the answer's headers."""
 
-    __slots__ = ("_send", "sent", "status")
+    __slots__ = ("_id", "_send", "sent", "status")
 
-    def __init__(self, send):
+    def __init__(self, send, request_id: str):
         self._send = send
+        self._id = (REQUEST_ID.encode(), request_id.encode())
         self.status, self.sent = 500, 0
 
     async def send(self, message) -> None:
@@ -86,6 +89,7 @@ class Reply:
             self.sent += len(message.get("body", b""))
         elif kind == "http.response.start":
             self.status = message["status"]
+            message = {**message, "headers": [*message.get("headers", ()), self._id]}
         await self._send(message)
 
 

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import bad_request
+from .errors import bad_request, too_large, unprocessable
 
 HEADER_LENGTH = "inference-header-content-length"
+# A tensor's JSON data nested deeper than this is refused (the deepest a real shape needs is its rank).
+MAX_DEPTH = 32
 
 # Protocol datatype <-> numpy dtype; BYTES is a list of bytes objects here.
 DATATYPES = {
@@ -72,8 +74,14 @@ class InferRequest:
         return bool(self.parameters.get("binary_data_output", False))
 
 
-def parse_request(body: bytes, header_length: str | None) -> InferRequest:
-    """An InferRequest from a request body, or a 400 that says what is wrong with it."""
+def parse_request(
+    body: bytes, header_length: str | None, max_json_bytes: int = 2**24, max_elements: int = 2**24
+) -> InferRequest:
+    """An InferRequest from a request body, or a 400 (413 past the limits) that says what is wrong.
+
+    The JSON part is at most ``max_json_bytes`` (a Python object per number costs far more than its
+    text), holds no NaN or Infinity (they are not JSON), and the inputs together at most
+    ``max_elements`` elements, counted from their shapes before any data is converted."""
     if header_length is not None:
         try:
             length = int(header_length)
@@ -84,32 +92,63 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         head, rest = body[:length], memoryview(body)[length:]
     else:
         head, rest = body, memoryview(b"")
+    if len(head) > max_json_bytes:
+        raise too_large(
+            f"the request's JSON part is {len(head)} bytes; this server takes at most {max_json_bytes} "
+            "(--max-json-mb): send tensors as binary data (the binary tensor extension)"
+        )
     try:
-        doc = json.loads(head)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise bad_request(f"the request is not JSON ({exc}); send an inference request object") from None
+        doc = json.loads(head, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError:
+        raise bad_request("the request's JSON is nested too deep; an inference request needs a few levels") from None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, NaN, 1e999, an integer of 5,000 digits
+        raise bad_request(f"the request is not JSON ({str(exc)[:200]}); send an inference request object") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise bad_request('an inference request is a JSON object with a non-empty "inputs" list')
     parameters = doc.get("parameters") or {}
     outputs = doc.get("outputs")
-    if not isinstance(parameters, dict) or (
-        outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs))
-    ):
-        raise bad_request('"parameters" must be an object and "outputs" a list of objects')
-    inputs, offset = [], 0
+    if not isinstance(parameters, dict) or (outputs is not None and not _outputs_ok(outputs)):
+        raise bad_request(
+            '"parameters" must be an object and "outputs" a list of objects, each with a "name" string and '
+            'optional "parameters" object'
+        )
+    request_id = doc.get("id")
+    if request_id is not None and not (isinstance(request_id, str) and len(request_id) <= 256):
+        raise bad_request('"id" must be a string of at most 256 characters')
+    inputs, offset, elements = [], 0, 0
     for index, item in enumerate(doc["inputs"]):
-        parsed, used = _parse_input(index, item, rest[offset:])
+        parsed, used = _parse_input(index, item, rest[offset:], max_elements - elements)
         inputs.append(parsed)
         offset += used
+        elements += math.prod(parsed.shape)
     if offset != len(rest):
         raise bad_request(
             f"{len(rest) - offset} bytes of binary data follow the inputs' binary_data_size total; they must match"
         )
-    request_id = doc.get("id")
-    return InferRequest(None if request_id is None else str(request_id), inputs, outputs, parameters)
+    return InferRequest(request_id, inputs, outputs, parameters)
 
 
-def _parse_input(index: int, item, binary: memoryview) -> tuple[InferInput, int]:
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:32]} is too large for a 64-bit float")
+    return value
+
+
+def _outputs_ok(outputs) -> bool:
+    return isinstance(outputs, list) and all(
+        isinstance(o, dict)
+        and isinstance(o.get("name"), str)
+        and isinstance(o.get("parameters") if o.get("parameters") is not None else {}, dict)
+        for o in outputs
+    )
+
+
+def _parse_input(index: int, item, binary: memoryview, room: int) -> tuple[InferInput, int]:
     if not isinstance(item, dict):
         raise bad_request(f"inputs[{index}] must be an object with name, shape, datatype and data")
     name, datatype, shape = item.get("name"), item.get("datatype"), item.get("shape")
@@ -124,6 +163,11 @@ def _parse_input(index: int, item, binary: memoryview) -> tuple[InferInput, int]
     if not isinstance(parameters, dict):
         raise bad_request(f"{where}: parameters must be an object")
     count = math.prod(shape)
+    if count > room:
+        raise too_large(
+            f"{where}: shape {shape} has {count} elements, more than this request has room for (--max-elements "
+            "bounds all inputs together); split the request"
+        )
     size = parameters.get("binary_data_size")
     if size is not None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 0 or size > len(binary):
@@ -162,7 +206,7 @@ def _from_binary(where, datatype, shape, count, raw: memoryview):
 
 def _from_json(where, datatype, shape, count, data, parameters):
     if datatype == "BYTES":
-        flat = _flatten(data)
+        flat = _flatten(where, data)
         base64_coded = parameters.get("content_type") == "base64"
         try:
             elements = [base64.b64decode(e, validate=True) if base64_coded else e.encode("utf-8") for e in flat]
@@ -174,21 +218,32 @@ def _from_json(where, datatype, shape, count, data, parameters):
             raise bad_request(f"{where}: shape {shape} holds {count} element(s), data has {len(elements)}")
         return elements
     try:
-        array = np.asarray(data, dtype=DATATYPES[datatype])
-    except (TypeError, ValueError, OverflowError):
+        array = np.asarray(data, dtype=DATATYPES[datatype])  # numpy refuses nesting deeper than its dimensions
+    except (TypeError, ValueError, OverflowError, RecursionError):
         raise bad_request(f"{where}: data is not a list of {datatype} numbers") from None
     if array.size != count:
         raise bad_request(f"{where}: shape {shape} holds {count} element(s), data has {array.size}")
     return array.reshape(shape)
 
 
-def _flatten(data) -> list:
-    if not isinstance(data, list):
-        return [data]
-    flat = []
-    for item in data:
-        flat.extend(_flatten(item))
+def _flatten(where: str, data) -> list:
+    """Nested lists -> their leaves in order; iterative, and no deeper than MAX_DEPTH."""
+    flat, stack = [], [(iter([data]), 0)]
+    while stack:
+        items, depth = stack[-1]
+        item = next(items, _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            if depth >= MAX_DEPTH:
+                raise bad_request(f"{where}: data is nested more than {MAX_DEPTH} levels deep")
+            stack.append((iter(item), depth + 1))
+        else:
+            flat.append(item)
     return flat
+
+
+_END = object()
 
 
 @dataclass
@@ -204,6 +259,11 @@ def encode_response(model_name: str, request: InferRequest, outputs: list[InferO
     for out in outputs:
         if isinstance(out.data, np.ndarray):
             entry = {"name": out.name, "datatype": datatype_of(out.data.dtype), "shape": list(out.data.shape)}
+            if not request.wants_binary(out.name) and out.data.dtype.kind == "f" and not np.isfinite(out.data).all():
+                raise unprocessable(
+                    f"output {out.name!r} holds NaN or infinite values, which JSON cannot carry; ask for it as "
+                    'binary data ("parameters": {"binary_data": true} on the output)'
+                )
             if request.wants_binary(out.name):
                 # The array's own buffer: the join below is the one copy of its bytes.
                 raw = memoryview(np.ascontiguousarray(out.data.astype(out.data.dtype.newbyteorder("<"), copy=False)))
@@ -225,7 +285,7 @@ def encode_response(model_name: str, request: InferRequest, outputs: list[InferO
     doc = {"model_name": model_name, "outputs": entries}
     if request.id is not None:
         doc["id"] = request.id
-    head = json.dumps(doc, separators=(",", ":")).encode()
+    head = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
     if not chunks:
         return head, {"content-type": "application/json"}
     return b"".join([head, *chunks]), {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(head))}

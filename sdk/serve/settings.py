@@ -16,9 +16,16 @@ class ServeSettings:
     max_delay_ms: float = 5.0
     # Back-pressure: requests admitted at once (decoding, queued, running, encoding); past it, 503.
     max_queue: int = 64
-    # Hostile uploads: input pixels (read from the header, before decoding) and body bytes.
-    max_pixels: int = 4096 * 4096
+    # Hostile requests (docs/serving-limits.md): result pixels (read from the header and the scale,
+    # before decoding: they bound the input too), the largest scale (None: the model's fixed one, or
+    # limits.RUNTIME_MAX_SCALE for a runtime-scale model), body bytes, a /v2 request's JSON part, its
+    # images and its tensor elements.
+    max_pixels: int = 8192 * 8192
+    max_scale: int | None = None
     max_body_bytes: int = 64 * 1024 * 1024
+    max_json_bytes: int = 16 * 1024 * 1024
+    max_images: int = 16
+    max_elements: int = 2**24
     timeout_s: float = 60.0
     # Images are cut into windows of one size (tile x tile input pixels plus the model's margin of
     # context, from sdk.tiling) so that images of different sizes share engine calls; an image that
@@ -30,13 +37,16 @@ class ServeSettings:
     workers: int = 4
 
     def __post_init__(self):
-        for name in ("max_batch", "max_queue", "max_pixels", "max_body_bytes", "tile", "workers"):
+        wholes = ("max_batch", "max_queue", "max_pixels", "max_body_bytes", "max_json_bytes", "max_images")
+        for name in (*wholes, "max_elements", "tile", "workers", "max_scale"):
             value = getattr(self, name)
+            if value is None and name == "max_scale":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name}={value!r} must be a positive whole number")
         for name in ("max_delay_ms", "timeout_s"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
                 raise InputError(f"{name}={value!r} must be a number >= 0")
         if self.token is not None and not self.token:
             raise InputError("token must not be empty; pass a long random string, or no token at all")

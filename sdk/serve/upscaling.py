@@ -13,11 +13,10 @@ import threading
 import numpy as np
 
 from .. import images, memory, tiling
-from ..errors import InputError
 from ..footprint import footprint
 from . import coding
 from .batcher import CPU_BATCH_PIXELS, Batcher
-from .errors import too_large, unprocessable
+from .limits import Limits
 from .runner import TileRunner
 
 # Small work runs on the event loop rather than in a worker thread: a hop to a thread and back costs
@@ -32,27 +31,21 @@ LOOP_PIXELS = 256 * 256
 class ImagePath:
     """Upscales encoded images for both protocols, their windows batched through ``batcher``."""
 
-    def __init__(self, predictor, settings, batcher: Batcher, runner: TileRunner, in_worker):
+    def __init__(self, predictor, settings, limits: Limits, batcher: Batcher, runner: TileRunner, in_worker):
         self.predictor = predictor
         self.settings = settings
+        self.limits = limits
         self.batcher = batcher
         self.runner = runner
         self.in_worker = in_worker  # async fn(callable, *args): runs it in the server's worker pool
         self.margin = tiling.margin_for(tiling.receptive_radius(predictor.model.proto, predictor.spec.image_input, 4))
         self._plans: dict[int, tiling.Plan] = {}
 
-    def check_scale(self, text) -> int:
-        try:
-            if isinstance(text, str):
-                text = _number(text)
-            return self.predictor.pipeline.check_scale(text)
-        except InputError as exc:
-            raise unprocessable(str(exc)) from None
-
     async def upscale_bytes(self, data: bytes, scale: int, fmt_name: str | None) -> tuple[bytes, str, tuple, tuple]:
         """Encoded image -> (encoded result, content type, (w, h) in, (w, h) out): a small one on the
         event loop, any other in a worker thread; either way its windows run with other requests'."""
         header = coding.open_header(data, self.settings.max_pixels)
+        self.limits.image(header.height, header.width, scale)  # --max-pixels and memory, before decoding
         plan = self._plan(scale)
         if self._on_loop(header, scale, plan):
             return await self._upscale_on_loop(header, scale, fmt_name, plan)
@@ -91,7 +84,6 @@ class ImagePath:
         """The pixels, and the answer's format, once the answer is known to fit its format and memory."""
         fmt = coding.output_format(fmt_name, header.source_format)
         coding.check_size(fmt, header.height * scale, header.width * scale)
-        self._check_memory(header.height, header.width, scale)
         return coding.load(header), fmt
 
     def _upscale_sync(
@@ -157,25 +149,6 @@ class ImagePath:
         found = footprint(self.predictor.model, self.predictor.spec, scale)
         fits = found.pixels_within(memory.budget(None, self.predictor.device)) // (window[0] * window[1])
         return int(max(1, min(self.settings.max_batch, fits)))
-
-    def _check_memory(self, height: int, width: int, scale: int) -> None:
-        need = height * scale * width * scale * 3
-        room = memory.available()
-        if need > room:
-            raise too_large(
-                f"the {width * scale}x{height * scale} result would need {memory.gib(need)}, more than the "
-                f"{memory.gib(room)} of memory available; send a smaller image or use a smaller scale"
-            )
-
-
-def _number(text: str):
-    """A query parameter as a number when it is one; otherwise as given, for check_scale to refuse."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 class _Ticket:

@@ -21,7 +21,7 @@ class UpscaleRoute:
     async def _upscale(self, request: Request) -> Response:
         server = self.server
         server.check_model(request)
-        scale = server.image_path.check_scale(request.query_params.get("scale"))
+        scale = server.limits.scale(request.query_params.get("scale"))
         fmt = request.query_params.get("format")
         if fmt is not None:
             coding.output_format(fmt, None)  # a bad format is refused before any work

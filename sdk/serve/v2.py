@@ -15,11 +15,14 @@ from starlette.responses import Response
 from ..errors import InputError
 from . import coding, protocol
 from .batcher import CPU_BATCH_PIXELS
-from .errors import answered, bad_request, unprocessable
+from .errors import answered, bad_request, too_large, unprocessable
 
 # Answers of at most LOOP_BYTES binary bytes (a copy) are encoded on the event loop: a hop to a
 # worker thread and back would cost more than the copy (see upscaling.LOOP_PIXELS).
 LOOP_BYTES = 4 * 2**20
+# Requests whose JSON part is larger are parsed in a worker thread: parsing a few megabytes of JSON
+# numbers takes tenths of a second, which the event loop (health checks, other requests) must not wait.
+LOOP_JSON_BYTES = 64 * 2**10
 
 
 class InferRoute:
@@ -37,13 +40,21 @@ class InferRoute:
         admission = server.admission
         async with admission.place():
             body = await admission.read_body(request)
-            parsed = protocol.parse_request(body, request.headers.get(protocol.HEADER_LENGTH))
+            parsed = await self._parse(body, request.headers.get(protocol.HEADER_LENGTH))
             outputs = await admission.guarded(request, self._outputs(parsed))
         if only_bytes_to_copy(parsed, outputs):  # a copy of a few bytes: cheaper here than a thread hop
             data, headers = protocol.encode_response(server.name, parsed, outputs)
         else:
             data, headers = await server.in_worker(protocol.encode_response, server.name, parsed, outputs)
         return Response(data, headers=headers)
+
+    async def _parse(self, body: bytes, header_length: str | None) -> protocol.InferRequest:
+        settings = self.server.settings
+        args = (body, header_length, settings.max_json_bytes, settings.max_elements)
+        json_part = len(body) if header_length is None or not header_length.isdigit() else int(header_length)
+        if json_part <= LOOP_JSON_BYTES:
+            return protocol.parse_request(*args)
+        return await self.server.in_worker(protocol.parse_request, *args)
 
     async def _outputs(self, parsed: protocol.InferRequest) -> list[protocol.InferOutput]:
         images = [i for i in parsed.inputs if i.datatype == "BYTES"]
@@ -57,6 +68,7 @@ class InferRoute:
             check_feeds(feeds, predictor.inputs)
         except InputError as exc:
             raise bad_request(str(exc)) from None
+        self.server.limits.raw_feeds(feeds)  # before any engine runs: the factor, the result's size
         batched = self._raw_batched  # (check_feeds made sure each of these has its batch axis)
         if batched and len({len(feeds[n]) for n in batched}) == 1:
             # Cancelling the awaiting task (timeout, hang-up) cancels the job before it runs.
@@ -84,7 +96,10 @@ class InferRoute:
                 "put scale and format in the request's parameters"
             )
         image_path = self.server.image_path
-        scale = image_path.check_scale(parsed.parameters.get("scale"))
+        count, most = len(images[0].data), self.server.settings.max_images
+        if count > most:
+            raise too_large(f"the request carries {count} images; this server takes at most {most} (--max-images)")
+        scale = self.server.limits.scale(parsed.parameters.get("scale"))
         fmt = parsed.parameters.get("format")
         if fmt is not None and not isinstance(fmt, str):
             raise unprocessable("parameters.format must be a string: png, jpeg or webp")
