@@ -1,4 +1,5 @@
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -8,32 +9,33 @@ sys.path.insert(0, str(Path(__file__).parent))  # so tests can import the graphs
 
 import graphs
 
-# What each test module needs beyond the core, by file: `make test-fast` leaves these out (with the tests
-# marked `slow` where they are written), `make test` runs them all. The markers are declared in
-# pyproject.toml; a module added for one of these areas belongs here.
+# What each test module needs beyond the core, by file name (a module gets the marks of every pattern it
+# matches): `make test-fast` leaves these out, and the tests marked `slow` where they are written; `make
+# test` runs them all. The markers are declared in pyproject.toml; tests/test_markers.py fails for a
+# module that imports Ray, the server or selenium without its mark.
 AREAS = {
     "test_ray.py": ("ray",),
-    "test_video_ray.py": ("ray",),
-    "test_serve.py": ("serve",),
-    "test_serve_app.py": ("serve",),
-    "test_serve_load.py": ("serve",),
-    "test_serve_protocol.py": ("serve",),
-    "test_serve_page.py": ("serve", "browser"),
-    "test_serve_ray.py": ("serve", "ray"),
+    "test_*_ray.py": ("ray",),
+    "test_serve*.py": ("serve",),
+    "test_serve_page.py": ("browser",),
     "test_trt_engine.py": ("gpu",),
 }
 
 
+def areas(path) -> set[str]:
+    return {mark for pattern, marks in AREAS.items() if fnmatch(path.name, pattern) for mark in marks}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        for name in AREAS.get(item.path.name, ()):
+        for name in areas(item.path):
             item.add_marker(name)
 
 
 def pytest_ignore_collect(collection_path, config):
     """Not even import an area's module when `-m` deselects every test it could hold: importing Ray
     alone costs seconds, which `make test-fast` would pay for tests it then leaves out."""
-    area = AREAS.get(collection_path.name)
+    area = areas(collection_path)
     if not area or not config.option.markexpr:
         return None
     from itertools import combinations
