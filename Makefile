@@ -23,7 +23,7 @@ PINNED := --constraint $(LOCK) --build-constraint $(LOCK)
 MARKER_OF = $(1) -c 'import platform, sys; print("python_version == \"%d.%d\" and sys_platform == \"%s\" and platform_machine == \"%s\"" % (*sys.version_info[:2], sys.platform, platform.machine()))'
 LOCK_VENV := .venv-lock
 
-.PHONY: demo test test-fast lint lock install install-dev clean
+.PHONY: demo test test-fast lint typecheck lock install install-dev clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ test-fast: install-dev
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# mypy on the sdk core (pyproject.toml's [tool.mypy]: normal mode, strict on the public API's modules).
+typecheck: install-dev
+	$(VENV)/bin/mypy
 
 # Rewrite constraints.txt: everything the set-up installs (torch, the dev extras, the plugins'
 # dependencies), resolved afresh and unconstrained in a temporary venv, then frozen. Run `make test`

@@ -16,6 +16,7 @@ from sdk import hookimpl
 from sdk.backend import Availability, Backend, RawRunner, Session, TensorInfo
 from sdk.devices import Device, cpu_cores, describe_missing_gpu, gpu
 from sdk.errors import BackendUnavailableError, InputError, ModelError, SDKError
+from sdk.stdio import stdout_to_stderr
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 # Keys of **options that are not SessionOptions attributes.
@@ -82,7 +83,14 @@ def inference_session(ort, model, providers: list, options: Mapping[str, Any], d
 
 
 class OrtSession(Session):
-    """An InferenceSession plus, on CUDA, an IO binding that keeps outputs on the device until read."""
+    """An InferenceSession; on CUDA, run through an IO binding whose device buffers outlive the call.
+
+    A tiled image is many windows of one shape. On CUDA each window's input is copied into the same
+    device buffer, the engine writes into the same output buffer, and only the output comes back to
+    the host: no allocation per window, and the engine never waits for ORT to allocate its output.
+    Buffers are kept for the last input shape only (a whole large image's would otherwise stay
+    resident after its call), and ``close()`` lets them go with the session's own memory.
+    """
 
     def __init__(self, ort, model, providers: list, options: Mapping[str, Any], device: Device):
         self._session = inference_session(ort, model, providers, options, device)
@@ -93,6 +101,9 @@ class OrtSession(Session):
         self._output_names = [o.name for o in self.outputs]
         self._ort = ort
         self._bound = device.kind == "cuda"  # looked up once: run() is on every call's path
+        self._ort_device = "cuda"  # where bound buffers live (tests bind on "cpu" to run this path here)
+        self._binding = None
+        self._buffers: tuple = ()  # (shape key, {input: OrtValue}, [output OrtValue]) of the last shape
 
     @property
     def providers(self) -> list[str]:
@@ -110,21 +121,48 @@ class OrtSession(Session):
             raise SDKError(f"onnxruntime failed while running: {exc}") from exc
 
     def _run_bound(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        binding = self._session.io_binding()
+        binding = self._binding
+        if binding is None:
+            binding = self._binding = self._session.io_binding()
+        # Shape-like inputs (Resize's scales) are read on the host by the CUDA provider: copying them
+        # to the device would only make ORT copy them back. They are bound afresh on every call.
+        tensors = {name: np.ascontiguousarray(a) for name, a in feeds.items() if a.ndim > 1}
+        # The host inputs' values are part of the key: a new factor at the same size is a new output shape.
+        key = tuple((name, a.shape, a.dtype.str) for name, a in tensors.items()) + tuple(
+            (name, a.dtype.str, tuple(a.ravel().tolist())) for name, a in feeds.items() if a.ndim <= 1
+        )
+        if self._buffers and self._buffers[0] == key:
+            _, on_device, outputs = self._buffers
+            for name, array in tensors.items():
+                on_device[name].update_inplace(array)  # host -> the same device buffer
+        else:
+            self._buffers = ()  # the old shape's buffers go before the new ones are allocated
+            binding.clear_binding_inputs()
+            binding.clear_binding_outputs()
+            on_device = {}
+            for name, array in tensors.items():
+                on_device[name] = self._ort.OrtValue.ortvalue_from_numpy(array, self._ort_device, self.device.index)
+                binding.bind_ortvalue_input(name, on_device[name])
+            for name in self._output_names:
+                binding.bind_output(name, self._ort_device, self.device.index)
+            outputs = None
         for name, array in feeds.items():
             if array.ndim <= 1:
-                # Shape-like inputs (Resize's scales) are read on the host by the CUDA provider;
-                # copying them to the device would only make ORT copy them back.
                 binding.bind_cpu_input(name, array)
-            else:
-                value = self._ort.OrtValue.ortvalue_from_numpy(array, "cuda", self.device.index)
-                binding.bind_ortvalue_input(name, value)
-        for name in self._output_names:
-            binding.bind_output(name, "cuda", self.device.index)
         self._session.run_with_iobinding(binding)
+        if outputs is None:
+            # ORT allocated the outputs on the device for this shape; bind them from now on.
+            outputs = binding.get_outputs()
+            binding.clear_binding_outputs()
+            for name, value in zip(self._output_names, outputs):
+                binding.bind_ortvalue_output(name, value)
+            self._buffers = (key, on_device, list(outputs))
         return dict(zip(self._output_names, binding.copy_outputs_to_cpu()))
 
     def close(self) -> None:
+        # The device buffers and the binding hold GPU memory of their own: drop them with the session.
+        self._buffers = ()
+        self._binding = None
         self._session = None
 
 
@@ -239,9 +277,14 @@ class OrtCudaBackend(_OrtBackend):
             "device_id": device.index,
             # EXHAUSTIVE pays a benchmark per new input shape; images come in many shapes.
             "cudnn_conv_algo_search": options.get("cudnn_conv_algo_search", "HEURISTIC"),
+            # The arena grows by what a run asks for, not to the next power of two (ORT's default), so
+            # that the memory budget tiling plans for is what the GPU really gives this session.
+            "arena_extend_strategy": "kSameAsRequested",
             **(options.get("provider_options") or {}),
         }
-        session = OrtSession(ort, model, [(CUDA, provider_options), CPU], options, device)
+        # When the CUDA provider cannot start, ORT prints a banner to stdout and retries on the CPU.
+        with stdout_to_stderr():
+            session = OrtSession(ort, model, [(CUDA, provider_options), CPU], options, device)
         # ORT falls back to the CPU without raising when the CUDA provider cannot start.
         if session.providers[:1] != [CUDA]:
             raise BackendUnavailableError(

@@ -25,6 +25,7 @@ from .errors import (
 from .graph.tensors import TensorInfo
 from .hookspecs import hookimpl
 from .predictor import Predictor
+from .selection import BackendInfo
 from .spec import PipelineSpec
 from .tiling import Plan
 
@@ -34,7 +35,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 
-def list_backends(device: str | Device | None = None) -> list:
+def list_backends(device: str | Device | None = None) -> list[BackendInfo]:
     """One record per discovered backend (and per plugin that failed to load).
 
     Each record has ``name, distribution, version, devices, priority, available, reason`` (and
@@ -50,6 +51,7 @@ def list_backends(device: str | Device | None = None) -> list:
 __all__ = [
     "Availability",
     "Backend",
+    "BackendInfo",
     "BackendUnavailableError",
     "Device",
     "ExportError",

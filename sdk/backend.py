@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import PluginError
 from .graph.tensors import TensorInfo  # part of the plugin contract: sessions describe their tensors with it
+from .stdio import stdout_to_stderr
 
 if TYPE_CHECKING:  # only for annotations: the core never needs these at import time
     from .devices import Device
@@ -61,7 +62,7 @@ class Session(ABC):
     def __enter__(self) -> Session:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -117,7 +118,8 @@ class Backend(ABC):
                     found = Availability.no(f"{self.name} runs on {', '.join(self.devices)}, not {device.kind}")
                 else:
                     try:
-                        found = self._probe(device)
+                        with stdout_to_stderr():  # an engine's start-up chatter must not corrupt --json output
+                            found = self._probe(device)
                     except Exception as exc:  # a broken engine must not take the host down
                         found = Availability.no(f"probe failed: {type(exc).__name__}: {exc}")
                 self._probe_cache[key] = found

@@ -7,6 +7,7 @@ import importlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .declare import add_pipeline_arguments, pipeline_from_args
 from .errors import SDKError
@@ -165,12 +166,12 @@ def cmd_backends(args) -> int:
             or "none found"
         )
     )
-    if args.model:
+    if ranking is not None:  # (measured when a model was named)
         _print_ranking(console, args.model, ranking)
     return 0
 
 
-def _measured_ranking(args) -> dict | None:
+def _measured_ranking(args) -> dict:
     """auto's ranking of the engines on the model: from the cache, or measured now (and cached)."""
     from .predictor import Predictor
 
@@ -259,7 +260,7 @@ def cmd_info(args) -> int:
         resolution, problem = resolve(model, pipeline_from_args(args)), None
     except SDKError as exc:
         resolution, problem = None, str(exc)
-    info = {
+    info: dict[str, Any] = {
         "model": model.name,
         "path": str(model.path),
         "opset": model.opset,

@@ -12,6 +12,7 @@ import functools
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import InputError
 
@@ -72,7 +73,7 @@ def cuda_gpus() -> tuple[GPU, ...]:
     )
 
 
-def numbered(boards: list) -> list:
+def numbered(boards: list[Any]) -> list[Any]:
     """The devices CUDA will see, in CUDA's order: boards, or the MIG slices of boards in MIG mode.
 
     NVML's order is not CUDA's: CUDA puts the fastest GPU first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``,
@@ -92,12 +93,12 @@ def numbered(boards: list) -> list:
     return _one_mig_slice(_visible(boards))
 
 
-def _visible(boards: list) -> list:
+def _visible(boards: list[Any]) -> list[Any]:
     """What ``CUDA_VISIBLE_DEVICES`` lets CUDA see of ``boards`` (in PCI order), in its order."""
     spec = os.environ.get("CUDA_VISIBLE_DEVICES")
     if spec is None:
         return [d for b in boards for d in _usable(b)]
-    chosen: list = []
+    chosen: list[Any] = []
     for token in (t.strip() for t in spec.split(",")):
         found = _resolve(token, boards)
         # CUDA stops at the first entry it cannot resolve (or names twice); so do we.
@@ -107,7 +108,7 @@ def _visible(boards: list) -> list:
     return chosen
 
 
-def _resolve(token: str, boards: list) -> list:
+def _resolve(token: str, boards: list[Any]) -> list[Any]:
     if token.isdigit():
         return _usable(boards[int(token)]) if int(token) < len(boards) else []
     if token.startswith("MIG-GPU-"):  # the R450 spelling: MIG-GPU-<board uuid>/<GPU instance>/<compute instance>
@@ -126,12 +127,12 @@ def _resolve(token: str, boards: list) -> list:
     return []
 
 
-def _usable(board) -> list:
+def _usable(board: Any) -> list[Any]:
     """A board in MIG mode runs CUDA only through its slices (none when no slice was created)."""
     return list(board.slices) if board.mig_enabled else [board]
 
 
-def _one_mig_slice(devices: list) -> list:
+def _one_mig_slice(devices: list[Any]) -> list[Any]:
     """CUDA 11 and 12 enumerate a single MIG slice per process (NVIDIA's MIG user guide): the first."""
     seen = False
     kept = []
@@ -144,7 +145,7 @@ def _one_mig_slice(devices: list) -> list:
     return kept
 
 
-def _unique(found: list):
+def _unique(found: list[Any]) -> Any:
     return found[0] if len(found) == 1 else None  # an ambiguous prefix names nothing, as in CUDA
 
 

@@ -36,3 +36,4 @@ if TYPE_CHECKING:
 @hookspec
 def sdk_backends() -> Sequence[Backend]:
     """Return the :class:`sdk.Backend` instances this plugin provides (one, or a list)."""
+    raise NotImplementedError  # a specification: pluggy calls the plugins' implementations

@@ -13,6 +13,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 # Encoder settings per format: high enough that the upscaler's detail survives, chroma kept at full
 # resolution (4:4:4) because subsampling would blur exactly what super-resolution adds. PNG at zlib
 # level 3: nearly the size of level 6 at a fraction of the time on 100-megapixel outputs.
-_SAVE_OPTIONS = {
+_SAVE_OPTIONS: dict[str, dict[str, Any]] = {
     "JPEG": {"quality": 95, "subsampling": 0},
     "WEBP": {"quality": 95, "method": 4},
     "PNG": {"compress_level": 3},

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from .errors import SDKError
 from .images import IMAGE_SUFFIXES, Decoded, check_writable_size, decode, save_atomic
@@ -86,7 +87,8 @@ def split_existing(pairs: Sequence[Pair], force: bool = False) -> tuple[list[Pai
     """(to do, already done). Outputs are written atomically, so one that exists is complete."""
     if force:
         return list(pairs), []
-    todo, done = [], []
+    todo: list[Pair] = []
+    done: list[Pair] = []
     for pair in pairs:
         (done if pair[1].exists() else todo).append(pair)
     return todo, done
@@ -195,7 +197,8 @@ def run(
         for index, (source, target) in enumerate(todo):
             current, upcoming = upcoming, (read(todo[index + 1][0]) if index + 1 < len(todo) else None)
             try:
-                upscale_file(predictor, current.result(), target, scale, tile, progress=on_tiles)
+                decoded = cast(Future, current).result()  # each image to do had its read queued
+                upscale_file(predictor, decoded, target, scale, tile, progress=on_tiles)
                 summary.written += 1
             except (SDKError, OSError) as exc:  # one bad image or failed write must not cost the others
                 summary.failures.append((source, str(exc)))
@@ -214,8 +217,8 @@ class JobProgress:
 
     def __init__(self, total: int):
         self.total = total
-        self._bar = None
-        self._tiles = None
+        self._bar: Any = None  # a rich Progress, once entered
+        self._tiles: Any = None
 
     def __enter__(self) -> JobProgress:
         from rich.console import Console

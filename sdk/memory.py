@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import Any
 
 from .errors import InputError
 
@@ -84,7 +85,8 @@ def device_memory(device: str) -> int | None:
         return None
     from .devices import gpu, parse_device
 
-    found = gpu(parse_device(device))
+    parsed = parse_device(device)
+    found = gpu(parsed) if parsed is not None else None
     return found.memory_bytes if found else None
 
 
@@ -94,7 +96,7 @@ def device_memory(device: str) -> int | None:
 # encoded dict current on every write through it, the only writes os.environ.get sees either, so the
 # lookup goes to that dict where the interpreter has one (CPython, PyPy), with the key encoded once.
 _ENVIRON = os.environ
-_RAW = getattr(_ENVIRON, "_data", None)
+_RAW: Any = getattr(_ENVIRON, "_data", None)
 _RAW_KEY = _ENVIRON.encodekey(ENV) if _RAW is not None and hasattr(_ENVIRON, "encodekey") else None
 
 

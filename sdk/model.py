@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .errors import ModelError
 from .graph.tensors import TensorInfo, count, element_size, opset, tensor_info
@@ -27,11 +29,11 @@ def bundled_path(name: str) -> Path:
     return path
 
 
-def model_file(model: str | Path) -> Path:
+def model_file(model: str | os.PathLike[str]) -> Path:
     """A bundled model's name or a path -> an existing file, or a ModelError saying what to pass."""
     if isinstance(model, str) and model in BUNDLED:
         return bundled_path(model)
-    if not isinstance(model, (str, Path)):
+    if not isinstance(model, (str, os.PathLike)):
         raise ModelError(
             f"model must be a path to an .onnx file or one of {', '.join(BUNDLED)}, not {type(model).__name__}"
         )
@@ -48,7 +50,7 @@ def model_file(model: str | Path) -> Path:
 class Model:
     """An ONNX model on disk: its inputs, outputs, opset and metadata, read once."""
 
-    def __init__(self, model: str | Path):
+    def __init__(self, model: str | os.PathLike[str]):
         import onnx  # imported here so that `import sdk` stays light
 
         self.path = model_file(model)
@@ -125,7 +127,7 @@ def _all_tensors(graph) -> Iterator:
                     yield from _all_tensors(sub)
 
 
-def _external_entries(proto) -> Iterator[tuple[object, dict]]:
+def _external_entries(proto) -> Iterator[tuple[Any, dict[str, str]]]:
     from onnx import TensorProto
 
     for tensor in _all_tensors(proto.graph):

@@ -17,11 +17,11 @@ ever see the feeds. Nothing here keeps state across calls: one Pipeline serves e
 
 from __future__ import annotations
 
-import math
 import numbers
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -63,23 +63,18 @@ class Pipeline:
     def runtime_scale(self) -> bool:
         return self.spec.scale_input is not None
 
-    def check_scale(self, scale) -> int:
+    def check_scale(self, scale: Any) -> int:
         """The scale to run at, or an InputError naming what to pass."""
         if scale is None:
             if self.runtime_scale:
                 raise InputError(
                     f"{self.model_name} takes its scale at run time: pass scale=N (an integer >= 1, e.g. 2, 3 or 4)"
                 )
-            return self.spec.scale
+            return cast(int, self.spec.scale)  # a spec without a scale input has a scale (PipelineSpec checks)
         if type(scale) is not int:  # the common case skips the abstract-class checks
-            if (
-                isinstance(scale, bool)
-                or not isinstance(scale, numbers.Real)
-                or not math.isfinite(scale)
-                or float(scale) != int(scale)
-            ):
+            if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not float(scale).is_integer():
                 raise InputError(f"scale={scale!r} is not an integer: pass a whole number such as 2, 3 or 4")
-            scale = int(scale)
+            scale = int(float(scale))
         if scale < 1:
             raise InputError(f"scale={scale} must be a positive integer (1 or more)")
         if not self.runtime_scale and scale != self.spec.scale:
@@ -134,14 +129,14 @@ class Pipeline:
         ph, pw = (height, width) if self._any_size else self.padded_size(height, width)
         if (ph, pw) != (height, width):
             # Reflection keeps the padding image-like, so the model sees no false edge at the border.
-            mode = "reflect" if height > 1 and width > 1 else "edge"
+            mode: Literal["reflect", "edge"] = "reflect" if height > 1 and width > 1 else "edge"
             tensor = np.pad(tensor, ((0, 0), (0, 0), (0, ph - height), (0, pw - width)), mode=mode)
         if self.spec.layout == "NHWC":
             tensor = np.ascontiguousarray(tensor.transpose(0, 2, 3, 1))
         if self.input_dtype != tensor.dtype:
             tensor = tensor.astype(self.input_dtype)
         feeds = {self.spec.image_input: tensor}
-        if self.runtime_scale:
+        if self.spec.scale_input is not None:  # a runtime-scale model
             feeds[self.spec.scale_input] = self.scale_feed(scale)
         return feeds
 
@@ -210,7 +205,8 @@ class Pipeline:
         if self._gain_out != 1.0:
             out *= 1.0 / self._gain_out
         if self.spec.color == "y":
-            return _from_y_and_chroma(out, prepared.chroma, flip=bgr, dtype=prepared.dtype)
+            chroma = cast(np.ndarray, prepared.chroma)  # prepare keeps it for a "y" model
+            return _from_y_and_chroma(out, chroma, flip=bgr, dtype=prepared.dtype)
         if self.spec.color == "gray":
             return np.repeat(to_pixels_nhwc(out, dtype=prepared.dtype), 3, axis=3)  # three equal channels
         return to_pixels_nhwc(out, flip=(self.spec.color == "bgr") != bgr, dtype=prepared.dtype)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO, TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
 
@@ -12,14 +13,24 @@ from . import memory, planning, tiling
 from .backend import Session
 from .devices import parse_device
 from .errors import InputError, SDKError
+from .feeds import check_feeds
 from .graph.tensors import TensorInfo
 from .images import to_rgb
 from .model import Model
 from .pipeline import Pipeline, Prepared
 from .selection import normalize_name, open_session
-from .spec import resolve, warn_about_guesses
+from .spec import PipelineSpec, resolve, warn_about_guesses
 from .tiling import Plan
 from .tuning import Trial
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+# What the public methods take, named once (users' type checkers read these through py.typed).
+ImageSource: TypeAlias = "np.ndarray | Image | str | os.PathLike[str] | bytes | IO[bytes]"
+Scale: TypeAlias = "int | None"  # None: the model's fixed scale
+Tile: TypeAlias = "int | str | None"  # "auto" (or None), 0 (never) or a window side in input pixels
+Progress: TypeAlias = "Callable[[int, int], object] | bool | None"  # callable(done, total), or True for a bar
 
 TRIAL_SIDE = 64  # pixels: enough for the engines' per-pixel speed to show, small enough to be quick
 
@@ -29,17 +40,33 @@ class Predictor:
 
     >>> p = Predictor("srcnn3", backend="ort-cpu")
     >>> hi = p(lo, scale=3)           # HxWx3 uint8 -> 3Hx3Wx3 uint8 (uint16 -> uint16)
+
+    Parameters:
+        model: a path to an ``.onnx`` file, or the name of a bundled model ("srcnn", "srcnn3", "espcn").
+        backend: "auto" (the fastest backend that really runs here, measured on the model) or a backend's
+            name ("ort-cpu", "ort-cuda", "trt", a plugin's). A named backend that cannot run raises
+            :class:`~sdk.BackendUnavailableError` with the reason; it never falls back silently.
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        pipeline: pipeline fields (value range, colour order, layout, scale, ...), as a dict or a
+            :class:`~sdk.PipelineSpec`, that override what the model file says and what the SDK
+            infers from its graph; ``sdk info MODEL`` shows each field and where it came from.
+        memory_budget: bytes, or a text such as "2GiB", that one run's activations may take; larger
+            images run as tiles. None: $SDK_MEMORY_BUDGET, else a share of the free memory.
+        options: passed to the backend's session (e.g. ``threads=2``); ``backend="auto"`` skips the
+            backends that do not understand one.
+
+    Raises :class:`~sdk.ModelError` for a model it cannot read, :class:`~sdk.InputError` for bad arguments.
     """
 
     def __init__(
         self,
-        model,
+        model: str | os.PathLike[str],
         backend: str = "auto",
         device: str = "auto",
-        pipeline: Mapping[str, Any] | None = None,
-        memory_budget=None,
+        pipeline: Mapping[str, Any] | PipelineSpec | None = None,
+        memory_budget: int | str | None = None,
         **options: Any,
-    ):
+    ) -> None:
         normalize_name(backend)  # a bad backend or budget argument fails before the model is read
         self._budget = memory.parse_size(memory_budget) if memory_budget is not None else None
         self.model = Model(model)
@@ -74,7 +101,7 @@ class Predictor:
         pixels = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
         prepared = self.pipeline.prepare(pixels, scale)
 
-        def pictures(outputs):
+        def pictures(outputs: Mapping[str, np.ndarray]) -> np.ndarray:
             return self.pipeline.finish(self.pipeline.output(outputs, prepared.tensor.shape, scale), prepared)
 
         return Trial(
@@ -93,13 +120,19 @@ class Predictor:
         """Whether the model takes a batch of any size (else one image or window per engine call)."""
         return self._dynamic_batch
 
-    def check_scale(self, scale=None) -> int:
+    def check_scale(self, scale: Scale = None) -> int:
         """The scale a call runs at: ``scale`` checked against the model (None: its fixed scale), or an
         InputError naming what to pass."""
         return self.pipeline.check_scale(scale)
 
     def __call__(
-        self, image, scale=None, color: str = "rgb", tile="auto", progress=None, orient: bool = True
+        self,
+        image: ImageSource,
+        scale: Scale = None,
+        color: str = "rgb",
+        tile: Tile = "auto",
+        progress: Progress = None,
+        orient: bool = True,
     ) -> np.ndarray:
         """Upscale one image; returns HxWx3 pixels in ``color`` order (the order ``image`` is in) and
         in its dtype: uint8, or uint16 (0..65535) for a 16-bit array, whose precision is kept throughout.
@@ -114,10 +147,16 @@ class Predictor:
         scale = self.pipeline.check_scale(scale)
         batch = rgb[None]
         plan = self._planner.plan(batch.shape[:3], scale, tile)
-        return self._run_plan(batch, scale, plan, color == "bgr", progress)[0]
+        result: np.ndarray = self._run_plan(batch, scale, plan, color == "bgr", progress)[0]
+        return result
 
     def predict_batch(
-        self, images: Iterable, scale=None, color: str = "rgb", batch_size: int = 8, tile="auto"
+        self,
+        images: Iterable[ImageSource],
+        scale: Scale = None,
+        color: str = "rgb",
+        batch_size: int = 8,
+        tile: Tile = "auto",
     ) -> list[np.ndarray]:
         """Upscale many images. Every image is checked before any runs, so a bad one costs nothing.
 
@@ -132,7 +171,7 @@ class Predictor:
             except InputError as exc:
                 raise InputError(f"images[{index}]: {exc}") from exc
         step = max(1, int(batch_size)) if self._dynamic_batch else 1
-        by_size: dict[tuple, list[int]] = defaultdict(list)
+        by_size: dict[tuple[tuple[int, ...], np.dtype[Any]], list[int]] = defaultdict(list)
         for index, rgb in enumerate(rgbs):
             by_size[(rgb.shape, rgb.dtype)].append(index)
         results: list[np.ndarray | None] = [None] * len(rgbs)
@@ -143,15 +182,15 @@ class Predictor:
                 plan = self._planner.plan(batch.shape[:3], scale, tile)
                 for i, out in zip(chunk, self._run_plan(batch, scale, plan, color == "bgr")):
                     results[i] = out
-        return results
+        return cast(list[np.ndarray], results)  # every index was in one chunk: no None is left
 
     # -- planning, and running what was planned ---------------------------------------------------
 
     def plan(
         self,
         size: tuple[int, int],
-        scale=None,
-        tile="auto",
+        scale: Scale = None,
+        tile: Tile = "auto",
         *,
         count: int = 1,
         max_batch: int | None = None,
@@ -176,7 +215,9 @@ class Predictor:
         shape = (int(count), height, width)
         return self._planner.plan(shape, self.check_scale(scale), tiling.parse_tile(tile), limit, max_batch_pixels)
 
-    def run_plan(self, images: np.ndarray, scale, plan: Plan, color: str = "rgb", progress=None) -> np.ndarray:
+    def run_plan(
+        self, images: np.ndarray, scale: Scale, plan: Plan, color: str = "rgb", progress: Progress = None
+    ) -> np.ndarray:
         """N x H x W x 3 images (of the size ``plan`` was made for; uint8, or uint16 kept 16-bit) -> N x sH
         x sW x 3 of the same dtype, run as ``plan`` says. ``color`` is the images' order ("rgb" or "bgr");
         ``progress`` as for a call."""
@@ -190,7 +231,7 @@ class Predictor:
             )
         return self._run_plan(images, self.check_scale(scale), plan, color == "bgr", progress)
 
-    def _run_plan(self, images: np.ndarray, scale: int, plan: Plan, bgr: bool, progress=None) -> np.ndarray:
+    def _run_plan(self, images: np.ndarray, scale: int, plan: Plan, bgr: bool, progress: Progress = None) -> np.ndarray:
         if not plan.tiled and len(images) <= plan.batch:
             return self._run_windows(images, scale, bgr)  # the common case: one engine call
         with _progress_bar(progress) as report:
@@ -198,7 +239,7 @@ class Predictor:
                 images, scale, plan, lambda windows: self._run_windows(windows, scale, bgr), report
             )
 
-    def run_windows(self, windows: np.ndarray, scale, color: str = "rgb") -> np.ndarray:
+    def run_windows(self, windows: np.ndarray, scale: Scale, color: str = "rgb") -> np.ndarray:
         """N x h x w x 3 -> N x sh x sw x 3 (uint8, or uint16 kept 16-bit): the whole pipeline on exactly
         this batch, in one engine call (no planning: the caller has sized it, e.g. by :meth:`plan`)."""
         return self._run_windows(windows, self.check_scale(scale), color == "bgr")
@@ -264,7 +305,7 @@ class Predictor:
     def __enter__(self) -> Predictor:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -272,41 +313,14 @@ class Predictor:
         return f"Predictor(model={self.model.name!r}, backend={self.backend!r}, device={self.device!r}{state})"
 
 
-def check_feeds(feeds: Mapping[str, np.ndarray], inputs: Iterable[TensorInfo]) -> None:
-    """InputError unless ``feeds`` has exactly the model's inputs with fitting dtypes and shapes."""
-    inputs = list(inputs)
-    if not isinstance(feeds, Mapping):
-        raise InputError(f"feeds must be a dict of input name -> numpy array, not {type(feeds).__name__}")
-    expected = {i.name for i in inputs}
-    if set(feeds) != expected:
-        missing, unknown = sorted(expected - set(feeds)), sorted(set(feeds) - expected)
-        raise InputError(
-            f"feeds must name exactly the model's inputs {sorted(expected)}; missing {missing}, unknown {unknown}"
-        )
-    for info in inputs:
-        value = feeds[info.name]
-        if not isinstance(value, np.ndarray):
-            raise InputError(f"feed {info.name!r} is a {type(value).__name__}; pass a numpy array")
-        if value.dtype != info.dtype:
-            raise InputError(
-                f"feed {info.name!r} is {value.dtype}; the model wants {info.dtype} (use .astype(np.{info.dtype}))"
-            )
-        fits = len(value.shape) == len(info.shape) and all(
-            not isinstance(want, int) or want == got for want, got in zip(info.shape, value.shape)
-        )
-        if not fits:
-            shown = ["?" if not isinstance(d, int) else d for d in info.shape]
-            raise InputError(f"feed {info.name!r} has shape {list(value.shape)}; the model wants {shown} (? = any)")
-
-
 class _progress_bar:
     """``progress`` as the caller gave it: a callable, True for a rich bar on stderr, or nothing."""
 
-    def __init__(self, progress):
+    def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.bar = None
+        self.bar: Any = None
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int, int], object] | None:
         if self.progress is True:
             from rich.progress import Progress
 
@@ -316,6 +330,6 @@ class _progress_bar:
             return lambda done, total: self.bar.update(self.task, completed=done, total=total)
         return self.progress or None
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         if self.bar is not None:
             self.bar.stop()

@@ -17,6 +17,7 @@ from .devices import Device, cuda_gpus
 from .errors import BackendUnavailableError, InputError
 from .optimize import OPTION as OPTIMIZE
 from .plugins import BackendRecord, Registry, load_plugins
+from .stdio import stdout_to_stderr
 from .tuning import OPTION as TUNE
 from .tuning import Ranking, RankingCache, Trial, measure, ranking_key, split_option
 
@@ -129,7 +130,8 @@ def create_session(backend: Backend, model: Model, device: Device, options: Mapp
     """The one place where the SDK asks a backend for a session: on the optimised model (sdk.optimize)."""
     from .optimize import optimized_session
 
-    return optimized_session(backend, model, device, options)
+    with stdout_to_stderr():  # ORT prints its provider-fallback banner to stdout, as some engines do
+        return optimized_session(backend, model, device, options)
 
 
 def open_session(
@@ -203,7 +205,7 @@ def candidates(name: str, device: Device | None, registry: Registry | None = Non
     found, reasons = [], []
     for record in registry.by_priority():
         ok, chosen = availability(record.backend, device)
-        if ok.ok:
+        if ok.ok and chosen is not None:  # (a device is chosen whenever one is ok)
             found.append((record.backend, chosen))
         else:
             reasons.append(f"  {record.backend.name}: {ok.reason}")
@@ -229,7 +231,7 @@ def _named(name: str, device: Device | None, registry: Registry) -> tuple[Backen
             "or install the plugin that provides it (see `sdk backends`)"
         )
     found, chosen = availability(record.backend, device)
-    if not found.ok:
+    if not found.ok or chosen is None:  # (a device is chosen whenever one is ok)
         where = f" on {device}" if device else ""
         raise BackendUnavailableError(f"backend {name!r} cannot run{where}: {found.reason}")
     return record.backend, chosen

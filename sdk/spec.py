@@ -18,7 +18,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from .graph.inputs import (
     spatial,
 )
 from .graph.scale import fixed_scale_of
+
+if TYPE_CHECKING:
+    from .model import Model
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class PipelineSpec:
     multiple_of: int = 1
     version: int = 1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.color not in COLORS:
             raise ModelError(f"pipeline colour {self.color!r} is not one of {', '.join(COLORS)}")
         if self.layout not in LAYOUTS:
@@ -113,7 +116,7 @@ _DEFAULTS = {f.name: f.default for f in fields(PipelineSpec)}
 DECLARABLE = tuple(name for name in FIELDS if name != "version")
 
 
-def _range(name: str, value) -> tuple[float, float]:
+def _range(name: str, value: Any) -> tuple[float, float]:
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
@@ -123,7 +126,7 @@ def _range(name: str, value) -> tuple[float, float]:
     return (low, high)
 
 
-def _whole(name: str, value, minimum: int) -> int:
+def _whole(name: str, value: Any, minimum: int) -> int:
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float, np.integer))
@@ -164,7 +167,7 @@ class Resolution:
     guesses: tuple[str, ...] = ()
 
 
-def resolve(model, declared: Mapping[str, Any] | None = None) -> Resolution:
+def resolve(model: Model, declared: Mapping[str, Any] | PipelineSpec | None = None) -> Resolution:
     """The spec a model runs with: declared fields over its metadata over what the graph says."""
     given = check_declared(declared)
     values: dict[str, Any] = {}
@@ -189,7 +192,7 @@ def resolve(model, declared: Mapping[str, Any] | None = None) -> Resolution:
     return Resolution(spec, {name: sources.get(name, "default") for name in FIELDS}, guesses)
 
 
-def check_declared(declared: Mapping[str, Any] | None) -> dict[str, Any]:
+def check_declared(declared: Mapping[str, Any] | PipelineSpec | None) -> dict[str, Any]:
     """The ``pipeline=`` dict, checked for its field names (values are checked with the spec)."""
     if declared is None:
         return {}
@@ -215,11 +218,11 @@ def check_declared(declared: Mapping[str, Any] | None) -> dict[str, Any]:
     return values
 
 
-def _infer_missing(model, values: dict, sources: dict) -> tuple[str, ...]:
+def _infer_missing(model: Model, values: dict[str, Any], sources: dict[str, str]) -> tuple[str, ...]:
     """Fill the fields nobody gave from the graph; returns the conventions that had to be assumed."""
     assumed = []
 
-    def infer(name: str, value, guess: bool = False) -> None:
+    def infer(name: str, value: Any, guess: bool = False) -> None:
         if name not in values:
             values[name], sources[name] = value, "inferred"
             if guess:
@@ -254,7 +257,7 @@ def _infer_missing(model, values: dict, sources: dict) -> tuple[str, ...]:
 # -- the spec against the graph -------------------------------------------------------------------
 
 
-def check_against_model(spec: PipelineSpec, model) -> None:
+def check_against_model(spec: PipelineSpec, model: Model) -> None:
     """ModelError unless the model's inputs and output fit the spec."""
     image = model.input(spec.image_input)
     channel_axis = 1 if spec.layout == "NCHW" else 3
@@ -298,7 +301,7 @@ def check_against_model(spec: PipelineSpec, model) -> None:
         )
 
 
-def static_size(spec: PipelineSpec, model) -> tuple[int, int] | None:
+def static_size(spec: PipelineSpec, model: Model) -> tuple[int, int] | None:
     """(h, w) of a model whose image input has fixed spatial dimensions, else None."""
     h, w = spatial(model.input(spec.image_input).shape, spec.layout)
     return (h, w) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else None
@@ -338,5 +341,5 @@ def warn_about_guesses(resolution: Resolution, model_name: str) -> None:
         log.warning("%s", message)
 
 
-def _show(value_range) -> str:
+def _show(value_range: tuple[float, float]) -> str:
     return "..".join(f"{v:g}" for v in value_range)

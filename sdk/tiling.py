@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -51,12 +51,12 @@ class Plan(NamedTuple):
     exact: bool = False
     tiled: bool = True
 
-    def count(self, height: int, width: int) -> int:
+    def count(self, height: int, width: int) -> int:  # type: ignore[override]  # not tuple.count: no caller counts fields
         """Windows (engine items) per H x W image."""
         return len(spans(height, self.window[0], self.margin)) * len(spans(width, self.window[1], self.margin))
 
 
-def parse_tile(value, where: str = "tile="):
+def parse_tile(value: object, where: str = "tile=") -> int | str:
     """A tile option as the Predictor and the CLI take it: "auto" (or None), 0 (no tiling) or a size in
     input pixels, as a number or its text; an InputError naming ``where`` (e.g. "--tile ") otherwise."""
     if value is None:
@@ -105,7 +105,7 @@ def upscale_tiled(
     scale: int,
     plan: Plan,
     run_windows: Callable[[np.ndarray], np.ndarray],
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> np.ndarray:
     """N x H x W x 3 pixels -> N x sH x sW x 3 pixels of the same dtype (uint8 or uint16), through
     ``run_windows`` (k x h x w x 3 -> k x sh x sw x 3) on windows of ``plan.window``."""
@@ -137,7 +137,7 @@ def upscale_tiled(
 
 def _pad(windows: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
     """Pad at the bottom and right by mirroring, as a static-size model's exporter would have cropped."""
-    mode = "reflect" if min(windows.shape[1:3]) > 1 else "edge"
+    mode: Literal["reflect", "edge"] = "reflect" if min(windows.shape[1:3]) > 1 else "edge"
     return np.pad(windows, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode=mode)
 
 

@@ -143,7 +143,7 @@ class RankingCache:
 
 
 def time_sessions(
-    sessions: list[tuple[str, Any]], feeds: Mapping[str, Any], clock=time.perf_counter, outputs: dict | None = None
+    sessions: list[tuple[Any, Any]], feeds: Mapping[str, Any], clock=time.perf_counter, outputs: dict | None = None
 ) -> dict:
     """label -> best seconds per call, the sessions taking turns call by call (noise hits them alike).
     ``outputs``, when given, receives each session's warm-up outputs by label."""

@@ -52,7 +52,7 @@ def detect_value_range(predictor, scale: int | None = None) -> Detection:
 
     scale = predictor.check_scale(scale if scale is not None or predictor.scale else 2)
     image = sample_picture()
-    scores = {}
+    scores: dict[tuple[float, float], float] = {}
     for candidate in CANDIDATES:
         spec = dataclasses.replace(predictor.spec, value_range=candidate, output_range=None)
         pipeline = Pipeline(spec, predictor.model)
@@ -63,7 +63,7 @@ def detect_value_range(predictor, scale: int | None = None) -> Detection:
         )
         mse = np.mean((back.astype(np.float64) - image) ** 2)
         scores[candidate] = float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-    ranked = sorted(scores, key=scores.get, reverse=True)
+    ranked = sorted(scores, key=scores.__getitem__, reverse=True)
     best, second = ranked[0], ranked[1]
     shown = ", ".join(f"{lo:g}..{hi:g}: {scores[(lo, hi)]:.1f} dB" for lo, hi in CANDIDATES)
     if scores[best] < MIN_PSNR_DB:

@@ -99,3 +99,25 @@ def private_cache(tmp_path_factory):
         # would make tests slow and their choice noisy. tests/test_tuning.py measures on purpose.
         patch.setenv("SDK_TUNE", "0")
         yield
+
+
+def _no_gpu_reason() -> str:
+    """Why the `gpu` tests cannot run here ("" when they can)."""
+    from sdk.devices import cuda_gpus
+
+    if not cuda_gpus():
+        return "needs a CUDA GPU: NVML finds none on this machine (benchmarks/gpu/check.sh runs these on one)"
+    try:
+        import onnxruntime
+    except ImportError:
+        return "needs onnxruntime-gpu: onnxruntime is not installed"
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return f"needs onnxruntime-gpu: onnxruntime {onnxruntime.__version__} here is the CPU build"
+    return ""
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    reason = _no_gpu_reason() if marked else ""
+    for item in marked if reason else ():
+        item.add_marker(pytest.mark.skip(reason=reason))

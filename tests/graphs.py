@@ -119,3 +119,42 @@ def identity_model() -> onnx.ModelProto:
     model.metadata_props.add(key="sdk.pipeline", value=json.dumps(declared))
     onnx.checker.check_model(model)
     return model
+
+
+def community_fp16_model(scale: int = 2, seed: int = 0) -> onnx.ModelProto:
+    """What the community ships (OpenModelDB style): RGB in 0..1, float16 throughout, PReLU, a
+    sub-pixel convolution (DepthToSpace) plus a nearest-upscaled residual, opset 17, dynamic sizes."""
+    rng = np.random.default_rng(seed)
+    features = 16
+    w1 = (rng.standard_normal((features, 3, 3, 3)) * 0.2).astype(np.float16)
+    b1 = (rng.standard_normal(features) * 0.05).astype(np.float16)
+    slope = np.full((features, 1, 1), 0.25, np.float16)
+    w2 = (rng.standard_normal((3 * scale * scale, features, 3, 3)) * 0.02).astype(np.float16)
+    b2 = np.zeros(3 * scale * scale, np.float16)
+    inits = [
+        numpy_helper.from_array(w1, "w1"),
+        numpy_helper.from_array(b1, "b1"),
+        numpy_helper.from_array(slope, "slope"),
+        numpy_helper.from_array(w2, "w2"),
+        numpy_helper.from_array(b2, "b2"),
+        numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "scales"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["h"], pads=[1, 1, 1, 1]),
+        helper.make_node("PRelu", ["h", "slope"], ["a"]),
+        helper.make_node("Conv", ["a", "w2", "b2"], ["d"], pads=[1, 1, 1, 1]),
+        helper.make_node("DepthToSpace", ["d"], ["detail"], blocksize=scale, mode="CRD"),
+        helper.make_node("Resize", ["input", "", "scales"], ["base"], mode="nearest"),
+        helper.make_node("Add", ["base", "detail"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "community-fp16",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT16, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT16, ["n", 3, "H", "W"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model

@@ -29,3 +29,9 @@ def test_no_generic_top_level_name_and_entry_points_follow():
     assert ours == {"onnxruntime": "deploy_sdk_backends.onnxruntime", "tensorrt": "deploy_sdk_backends.tensorrt"}
     top = (importlib.metadata.distribution("deploy-sdk").read_text("top_level.txt") or "").split()
     assert "backends" not in top
+
+
+def test_the_package_says_it_is_typed():
+    """PEP 561: users' type checkers read sdk's annotations only when py.typed is installed with it."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert (ROOT / "sdk" / "py.typed").is_file() and "py.typed" in config["package-data"]["sdk"]

@@ -20,6 +20,7 @@ from .schedule import Measurement, Plan, measure
 REFERENCE = "torch"
 PEER = "torch-compiled"
 CHANNELS_LAST = "torch-channels-last"
+TORCH_FP16 = "torch-fp16"  # torch eager under CUDA autocast to float16: the GPU user's quick speed-up
 AUTO = "auto"
 FLOOR = "floor"
 
@@ -74,11 +75,12 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False, vari
     offering = [n for n in names if registry.get(n) and registry.get(n).backend.offers_raw_runner()]
     raw_names = [f"raw-{name}" for name in offering]
     tokens = [t.strip().lower() for item in selection for t in item.split(",") if t.strip()]
-    known = {"all", "raw", AUTO, REFERENCE, CHANNELS_LAST, PEER, FLOOR, *names, *raw_names}
+    known = {"all", "raw", AUTO, REFERENCE, CHANNELS_LAST, PEER, TORCH_FP16, FLOOR, *names, *raw_names}
     unknown = [t for t in tokens if t not in known]
     if unknown:
         raise SDKError(
-            f"unknown --backends {unknown}; choose from all, raw, {AUTO}, {REFERENCE}, {CHANNELS_LAST}, {PEER}, {FLOOR}, "
+            f"unknown --backends {unknown}; choose from all, raw, {AUTO}, {REFERENCE}, {CHANNELS_LAST}, {PEER}, {TORCH_FP16}, "
+            f"{FLOOR}, "
             f"{', '.join(names)}, {', '.join(raw_names)}"
         )
     everything = "all" in tokens or not tokens
@@ -108,6 +110,9 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False, vari
         rows.append(Row("channels_last", REFERENCE, device, why))
     if everything or PEER in tokens:
         rows.append(Row("peer", REFERENCE, device, why))
+    if TORCH_FP16 in tokens:  # named only: "all" runs on CPU machines too, where autocast to fp16 is no lever
+        # Reduced precision is shown, not judged (reduced_precision reads this option).
+        rows.append(Row("autocast", REFERENCE, device, why, (("precision", "fp16"),)))
     if everything or FLOOR in tokens:
         rows.append(Row("floor", "sgemm", "cpu"))
     return rows

@@ -13,6 +13,33 @@ import numpy as np
 def model_flops(model, size: int, batch: int, scale: int, declared: dict | None = None) -> float:
     """FLOPs of one call on ``batch`` images of ``size`` x ``size`` at ``scale``; 0 when the graph's
     shapes cannot be inferred. ``declared``: the pipeline fields given on the command line."""
+    found = graph_shapes(model, size, batch, scale, declared)
+    if found is None:
+        return 0.0
+    graph, shapes, weights = found
+    total = 0.0
+    for node in graph.node:
+        if node.op_type == "Conv":
+            out = shapes.get(node.output[0])
+            kernel = weights.get(node.input[1]) or shapes.get(node.input[1])
+            if not out or not kernel or 0 in out:
+                return 0.0
+            # kernel: Cout x Cin/group x kh x kw; every output value is Cin/group*kh*kw multiply-adds.
+            total += 2.0 * float(np.prod(out)) * float(np.prod(kernel[1:]))
+        elif node.op_type in ("MatMul", "Gemm"):
+            a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+            if not a or not out or 0 in a or 0 in out:
+                return 0.0
+            inner = (
+                a[-2] if node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute) else a[-1]
+            )
+            total += 2.0 * float(np.prod(out)) * inner
+    return total
+
+
+def graph_shapes(model, size: int, batch: int, scale: int, declared: dict | None = None):
+    """(graph, {tensor: shape}, {initializer: dims}) of the model at this size, batch and scale, its
+    factor input folded in; None when ONNX cannot infer the shapes."""
     import onnx
 
     from ..graph.inputs import shape_inputs
@@ -37,30 +64,13 @@ def model_flops(model, size: int, batch: int, scale: int, declared: dict | None 
     try:
         inferred = onnx.shape_inference.infer_shapes(fold_shape_arithmetic(proto), data_prop=True)
     except Exception:
-        return 0.0
+        return None
     shapes = {}
     for value in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output):
         dims = value.type.tensor_type.shape.dim
         shapes[value.name] = [d.dim_value if d.HasField("dim_value") else 0 for d in dims]
     weights = {t.name: list(t.dims) for t in inferred.graph.initializer}
-    total = 0.0
-    for node in inferred.graph.node:
-        if node.op_type == "Conv":
-            out = shapes.get(node.output[0])
-            kernel = weights.get(node.input[1]) or shapes.get(node.input[1])
-            if not out or not kernel or 0 in out:
-                return 0.0
-            # kernel: Cout x Cin/group x kh x kw; every output value is Cin/group*kh*kw multiply-adds.
-            total += 2.0 * float(np.prod(out)) * float(np.prod(kernel[1:]))
-        elif node.op_type in ("MatMul", "Gemm"):
-            a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
-            if not a or not out or 0 in a or 0 in out:
-                return 0.0
-            inner = (
-                a[-2] if node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute) else a[-1]
-            )
-            total += 2.0 * float(np.prod(out)) * inner
-    return total
+    return inferred.graph, shapes, weights
 
 
 # Small integer tensors (shapes, window counts) are what the folding computes; anything bigger is data.

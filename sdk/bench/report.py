@@ -23,6 +23,7 @@ LABELS = {
     "reference": "{} eager (reference)",
     "channels_last": "{} channels_last",
     "peer": "{} channels_last+compile",
+    "autocast": "{} fp16 autocast",
     "floor": "fp32 floor ({})",
 }
 # Two tables, so that each fits a terminal: how fast, then where the time goes and how right.
@@ -55,6 +56,7 @@ DETAIL_COLUMNS = (
 )
 LEFT = {"backend", "device", "accuracy"}
 OVERHEAD_TARGET_PCT = 3.0
+# The fp32 PyTorch rows: "vs best torch" is against the fastest (the fp16 autocast row is compared with them, not among them)
 TORCH_KINDS = ("reference", "channels_last", "peer")  # the PyTorch rows: "vs best torch" is against the fastest
 
 
@@ -413,6 +415,7 @@ COLOURS = {
     "reference": "#7f7f7f",
     "channels_last": "#999999",
     "peer": "#555555",
+    "autocast": "#bbbbbb",
     "floor": "#2ca02c",
 }
 

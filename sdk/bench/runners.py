@@ -19,7 +19,8 @@ from ..errors import BackendUnavailableError, SDKError
 # sdk: a Predictor; raw: a backend's own bare engine (Backend.raw_runner); reference: torch eager,
 # the accuracy reference; peer: the strongest PyTorch a CPU user would run (channels_last +
 # torch.compile); floor: numpy's sgemm on as many FLOPs as the model needs (the fp32 hardware floor).
-KINDS = ("sdk", "raw", "reference", "channels_last", "peer", "floor")
+# autocast: torch eager under CUDA autocast to float16.
+KINDS = ("sdk", "raw", "reference", "channels_last", "peer", "autocast", "floor")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def make_runner(job: Job) -> Runner:
         return SdkRunner(job)
     if job.kind == "raw":
         return RawEngineRunner(job)
-    if job.kind in ("reference", "channels_last", "peer"):
+    if job.kind in ("reference", "channels_last", "peer", "autocast"):
         return TorchRunner(job)
     if job.kind == "floor":
         return FloorRunner(job)
@@ -281,6 +282,8 @@ class TorchRunner(Runner):
             self.source += ", channels_last"
         if self.job.kind == "peer":
             self._compile()
+        if self.job.kind == "autocast":
+            self.source += ", autocast to float16"
 
     def _compile(self) -> None:
         """channels_last + torch.compile, compiled here on the benchmark's own input, so that the
@@ -309,9 +312,9 @@ class TorchRunner(Runner):
             else torch.from_numpy(feeds[name])
             for name in self.input_names
         ]
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.torch_device.type, torch.float16, self.job.kind == "autocast"):
             out = self.module(*args)
-        return self.pipeline.output(out.cpu().numpy(), prepared.tensor.shape, self.scale)
+        return self.pipeline.output(out.float().cpu().numpy(), prepared.tensor.shape, self.scale)
 
     def call(self):
         prepared = self.pipeline.prepare(self.batch, self.scale)

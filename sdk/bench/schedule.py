@@ -168,6 +168,7 @@ def _label(m: Measurement) -> str:
         "reference": m.job.backend,
         "channels_last": f"{m.job.backend} channels_last",
         "peer": f"{m.job.backend} compiled",
+        "autocast": f"{m.job.backend} fp16 autocast",
         "floor": "fp32 floor",
     }[m.job.kind]
 

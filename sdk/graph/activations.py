@@ -81,7 +81,7 @@ def peak_live_bytes(inferred, image_name: str) -> int:
         shape = dims(value)
         if None in shape:
             raise ValueError(f"{value.name} has an unknown dimension")
-        sizes[value.name] = nbytes(shape, tensor_type.elem_type)
+        sizes[value.name] = nbytes(shape, tensor_type.elem_type)  # type: ignore[arg-type]  # no None, checked above
     weights = {t.name for t in graph.initializer} | {i.name for i in graph.input if i.name != image_name}
     outputs = {o.name for o in graph.output}
     last_use = {}

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:  # onnx is imported where it is used: `import sdk` stays light
+    from onnx import GraphProto, ModelProto, TensorProto, ValueInfoProto
 
 # Bytes counted for an element whose ONNX type numpy cannot size: UNDEFINED (a value nobody typed) or a
 # type newer than this onnx. numpy sizes every other type (float8 and the 4-bit types at a byte, their
@@ -25,14 +29,14 @@ class TensorInfo:
 
     name: str
     shape: tuple[int | str | None, ...]
-    dtype: np.dtype
+    dtype: np.dtype[Any]
 
     @property
     def static_shape(self) -> bool:
         return all(isinstance(d, int) for d in self.shape)
 
 
-def tensor_info(value) -> TensorInfo:
+def tensor_info(value: ValueInfoProto) -> TensorInfo:
     """The :class:`TensorInfo` of a graph input or output (a ValueInfoProto); untyped values are float32."""
     tensor_type = value.type.tensor_type
     shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim)
@@ -47,7 +51,7 @@ def tensor_info(value) -> TensorInfo:
     return TensorInfo(value.name, shape, dtype)
 
 
-def np_dtype(elem_type: int) -> np.dtype:
+def np_dtype(elem_type: int) -> np.dtype[Any]:
     """The numpy dtype of an ONNX element type (KeyError for UNDEFINED or an unknown type)."""
     from onnx import helper
 
@@ -63,28 +67,32 @@ def element_size(elem_type: int) -> int:
         return UNKNOWN_ELEMENT_BYTES
 
 
-def count(dims) -> int:
+def count(dims: Iterable[int]) -> int:
     """Elements of a tensor of these dimensions; -1 when one is negative (a broken or hostile file)."""
     if any(d < 0 for d in dims):
         return -1
     return math.prod(int(d) for d in dims)
 
 
-def nbytes(dims, elem_type: int) -> int:
+def nbytes(dims: Iterable[int], elem_type: int) -> int:
     return count(dims) * element_size(elem_type)
 
 
-def dims(value) -> list[int | None]:
+def dims(value: ValueInfoProto) -> list[int | None]:
     """A ValueInfoProto's dimensions: numbers, None where symbolic or unknown."""
     return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
 
 
-def opset(proto, default: int | None = None) -> int | None:
+@overload
+def opset(proto: ModelProto) -> int | None: ...
+@overload
+def opset(proto: ModelProto, default: int) -> int: ...
+def opset(proto: ModelProto, default: int | None = None) -> int | None:
     """The default-domain opset a model is written in (``default`` when it names none)."""
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default)
 
 
-class Constants(Mapping):
+class Constants(Mapping[str, np.ndarray]):
     """A graph's constant values by name: its initializers and its Constant nodes' tensors.
 
     Values become numpy arrays only when read (a model's weights are most of its bytes, and most
@@ -92,8 +100,8 @@ class Constants(Mapping):
     absent. :meth:`dims` needs no conversion at all.
     """
 
-    def __init__(self, graph):
-        tensors = {t.name: t for t in graph.initializer}
+    def __init__(self, graph: GraphProto) -> None:
+        tensors: dict[str, TensorProto] = {t.name: t for t in graph.initializer}
         for node in graph.node:
             if node.op_type == "Constant":
                 for attr in node.attribute:
@@ -124,10 +132,10 @@ class Constants(Mapping):
     def __len__(self) -> int:
         return sum(1 for _ in self._loaded())
 
-    def __contains__(self, name) -> bool:  # without reading the value
+    def __contains__(self, name: object) -> bool:  # without reading the value
         from onnx import TensorProto
 
-        tensor = self._tensors.get(name)
+        tensor = self._tensors.get(name) if isinstance(name, str) else None
         return tensor is not None and tensor.data_location != TensorProto.EXTERNAL
 
     def dims(self, name: str) -> tuple[int, ...] | None:
@@ -136,7 +144,7 @@ class Constants(Mapping):
         return None if tensor is None else tuple(tensor.dims)
 
 
-def value_types(proto) -> dict[str, tuple[str | None, tuple]]:
+def value_types(proto: ModelProto) -> dict[str, tuple[str, tuple[int | None, ...]]]:
     """name -> (numpy dtype name, shape) for every value ONNX shape inference can describe (the shape
     with None for unknown dimensions, () when inference found none)."""
     import onnx
@@ -146,7 +154,7 @@ def value_types(proto) -> dict[str, tuple[str | None, tuple]]:
     except Exception:
         inferred = proto
     graph = inferred.graph
-    found = {}
+    found: dict[str, tuple[str, tuple[int | None, ...]]] = {}
     for value in (*graph.input, *graph.value_info, *graph.output):
         tensor = value.type.tensor_type
         if not tensor.elem_type:

@@ -36,7 +36,7 @@ class OptimizeKey:
     """Everything a rewritten model depends on."""
 
     model_sha256: str
-    factor: tuple[float, ...] | None  # the runtime scale input's values baked in, or None
+    factor: tuple[tuple[str, tuple[float, ...]], ...] | None  # the shape inputs' values baked in, by name; or None
     pass_version: int
 
     @property

@@ -19,6 +19,8 @@ for the plain case: float32, 2-D, group 1, stride 1, dilation 1, explicit pads, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from .resize import Rewrite
@@ -69,7 +71,7 @@ def _why_not(node, weight: np.ndarray | None, bias_ok: bool) -> str | None:
     return None
 
 
-def split_narrow_convs(graph, constants: dict[str, np.ndarray], counter: list[int]) -> list[Rewrite]:
+def split_narrow_convs(graph, constants: Mapping[str, np.ndarray], counter: list[int]) -> list[Rewrite]:
     """Rewrite every Conv with few output channels in ``graph`` (in place); report the narrow ones."""
     from onnx import helper, numpy_helper
 

@@ -17,6 +17,8 @@ only then: a feature map (the output of a Conv, Add, Concat or activation: see F
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from .resize import Rewrite
@@ -38,7 +40,9 @@ def _per_channel(value: np.ndarray, channels: int) -> np.ndarray | None:
     return None
 
 
-def scales_to_batchnorm(graph, constants: dict, types: dict, opset: int, counter: list[int]) -> list[Rewrite]:
+def scales_to_batchnorm(
+    graph, constants: Mapping[str, np.ndarray], types: dict, opset: int, counter: list[int]
+) -> list[Rewrite]:
     """Rewrite, in place, every Mul of a 4-D float32 tensor by a scalar or per-channel constant."""
     from onnx import helper, numpy_helper
 

@@ -62,7 +62,7 @@ class FactorSession(Session):
         self._sessions: OrderedDict[FactorKey, Session | None] = OrderedDict()
         # The raw bytes of a call's shape inputs -> their key: a call then skips the conversion and
         # checks (most calls repeat one of a few factors). Bounded like the sessions, more loosely.
-        self._keys: dict[tuple, FactorKey] = {}
+        self._keys: dict[tuple | None, FactorKey] = {}
         # (raw bytes, session) of the latest call, set and cleared under the lock: a call that repeats
         # it skips the lock and the LRU (whose order it would not change).
         self._recent: tuple[tuple, Session] | None = None

@@ -42,6 +42,7 @@ def open_shipped(model) -> str | Path:
     if not main.is_file():
         import ray
 
-        for name, data in ray.get(model["files"]).items():
+        files: Any = ray.get(model["files"])  # the dict ship_model put: name -> bytes
+        for name, data in files.items():
             atomic_write(folder / name, data)  # a concurrent actor on this node writes the same bytes
     return main

@@ -20,12 +20,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import SDKError
 from .ray import DEFAULT_MAX_RESTARTS, DEFAULT_MAX_TASK_RETRIES, LOCAL, Upscaler, import_ray, pool_size
 from .shipping import ship_model
+
+if TYPE_CHECKING:  # the video stack (PyAV) is imported when a job runs
+    from ..video.job import VideoSummary
 
 
 class SegmentUpscaler(Upscaler):
@@ -68,7 +72,7 @@ class SegmentUpscaler(Upscaler):
 class RayVideoSummary:
     """What a video job on Ray did (the local summary's facts, plus where it ran)."""
 
-    summary: object
+    summary: VideoSummary
     actors: int
     engines: set[str]
     failures: list[str]

@@ -11,13 +11,31 @@ across requests, limits, metrics and a page to try it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .settings import ServeSettings
+
+if TYPE_CHECKING:
+    from ..predictor import Predictor
+    from .gate import Gate
 
 __all__ = ["ServeSettings", "create_app"]
 
 
-def create_app(predictor, settings: ServeSettings | None = None, **overrides):
-    """The ASGI app serving ``predictor``; keyword arguments override fields of ``ServeSettings``."""
+def create_app(predictor: Predictor, settings: ServeSettings | None = None, **overrides: Any) -> Gate:
+    """The ASGI app that serves ``predictor`` over HTTP: mount it in your own app, or run it with uvicorn.
+
+    Parameters:
+        predictor: the open :class:`sdk.Predictor` to serve. The app uses it from its batching thread
+            and its worker threads and closes nothing: close the Predictor after the app has stopped.
+        settings: a :class:`ServeSettings` (None: the defaults).
+        overrides: fields of ``settings`` to change, e.g. ``max_batch=8, tile=128`` (an unknown name
+            or a bad value raises :class:`sdk.InputError`).
+
+    Routes: ``POST /v1/models/{name}/upscale`` (an encoded image in, an encoded image out), the Open
+    Inference Protocol under ``/v2`` (health, metadata, ``infer``), ``/metrics`` (Prometheus) and a
+    page to try the model at ``/``. Needs the ``serve`` extra (starlette, uvicorn, prometheus-client).
+    """
     from .app import create_app as _create_app
 
     return _create_app(predictor, settings, **overrides)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from typing import cast
 
 from starlette.requests import Request
 
@@ -62,8 +63,9 @@ class Admission:
         ``work`` runs in the request's own task, which the timer or the hang-up cancels: a task of its
         own would cost two turns of the event loop (one to start, one to hand its result back), about
         a third of a millisecond per request on the build machine."""
-        task = asyncio.current_task()
-        stopped, over = [], []
+        task = cast(asyncio.Task, asyncio.current_task())  # a request always runs in a task
+        stopped: list[str] = []
+        over: list[bool] = []
 
         def stop(why: str) -> None:
             if not stopped and not over:  # once, and never after the work is over (a late callback)
@@ -73,7 +75,7 @@ class Admission:
         timeout = self.settings.timeout_s
         timer = asyncio.get_running_loop().call_later(timeout, stop, "timeout") if timeout else None
         watcher = asyncio.ensure_future(_disconnected(request))
-        watcher.add_done_callback(lambda w: w.cancelled() or w.exception() is not None or stop("hang-up"))
+        watcher.add_done_callback(lambda w: None if w.cancelled() or w.exception() is not None else stop("hang-up"))
         try:
             return await work
         except asyncio.CancelledError:

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
@@ -192,7 +193,8 @@ class Batcher:
                 return chosen
 
     def _gather(self, key: tuple, most: int) -> tuple[list[_Job], int]:
-        chosen, total = [], 0
+        chosen: list[_Job] = []
+        total = 0
         for job in self._jobs:
             if job.key == key and not job.future.cancelled():
                 if chosen and total + job.size > most:
@@ -206,26 +208,28 @@ class Batcher:
         if not batch:
             return
         started = time.perf_counter()
+        first = batch[0]
+        result: Any
         try:
-            if batch[0].call is not None:
-                result = batch[0].call()
+            if first.call is not None:
+                result = first.call()
                 size = 1
-            elif batch[0].feeds is not None:
-                first = batch[0]
+            elif first.feeds is not None:
+                feeds = [cast(dict, j.feeds) for j in batch]  # jobs of one key are all raw-tensor jobs
                 stacked = {
-                    n: (np.concatenate([j.feeds[n] for j in batch]) if n in first.batched and len(batch) > 1 else v)
+                    n: (np.concatenate([f[n] for f in feeds]) if n in first.batched and len(batch) > 1 else v)
                     for n, v in first.feeds.items()
                 }
                 size = sum(j.size for j in batch)
-                result = self._run_feeds(stacked)
+                result = cast(Callable, self._run_feeds)(stacked)  # the app gives run_feeds when it submits feeds
                 uneven = [n for n, v in result.items() if len(batch) > 1 and len(v) != size]
                 if uneven:  # the app batches only models whose outputs all have the batch axis
                     raise RuntimeError(f"outputs {uneven} of a batched call do not have its {size} rows")
             else:
-                tensors = [j.tensor for j in batch]
-                stacked = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
-                size = len(stacked)
-                result = self._run_batch(stacked, batch[0].scale)
+                tensors = [cast(np.ndarray, j.tensor) for j in batch]  # a tile job carries its tensor
+                tensor = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
+                size = len(tensor)
+                result = self._run_batch(tensor, cast(int, first.scale))
         except BaseException as exc:  # every waiting request gets the error; the thread goes on
             for job in batch:
                 job.future.set_exception(exc)

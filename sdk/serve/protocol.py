@@ -15,6 +15,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -249,16 +250,21 @@ _END = object()
 @dataclass
 class InferOutput:
     name: str
-    data: object  # np.ndarray, or list[bytes] with shape given
+    data: Any  # np.ndarray, or list[bytes] with shape given
     shape: list[int] | None = None
 
 
 def encode_response(model_name: str, request: InferRequest, outputs: list[InferOutput]) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers (binary outputs follow the JSON part, in output order)."""
-    entries, chunks = [], []
+    entries: list[dict[str, Any]] = []
+    chunks: list[bytes | memoryview] = []
     for out in outputs:
         if isinstance(out.data, np.ndarray):
-            entry = {"name": out.name, "datatype": datatype_of(out.data.dtype), "shape": list(out.data.shape)}
+            entry: dict[str, Any] = {
+                "name": out.name,
+                "datatype": datatype_of(out.data.dtype),
+                "shape": list(out.data.shape),
+            }
             if not request.wants_binary(out.name) and out.data.dtype.kind == "f" and not np.isfinite(out.data).all():
                 raise unprocessable(
                     f"output {out.name!r} holds NaN or infinite values, which JSON cannot carry; ask for it as "
@@ -266,7 +272,8 @@ def encode_response(model_name: str, request: InferRequest, outputs: list[InferO
                 )
             if request.wants_binary(out.name):
                 # The array's own buffer: the join below is the one copy of its bytes.
-                raw = memoryview(np.ascontiguousarray(out.data.astype(out.data.dtype.newbyteorder("<"), copy=False)))
+                little = np.ascontiguousarray(out.data.astype(out.data.dtype.newbyteorder("<"), copy=False))
+                raw = memoryview(little)  # type: ignore[arg-type]  # numpy declares its buffer for Python 3.12+ only
                 entry["parameters"] = {"binary_data_size": raw.nbytes}
                 chunks.append(raw)
             else:
@@ -274,9 +281,9 @@ def encode_response(model_name: str, request: InferRequest, outputs: list[InferO
         else:
             entry = {"name": out.name, "datatype": "BYTES", "shape": out.shape or [len(out.data)]}
             if request.wants_binary(out.name):
-                raw = b"".join(struct.pack("<I", len(e)) + e for e in out.data)
-                entry["parameters"] = {"binary_data_size": len(raw)}
-                chunks.append(raw)
+                packed = b"".join(struct.pack("<I", len(e)) + e for e in out.data)
+                entry["parameters"] = {"binary_data_size": len(packed)}
+                chunks.append(packed)
             else:
                 # Encoded images are not text: JSON carries them as base64, and says so.
                 entry["parameters"] = {"content_type": "base64"}

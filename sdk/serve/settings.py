@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InputError
 
 
 @dataclass(frozen=True)
 class ServeSettings:
+    """How ``sdk serve`` and :func:`sdk.serve.create_app` run a model: batching, back-pressure, the
+    limits on what one request may ask, the window size, access, and threads.
+
+    Each field has the CLI option of the same name (``--max-batch`` for ``max_batch``); the comment
+    beside a field says what it bounds. Every value is checked when the record is made: a bad one
+    raises :class:`sdk.InputError` naming the field. The record is frozen: :meth:`replace` gives a
+    changed copy.
+
+    >>> ServeSettings(max_batch=4, token="a-long-random-string").replace(tile=128)
+    """
+
     # Batching: tiles per engine call, and how long the engine waits for more while a request that
     # is about to submit is still decoding (it never waits when nobody is coming).
     max_batch: int = 8
@@ -36,7 +48,7 @@ class ServeSettings:
     # Threads for decoding, pre/post-processing and encoding (beside the engine's thread).
     workers: int = 4
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         wholes = ("max_batch", "max_queue", "max_pixels", "max_body_bytes", "max_json_bytes", "max_images")
         for name in (*wholes, "max_elements", "tile", "workers", "max_scale"):
             value = getattr(self, name)
@@ -51,7 +63,9 @@ class ServeSettings:
         if self.token is not None and not self.token:
             raise InputError("token must not be empty; pass a long random string, or no token at all")
 
-    def replace(self, **changes) -> ServeSettings:
+    def replace(self, **changes: Any) -> ServeSettings:
+        """A copy with ``changes`` (field name -> value), checked as a new record is; an unknown name
+        raises :class:`sdk.InputError` listing the known ones."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise InputError(

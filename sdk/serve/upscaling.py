@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import Future
 
 import numpy as np
 
 from .. import images, memory, tiling
 from ..footprint import footprint
+from ..graph.reach import receptive_radius
 from . import coding
 from .batcher import CPU_BATCH_PIXELS, Batcher
 from .limits import Limits
@@ -38,7 +40,7 @@ class ImagePath:
         self.batcher = batcher
         self.runner = runner
         self.in_worker = in_worker  # async fn(callable, *args): runs it in the server's worker pool
-        self.margin = tiling.margin_for(tiling.receptive_radius(predictor.model.proto, predictor.spec.image_input, 4))
+        self.margin = tiling.margin_for(receptive_radius(predictor.model.proto, predictor.spec.image_input, 4))
         self._plans: dict[int, tiling.Plan] = {}
 
     async def upscale_bytes(self, data: bytes, scale: int, fmt_name: str | None) -> tuple[bytes, str, tuple, tuple]:
@@ -157,7 +159,7 @@ class _Ticket:
     def __init__(self, batcher: Batcher):
         self.batcher = batcher
         self.cancelled = False
-        self.future = None
+        self.future: Future | None = None
         self._preparing = False
         self._lock = threading.Lock()
 

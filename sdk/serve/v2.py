@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 import numpy as np
 from starlette.requests import Request
@@ -61,9 +62,9 @@ class InferRoute:
         if images:
             return await self._images(parsed, images)
         predictor, batcher = self.server.predictor, self.server.batcher
-        feeds = {i.name: i.data for i in parsed.inputs}
+        feeds: dict[str, Any] = {i.name: i.data for i in parsed.inputs}
         try:
-            from ..predictor import check_feeds
+            from ..feeds import check_feeds
 
             check_feeds(feeds, predictor.inputs)
         except InputError as exc:
@@ -75,7 +76,7 @@ class InferRoute:
             results = await asyncio.wrap_future(batcher.submit_feeds(feeds, batched, self._raw_limit(feeds, batched)))
         else:
             results = await asyncio.wrap_future(batcher.call(lambda: predictor.run(feeds)))
-        wanted = [o.get("name") for o in parsed.outputs] if parsed.outputs else list(results)
+        wanted: list[Any] = [o.get("name") for o in parsed.outputs] if parsed.outputs else list(results)
         unknown = [n for n in wanted if n not in results]
         if unknown:
             raise bad_request(f"unknown output(s) {unknown}; the model's outputs are {list(results)}")

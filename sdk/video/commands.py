@@ -171,7 +171,7 @@ class _Bar:
     def __init__(self, name: str):
         self.name = name
         self.done = self.total = 0
-        self._first = None
+        self._first: int | None = None  # frames already done when the first update came (a resumed job)
         self._started = time.perf_counter()
 
     def __enter__(self) -> _Bar:

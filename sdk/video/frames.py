@@ -66,7 +66,8 @@ def to_pixels(frame, source: VideoSource) -> np.ndarray:
     planes = [libav.read_plane(frame.planes[0], dtype, frame.width, frame.height)]
     for plane in frame.planes[1:3]:
         planes.append(libav.read_plane(plane, dtype, plane.width, plane.height))
-    return yuv.to_rgb(*planes, source.colorimetry, source.depth)
+    y, cb, cr = planes
+    return yuv.to_rgb(y, cb, cr, source.colorimetry, source.depth)
 
 
 def to_frame(pixels: np.ndarray, pts: int, plan: EncoderPlan, source: VideoSource):

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -222,7 +223,10 @@ class _SegmentWriter:
 
     def __init__(self, job: Job, space: segments.Workspace):
         self.job, self.space = job, space
-        self.encoder = self.packets = self.segment = None
+        # The current segment's, between begin and end.
+        self.encoder: Any = None
+        self.packets: Any = None
+        self.segment: Any = None
 
     def begin(self, segment) -> None:
         self.segment = segment

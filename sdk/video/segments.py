@@ -39,7 +39,7 @@ def split(source: VideoSource, seconds: float) -> list[Segment]:
     """Segments of at least ``seconds`` each (the last may be shorter), cut only at keyframes."""
     pts = source.pts
     step = max(0.0, float(seconds)) / source.time_base
-    cuts = [None]
+    cuts: list[int | None] = [None]  # None: from the start
     last = pts[0]
     for key in source.keyframes:
         if key > pts[0] and key - last >= step:

@@ -43,7 +43,7 @@ class Pipeline:
     def __init__(self, items: Iterable, stages: list[Stage], depth: int = 4):
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
-        self._queues = [queue.Queue(maxsize=depth) for _ in range(len(stages) + 1)]
+        self._queues: list[queue.Queue] = [queue.Queue(maxsize=depth) for _ in range(len(stages) + 1)]
         self._threads = [threading.Thread(target=self._feed, args=(items,), name="sdk-video-source", daemon=True)]
         for i, stage in enumerate(stages):
             self._threads.append(

@@ -12,6 +12,7 @@ import functools
 import io
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import InputError
 from . import libav
@@ -64,7 +65,9 @@ def plan(source_path, video_index: int, video_codec: str, container_format: str,
     """What to copy from ``source_path`` into a ``container_format`` output, or an InputError (before
     any work) naming the streams it cannot hold and a container that can."""
     with libav.closing(libav.open_input(source_path)) as container:
-        copied, attachments, dropped, refused = [], [], [], []
+        copied: list[Any] = []
+        attachments: list[Any] = []
+        dropped, refused = [], []
         for stream in container.streams:
             if stream.index == video_index:
                 continue

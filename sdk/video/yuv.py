@@ -15,6 +15,8 @@ Pixels go through the 3x3 products a block at a time, as sdk.color does: the ope
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from .colorimetry import SITINGS, Colorimetry
@@ -69,7 +71,7 @@ def to_rgb(
         planes[1:] = 0.0
     else:
         siting = SITINGS[colorimetry.chroma_location]
-        for plane, chroma in zip(planes[1:], (cb, cr)):
+        for plane, chroma in zip(planes[1:], (cb, cast(np.ndarray, cr))):  # Cr comes with Cb
             centred = np.subtract(chroma, np.float32(c_off), dtype=np.float32)
             centred *= np.float32(top / c_span)
             plane[...] = upsample(centred, height, width, siting)
@@ -95,7 +97,7 @@ def from_rgb(
     scales = np.array([y_span, c_span, c_span])[:, None] / top_in
     matrix = (_rgb_to_ypbpr(colorimetry) * scales).astype(np.float32)
     pixels = rgb.reshape(-1, 3)
-    ycc = np.empty((3, pixels.shape[0]), dtype=np.float32)
+    ycc: np.ndarray = np.empty((3, pixels.shape[0]), dtype=np.float32)
     block = np.empty((3, _BLOCK), dtype=np.float32)
     for start in range(0, pixels.shape[0], _BLOCK):
         chunk = pixels[start : start + _BLOCK]
