@@ -26,12 +26,6 @@ def areas(path) -> set[str]:
     return {mark for pattern, marks in AREAS.items() if fnmatch(path.name, pattern) for mark in marks}
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        for name in areas(item.path):
-            item.add_marker(name)
-
-
 def pytest_ignore_collect(collection_path, config):
     """Not even import an area's module when `-m` deselects every test it could hold: importing Ray
     alone costs seconds, which `make test-fast` would pay for tests it then leaves out."""
@@ -117,6 +111,9 @@ def _no_gpu_reason() -> str:
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:  # the areas' marks first: the GPU check below reads them
+        for name in areas(item.path):
+            item.add_marker(name)
     marked = [item for item in items if item.get_closest_marker("gpu")]
     reason = _no_gpu_reason() if marked else ""
     for item in marked if reason else ():
