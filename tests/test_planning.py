@@ -138,6 +138,7 @@ def test_run_plan_checks_what_it_is_given(srcnn3, picture):
         srcnn3.run_plan(picture, 2, plan)
 
 
+@pytest.mark.serve
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")  # works the same on httpx
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])
 def test_the_server_plans_as_the_predictor_does(srcnn3, picture, scale, monkeypatch):
