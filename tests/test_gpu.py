@@ -13,7 +13,21 @@ from sdk import memory
 from sdk.devices import Device, cuda_gpus
 from sdk.model import Model
 
-pytestmark = pytest.mark.gpu
+
+def _ort_cuda_missing() -> str:
+    if not cuda_gpus():
+        return "needs a CUDA GPU: NVML finds none on this machine (benchmarks/gpu/check.sh runs these on one)"
+    try:
+        import onnxruntime
+    except ImportError:
+        return "needs onnxruntime-gpu: onnxruntime is not installed"
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return f"needs onnxruntime-gpu: onnxruntime {onnxruntime.__version__} here is the CPU build"
+    return ""
+
+
+# tests/conftest.py skips `gpu` tests where there is no GPU; these also need the GPU build of ORT.
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(bool(_ort_cuda_missing()), reason=_ort_cuda_missing() or "-")]
 
 
 def used_bytes() -> int:
