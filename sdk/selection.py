@@ -45,6 +45,7 @@ class BackendInfo:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as ``sdk backends --json`` prints it."""
         return asdict(self)
 
 
