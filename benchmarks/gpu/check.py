@@ -520,7 +520,7 @@ def check(args, out: Path, scratch: Path, started: float) -> int:
     results = merge_compare(steps, out)
     table = markdown_rows(results)
     (out / "compare.md").write_text("\n".join(["# compare.py rows (GPU check)", "", *table, ""]))
-    summary += [
+    verdicts = [
         f"GPU: {', '.join(g['name'] for g in env_record['gpus'])}; driver and versions in env.json.",
         "",
         "## Steps",
@@ -530,14 +530,12 @@ def check(args, out: Path, scratch: Path, started: float) -> int:
         *[f"| {r['step']} | {r['exit']} | {r['seconds']} |" for r in ran],
         "",
         *goals(results, proof, bandwidth, gpus[0].name),
-        "",
-        "## Rows",
-        "",
-        *table,
-        "",
     ]
-    (out / "summary.md").write_text("\n".join(summary))
-    log("\n".join(summary))
+    rows = ["## Rows", "", *table]
+    (out / "summary.md").write_text("\n".join([*summary, *verdicts, "", *rows, ""]))
+    # The device tool returns the output's last 12,000 characters: the verdicts come last.
+    log("\n".join(rows))
+    log("\n".join(verdicts))
     log(f"total {time.monotonic() - started:.0f} s")
     failed = [r for r in ran if r["exit"] not in (0, "skipped (deadline)")]
     return 1 if failed else 0
