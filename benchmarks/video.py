@@ -198,6 +198,8 @@ def measure(args) -> dict:
     ffmpeg = ffmpeg_binary()
     report = {
         "machine": {"cores": cores, "python": platform.python_version(), "platform": platform.platform()},
+        # The machine is shared: the load beside the figures says how much the neighbours took.
+        "load_before": [round(x, 2) for x in os.getloadavg()],
         "settings": {k: v for k, v in vars(args).items() if k not in ("json", "md", "png")},
         "ffmpeg": ffmpeg and ("system ffmpeg" if shutil.which("ffmpeg") else "imageio-ffmpeg's binary (PyPI)"),
         "cases": {},
@@ -228,6 +230,7 @@ def measure(args) -> dict:
             }
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
 
 
@@ -287,6 +290,9 @@ def write_md(report: dict, path: Path) -> None:
         f"{report['machine']['cores']} cores, {s['frames']} frames of {s['size'][0]}x{s['size'][1]}, "
         f"{s['rounds']} interleaved round(s), backend {s['backend']}, libx264 CRF {CRF} preset {PRESET}; "
         f"pipe loop with {report['ffmpeg'] or 'no ffmpeg found (arm skipped)'}.",
+        f"Load average (1, 5, 15 min) {_load(report['load_before'])} before, {_load(report['load_after'])} after: "
+        "the machine is shared, so compare the ratios (measured side by side, interleaved), not the seconds.",
+        "Bound: min(slowest stage alone, cores / CPU seconds per frame of all stages together).",
         "",
         "| case | pipeline fps | bound fps | pipeline / bound (goal >= 0.9) | pipe loop fps | pipeline / pipe loop (goal > 1) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -307,6 +313,10 @@ def write_md(report: dict, path: Path) -> None:
         lines += ["", f"Peak RSS ({r['case']}): {shown}; ratio {r['ratio']:.3f} (goal <= {r['goal']})."]
     lines += ["", "Command: `" + report["command"] + "`", ""]
     path.write_text("\n".join(lines))
+
+
+def _load(values) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
 
 
 def write_png(report: dict, path: Path) -> None:

@@ -46,6 +46,10 @@ class Clip:
     rotation: int = 0
     language: str | None = None
     keyint: int | None = None  # a keyframe every N frames
+    title: str | None = None  # the container's title (metadata)
+    chapters: list[tuple[int, int, str]] | None = None  # (start, end, title) in time_base units
+    sample_aspect_ratio: Fraction | None = None
+    audio_disposition: str | None = None  # e.g. "comment" (beside "default")
 
 
 def timestamps(clip: Clip) -> list[int]:
@@ -79,8 +83,19 @@ def make(path: Path, clip: Clip, container: str | None = None) -> Path:
         if clip.codec == "libx265":
             options.setdefault("x265-params", "log-level=error")
         video.options = options
+        if clip.sample_aspect_ratio:
+            ctx.sample_aspect_ratio = clip.sample_aspect_ratio
         if clip.rotation:
             video.set_display_rotation(clip.rotation)
+        if clip.title:
+            out.metadata["title"] = clip.title
+        if clip.chapters:
+            out.set_chapters(
+                [
+                    {"id": i + 1, "start": a, "end": b, "time_base": clip.time_base, "metadata": {"title": t}}
+                    for i, (a, b, t) in enumerate(clip.chapters)
+                ]
+            )
         if clip.language:
             video.metadata["language"] = clip.language
         audio = None
@@ -89,6 +104,8 @@ def make(path: Path, clip: Clip, container: str | None = None) -> Path:
             audio.layout = "stereo"
             audio.metadata["language"] = "fra"
             audio.metadata["title"] = "commentary"
+            if clip.audio_disposition:
+                audio.disposition = av.stream.Disposition[clip.audio_disposition] | av.stream.Disposition.default
         subtitle_source = subtitle_stream = None
         if srt is not None:
             subtitle_source = av.open(str(srt))
@@ -169,6 +186,16 @@ def frame_times(path: Path) -> list[Fraction]:
         return [Fraction(f.pts) * stream.time_base for f in container.decode(stream)]
 
 
+def end_time(path: Path) -> Fraction:
+    """When the picture ends: the last frame's time plus its duration, as the container stores them."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        last = max((p for p in container.demux(stream) if p.size), key=lambda p: p.pts)
+        return Fraction(last.pts + last.duration) * stream.time_base
+
+
 def packets(path: Path, kind: str) -> list[tuple[Fraction | None, bytes]]:
     """(time, bytes) of every packet of the first stream of ``kind``."""
     import av
@@ -179,4 +206,15 @@ def packets(path: Path, kind: str) -> list[tuple[Fraction | None, bytes]]:
             (None if p.pts is None else Fraction(p.pts) * stream.time_base, bytes(p))
             for p in container.demux(stream)
             if p.size
+        ]
+
+
+def chapters(path: Path) -> list[tuple[Fraction, Fraction, str]]:
+    """(start, end, title) of every chapter, in seconds."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [
+            (c["start"] * c["time_base"], c["end"] * c["time_base"], c["metadata"].get("title"))
+            for c in container.chapters()
         ]

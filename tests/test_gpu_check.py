@@ -66,7 +66,7 @@ def test_check_py_plans_at_most_the_files_the_device_tool_returns(tmp_path):
 
 def test_the_memory_floor_of_srcnn3_at_512():
     sys.path.insert(0, str(ROOT))
-    from benchmarks.gpu.floor import H200_BANDWIDTH, floor_bytes
+    from benchmarks.gpu.floor import H200_BANDWIDTH, datasheet_bandwidth, floor_bytes
     from sdk.model import Model
 
     moved = floor_bytes(Model("srcnn3"), 512, 1, 3)
@@ -76,6 +76,9 @@ def test_the_memory_floor_of_srcnn3_at_512():
     expected = 3 * 512 * 512 * 4 + 3 * side + 2 * (3 + 64 + 32 + 3) * side
     assert abs(moved - expected) < 0.01 * expected
     assert 0.3 < moved / H200_BANDWIDTH * 1e3 < 0.5  # ms: about 0.4
+    assert datasheet_bandwidth("NVIDIA H100 80GB HBM3")[0] == 3.35e12
+    assert datasheet_bandwidth("NVIDIA H100 PCIe")[0] == 2.0e12
+    assert datasheet_bandwidth("NVIDIA H200")[0] == H200_BANDWIDTH
 
 
 def _split_parts() -> Path | None:
@@ -208,10 +211,11 @@ def test_check_sh_refuses_a_sha256_without_the_joined_parts(tmp_path):
 
 
 def _record(model, size, batch, kind, backend, device, ms):
+    stages = {"pre": 0.1 * ms, "infer": 0.3 * ms, "post": 0.6 * ms} if kind == "sdk" else None
     return {
         "backend": backend, "kind": kind, "options": {}, "size": size, "batch": batch, "device": device,
         "available": True, "reason": "", "latency_ms": {"mean": ms}, "images_per_s": batch / (ms / 1e3),
-        "max_abs_diff": 0, "psnr_db": 60.0, "passed": True,
+        "max_abs_diff": 0, "psnr_db": 60.0, "passed": True, "stages_ms": stages,
     }  # fmt: skip
 
 
@@ -255,7 +259,11 @@ def test_check_py_on_a_gpu_writes_the_goals_from_the_rows(tmp_path, monkeypatch)
     assert check.main(["--out", str(out)]) == 0
     summary = (out / "summary.md").read_text()
     assert "ort-cuda vs ort-cpu within 1 grey level on the bundled models: max 1 -> PASS" in summary
-    assert "ort-cuda end to end 0.90 of the raw engine (goal >= 0.8) -> PASS" in summary
+    assert (
+        "ort-cuda end to end 0.90 of the raw engine (goal >= 0.8) -> PASS; split: pre 0.20 ms, engine 0.60 ms"
+        in summary
+    )
+    assert "(70% on the host: pre/post on the host dominate)" in summary
     assert "ort-cuda 1.25x torch CUDA eager fp32 (goal > 1) -> PASS" in summary
     # srcnn3 512² batch 1: 1.96 GB at 4.8 TB/s = 0.408 ms, against 2.0 ms: 0.204 of the floor.
     assert re.search(r"\| ort-cuda on cuda:0 \| 1 \| 2\.000 \| 0\.40\d \| 0\.20\d \| 0\.45\d \| 0\.22\d \|", summary)

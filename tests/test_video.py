@@ -76,6 +76,7 @@ def test_every_frame_keeps_its_timestamp_and_other_streams_are_copied(tmp_path, 
     out = tmp_path / "out.mkv"
     assert summary.frames == 12 and summary.segments == 3 and seen[-1] == (12, 12)
     assert clips.frame_times(out) == clips.frame_times(source)
+    assert clips.end_time(out) == clips.end_time(source)  # the last frame lasts as long: the same duration
     assert clips.packets(out, "audio") == clips.packets(source, "audio")
     assert clips.packets(out, "subtitles") == clips.packets(source, "subtitles")
     assert streams_of(out) == streams_of(source)
@@ -84,6 +85,32 @@ def test_every_frame_keeps_its_timestamp_and_other_streams_are_copied(tmp_path, 
         assert (attached.name, bytes(attached.data)) == (font[0], font[2])
         assert (container.streams.video[0].width, container.streams.video[0].height) == (128, 96)
     assert not work_folder(out).exists()  # the work in progress is gone once the output is whole
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_chapters_metadata_aspect_ratio_and_dispositions_are_kept(tmp_path, doubler, suffix):
+    """The container's title and chapters, the picture's sample aspect ratio (anamorphic video) and the
+    audio's dispositions (a commentary track, the default one) reach the output unchanged. MP4 keeps
+    its chapter titles in a text track of its own, which is not refused as a stream MP4 cannot hold."""
+    clip = clips.Clip(
+        frames=6,
+        audio="aac",
+        title="A short film",
+        chapters=[(0, 120, "Opening"), (120, 240, "End")],
+        sample_aspect_ratio=Fraction(4, 3),
+        audio_disposition="comment",
+    )
+    source = clips.make(tmp_path / f"in{suffix}", clip)
+    out = tmp_path / f"out{suffix}"
+    upscale_video(doubler, source, out, scale=2)
+    expected = [(Fraction(0), Fraction(12, 100), "Opening"), (Fraction(12, 100), Fraction(24, 100), "End")]
+    assert clips.chapters(out) == clips.chapters(source) == expected
+    with av.open(str(source)) as before, av.open(str(out)) as after:
+        assert after.metadata.get("title") == before.metadata.get("title") == "A short film"
+        assert [s.disposition for s in after.streams] == [s.disposition for s in before.streams]
+        assert after.streams.audio[0].disposition & av.stream.Disposition.comment
+        aspect = [c.streams.video[0].sample_aspect_ratio for c in (before, after)]
+        assert aspect == [Fraction(4, 3)] * 2
 
 
 COLOUR_CASES = [(matrix, rng, depth) for matrix in (5, 1, 9) for rng in (1, 2) for depth in (8, 10)]
@@ -133,12 +160,26 @@ def test_x264_and_x265_lossless_modes_round_trip_too(tmp_path, identity, codec, 
         assert max(int(np.abs(x - y).max()) for x, y in zip(a, b)) <= 1
 
 
-def test_ten_bit_hevc_with_hdr10_tags_stays_ten_bit_and_hdr(tmp_path, doubler):
-    """A 10-bit HEVC source with BT.2020 primaries and matrix and the PQ transfer: the frames travel as
-    16-bit RGB (read_frames gives uint16), the output is 10-bit HEVC (the default for deep sources)
-    with the same tags."""
+HDR10_PARAMS = "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,50):max-cll=1000,400"
+
+
+def hdr_metadata(path: Path) -> dict[str, bytes]:
+    """The HDR10 side data of a video's first frame, as its decoder gives it."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        wanted = ("MASTERING_DISPLAY_METADATA", "CONTENT_LIGHT_LEVEL")
+        return {d.type.name: bytes(d) for d in frame.side_data if d.type.name in wanted}
+
+
+def test_ten_bit_hevc_with_hdr10_tags_stays_ten_bit_and_hdr(tmp_path, doubler, caplog):
+    """A 10-bit HEVC source with BT.2020 primaries and matrix, the PQ transfer and HDR10's static
+    metadata (mastering display, content light level): the frames travel as 16-bit RGB (read_frames
+    gives uint16), the output is 10-bit HEVC (the default for deep sources) with the same tags and
+    the same metadata, as its decoder reads it back; an encoder with no place for the metadata says so."""
     tags = {"colorspace": 9, "color_range": 1, "color_primaries": 9, "color_trc": 16}
-    source = clips.make(tmp_path / "hdr.mp4", clips.Clip(frames=4, codec="libx265", pix_fmt="yuv420p10le", tags=tags))
+    options = {"x265-params": f"log-level=error:{HDR10_PARAMS}"}
+    clip = clips.Clip(frames=4, codec="libx265", pix_fmt="yuv420p10le", tags=tags, options=options)
+    source = clips.make(tmp_path / "hdr.mp4", clip)
     frames = list(read_frames(source))
     assert len(frames) == 4 and frames[0].pixels.dtype == np.uint16 and frames[0].pixels.shape == (48, 64, 3)
     assert frames[1].time == pytest.approx(0.04)
@@ -148,6 +189,29 @@ def test_ten_bit_hevc_with_hdr10_tags_stays_ten_bit_and_hdr(tmp_path, doubler):
         assert (ctx.name, ctx.format.name, ctx.width) == ("hevc", "yuv420p10le", 128)
         assert (ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range) == (9, 9, 16, 1)
     assert clips.frame_times(tmp_path / "out.mp4") == clips.frame_times(source)
+    metadata = hdr_metadata(source)
+    assert len(metadata) == 2 and hdr_metadata(tmp_path / "out.mp4") == metadata
+    upscale_video(doubler, source, tmp_path / "out.mkv", scale=2, codec="libx264")
+    assert "HDR10 metadata (mastering display 0.005..1000 cd/m², MaxCLL 1000, MaxFALL 400)" in caplog.text
+    assert hdr_metadata(tmp_path / "out.mkv") == {}
+
+
+def test_svt_av1_carries_hdr10_metadata_too(tmp_path, identity):
+    """SVT-AV1 takes the same metadata in its own syntax; AV1 stores chromaticities in 1/65536 steps,
+    so they come back within that step."""
+    from sdk.video import hdr
+
+    tags = {"colorspace": 9, "color_range": 1, "color_primaries": 9, "color_trc": 16}
+    options = {"x265-params": f"log-level=error:{HDR10_PARAMS}"}
+    clip = clips.Clip(frames=2, codec="libx265", pix_fmt="yuv420p10le", tags=tags, options=options)
+    source = clips.make(tmp_path / "hdr.mkv", clip)
+    upscale_video(identity, source, tmp_path / "out.mkv", codec="libsvtav1", preset="12")
+    before, after = (hdr.parse(tuple(hdr_metadata(p).items())) for p in (source, tmp_path / "out.mkv"))
+    assert after.display and before.display and (after.max_cll, after.max_fall) == (1000, 400)
+    for name in ("red", "green", "blue", "white"):
+        got, want = (np.array(getattr(d, name), float) for d in (after.display, before.display))
+        assert np.allclose(got, want, atol=2e-5)
+    assert after.display.max_luminance == 1000 and float(after.display.min_luminance) == pytest.approx(0.005, abs=1e-4)
 
 
 def test_a_rotated_phone_video_keeps_its_rotation(tmp_path, doubler):
@@ -213,6 +277,58 @@ def test_a_truncated_file_gives_the_frames_before_the_damage_with_a_warning(tmp_
     times = clips.frame_times(tmp_path / "out.mkv")
     assert 0 < len(times) < 12 and times == clips.frame_times(source)[: len(times)]
     assert summary.frames == len(times)
+    assert "damaged near" in summary.damage and "File ended prematurely" in summary.damage
+    assert summary.damage in caplog.text
+
+
+@pytest.mark.parametrize("where, offset, length", [("container", -12, 40), ("picture", 8, 30)])
+def test_damage_in_the_middle_is_named_and_the_rest_upscaled(tmp_path, doubler, caplog, where, offset, length):
+    """Garbage in the middle of a Matroska file, in its structure (the demuxer skips what it cannot
+    parse, without raising) or in a picture's bytes (the parser and decoder reject it): the job
+    upscales the frames it can read, each at its own time, and says where the damage is."""
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=12, keyint=4))
+    with av.open(str(source)) as container:
+        positions = [p.pos for p in container.demux(video=0) if p.size]
+    data = bytearray(source.read_bytes())
+    start = positions[6] + offset
+    data[start : start + length] = bytes(b ^ 0x5A for b in data[start : start + length])
+    bad = tmp_path / "bad.mkv"
+    bad.write_bytes(bytes(data))
+    summary = upscale_video(doubler, bad, tmp_path / "out.mkv", scale=2)
+    times = clips.frame_times(tmp_path / "out.mkv")
+    assert 0 < len(times) < 12 and set(times) < set(clips.frame_times(source))
+    assert summary.frames == len(times) and "damaged near 0:00:00" in summary.damage
+    assert summary.damage in caplog.text
+    assert upscale_video(doubler, source, tmp_path / "whole.mkv", scale=2).damage is None
+
+
+def test_without_pyav_a_video_gets_an_error_naming_the_extra(tmp_path, doubler, monkeypatch, capsys):
+    from sdk import cli
+
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=2))
+    monkeypatch.setitem(__import__("sys").modules, "av", None)  # as if PyAV were not installed
+    with pytest.raises(sdk.InputError, match=r"video needs PyAV.*pip install 'deploy-sdk\[video\]'"):
+        upscale_video(doubler, source, tmp_path / "out.mkv", scale=2)
+    args = ["upscale", str(source), "-o", str(tmp_path / "out.mkv"), "--model", "srcnn3", "--scale", "2"]
+    assert cli.main([*args, "--backend", "ort-cpu"]) == 1
+    assert "pip install 'deploy-sdk[video]'" in capsys.readouterr().err
+    assert not (tmp_path / "out.mkv").exists()
+
+
+def test_an_untagged_source_follows_ffmpegs_defaults_in_one_warning(tmp_path, identity, caplog):
+    """No colour tags: BT.601 below 720 lines, BT.709 from 720, limited range, chroma sited left,
+    said once; the output is tagged with what was used."""
+    from sdk.video import colorimetry, source
+
+    small = clips.make(tmp_path / "small.mkv", clips.Clip(frames=2, codec="ffv1"))
+    upscale_video(identity, small, tmp_path / "out.mkv")
+    warnings = [r for r in caplog.records if "no colour tags" in r.getMessage()]
+    assert len(warnings) == 1 and "matrix BT.601 (48 lines), limited range" in warnings[0].getMessage()
+    with av.open(str(tmp_path / "out.mkv")) as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.colorspace, ctx.color_range) == (colorimetry.BT601, colorimetry.LIMITED)
+    tall = clips.make(tmp_path / "tall.mkv", clips.Clip(frames=1, width=16, height=720, codec="ffv1"))
+    assert source.probe(tall).colorimetry.matrix == colorimetry.BT709
 
 
 def test_sizes_4_2_0_cannot_store_and_results_too_large_are_refused(tmp_path, identity, doubler):
@@ -267,6 +383,7 @@ def _wait_for(path: Path, process, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_kill_9_midway_then_resume_gives_the_uninterrupted_result(tmp_path, runtime_model, doubler):
     """A job killed with SIGKILL after its first segment resumes without redoing it, and the result is
     frame for frame (count, timestamps, pixels) and packet for packet (audio) the uninterrupted run's."""
@@ -284,18 +401,22 @@ def test_kill_9_midway_then_resume_gives_the_uninterrupted_result(tmp_path, runt
     job.send_signal(signal.SIGKILL)
     job.wait(timeout=30)
     assert not out.exists() and first.exists()
-    kept = first.stat().st_mtime_ns
     seen = []
     summary = upscale_video(doubler, source, out, scale=2, segment_seconds=0.1, progress=lambda *a: seen.append(a))
     assert summary.resumed_segments >= 1 and summary.upscaled <= 8 and seen[0][0] >= 4
-    assert kept  # the finished segment was joined as it was: the run above upscaled only the rest
+    assert summary.upscaled == 12 - seen[0][0]  # only what the killed run had not finished
     assert clips.frame_times(out) == clips.frame_times(whole) == clips.frame_times(source)
     assert clips.packets(out, "audio") == clips.packets(whole, "audio") == clips.packets(source, "audio")
     assert clips.packets(out, "video") == clips.packets(whole, "video")
     assert not work_folder(out).exists()
 
 
-def test_sigint_stops_the_cli_with_a_summary_and_130_and_the_same_command_goes_on(tmp_path, runtime_model):
+@pytest.mark.slow
+@pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_stops_the_cli_with_a_summary_and_the_same_command_goes_on(tmp_path, runtime_model, name, code):
+    """SIGINT (Ctrl-C) and SIGTERM (a pre-empted machine) stop a video as they stop an image folder:
+    a summary, exit 130 or 143, no output and no segment in progress left; the same command then
+    keeps the finished segments."""
     import signal
     import subprocess
     import sys
@@ -306,12 +427,14 @@ def test_sigint_stops_the_cli_with_a_summary_and_130_and_the_same_command_goes_o
     command += ["--scale", "2", "--backend", "ort-cpu", "--segment-seconds", "0.3"]
     job = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     _wait_for(work_folder(out) / "00000.packets", job)
-    job.send_signal(signal.SIGINT)
+    job.send_signal(getattr(signal, name))
     _, err = job.communicate(timeout=60)
     if job.returncode == 0:
-        pytest.skip("the job finished before SIGINT arrived (a very fast machine)")
-    assert job.returncode == 130 and "interrupted by SIGINT: run the same command again" in err
+        pytest.skip(f"the job finished before {name} arrived (a very fast machine)")
+    assert job.returncode == code and f"interrupted by {name}: run the same command again" in err
     assert not out.exists() and not list(work_folder(out).glob(".*.part"))
+    if name == "SIGTERM":
+        return  # the resume is the same either way: shown once
     done = subprocess.run(command, stderr=subprocess.PIPE, text=True, timeout=300)
     assert done.returncode == 0 and "segment(s) kept from an earlier run" in done.stderr
     assert clips.frame_times(out) == clips.frame_times(source)

@@ -72,7 +72,8 @@ case $cuda in
   *) echo "carry-wheel.sh: $(basename "$ort_wheel") is built for CUDA '${cuda:-?}', not 13: pick another version (--ort)" >&2; exit 1 ;;
 esac
 
-tar -cf "$work/wheels.tar" -C "$work/wheels" .
+# Reproducible: the same wheels give the same tar, so the sha256 in the printed calls names the wheels.
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$work/wheels.tar" -C "$work/wheels" .
 "$split_parts" "$work/wheels.tar" "$root/.carry" "$mib" >&2
 sha=$(sha256sum "$work/wheels.tar" | cut -d' ' -f1)
 parts=$(ls -d "$root"/.carry/p* | wc -l)
@@ -92,10 +93,12 @@ echo "# /tmp with it): each call appends its part to /tmp/sdk-carry/wheels.tar; 
 last=$((parts - 1))
 for i in $(seq 0 "$last"); do
   append="cat .carry/p$i/part >> /tmp/sdk-carry/wheels.tar"
-  if [ "$i" -eq 0 ]; then append="rm -rf /tmp/sdk-carry && mkdir -p /tmp/sdk-carry && $append"; fi
+  # The first call starts the machine: the H200 the goals are written for; the rest go to the warm one.
+  kind=""
+  if [ "$i" -eq 0 ]; then append="rm -rf /tmp/sdk-carry && mkdir -p /tmp/sdk-carry && $append"; kind='kind="nvidia-h200", '; fi
   if [ "$i" -eq "$last" ]; then
-    echo "run(carry=[\".carry/p$i\"], timeout_s=480, command=\"$append && SDK_CARRY_SHA256=$sha bash benchmarks/gpu/check.sh\")"
+    echo "run(${kind}carry=[\".carry/p$i\"], timeout_s=480, command=\"$append && SDK_CARRY_SHA256=$sha bash benchmarks/gpu/check.sh\")"
   else
-    echo "run(carry=[\".carry/p$i\"], timeout_s=60, command=\"$append && ls -l /tmp/sdk-carry\")"
+    echo "run(${kind}carry=[\".carry/p$i\"], timeout_s=60, command=\"$append && ls -l /tmp/sdk-carry\")"
   fi
 done

@@ -59,6 +59,10 @@ def read_frames(path) -> Iterator[Frame]:
     from . import frames, segments, source
 
     found = source.probe(path)
+    if found.damage:
+        import logging
+
+        logging.getLogger(__name__).warning("%s: %s", path, found.damage)
     for segment in segments.split(found, 0):
         for decoded in frames.decode(found, segment.start, segment.stop):
             yield Frame(frames.to_pixels(decoded, found), decoded.pts, found.time_base)

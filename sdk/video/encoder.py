@@ -8,11 +8,12 @@ these encoders for its lossless mode; ``ffv1`` is lossless by nature (for archiv
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from . import libav
+from . import hdr, libav
 from .colorimetry import BT709, LIMITED, Colorimetry
 from .source import VideoSource
 
@@ -28,6 +29,8 @@ LOSSLESS = {
 }
 CONTAINERS = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".webm": "webm", ".m4v": "mp4"}
 _X265_LOG = {"x265-params": "log-level=error"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def plan(settings: EncoderSettings, source: VideoSource, container: str, scale: 
             "(no chroma subsampling) or a scale that makes both sides even"
         )
     options: dict[str, str] = {}
-    for key, value in _options(settings, codec):
+    for key, value in _options(settings, codec, _hdr_options(source, codec)):
         # x265's and SVT-AV1's own parameters are one option of key=value pairs: join, never replace.
         options[key] = f"{options[key]}:{value}" if key.endswith("-params") and key in options else value
     tags = source.colorimetry
@@ -141,7 +144,24 @@ def _pixel_format(source: VideoSource, formats: list[str], codec: str) -> str:
     return planar[0]
 
 
-def _options(settings: EncoderSettings, codec: str):
+def _hdr_options(source: VideoSource, codec: str) -> dict[str, str]:
+    """HDR10's static metadata in the encoder's own parameters, or a warning that it cannot carry it."""
+    found = hdr.parse(source.hdr_side_data)
+    if not found:
+        return {}
+    written = hdr.encoder_options(found, codec)
+    if written is None:
+        log.warning(
+            "%s carries HDR10 metadata (%s) that %s cannot write; use --codec libx265 or libsvtav1 to keep it",
+            source.path,
+            hdr.describe(found),
+            codec,
+        )
+        return {}
+    return written
+
+
+def _options(settings: EncoderSettings, codec: str, metadata: Mapping[str, str]):
     av = libav.import_av()
     private = {o.name for o in av.codec.CodecContext.create(codec, "w").supported_options.private}
     if settings.lossless:
@@ -165,7 +185,8 @@ def _options(settings: EncoderSettings, codec: str):
         yield "preset", settings.preset
     if codec == "libx265":
         yield from _X265_LOG.items()  # x265 prints its settings on stderr otherwise
-    yield from settings.options.items()
+    yield from metadata.items()
+    yield from settings.options.items()  # last: the user's own word wins
 
 
 def configure(ctx, plan: EncoderPlan, source: VideoSource) -> None:

@@ -45,6 +45,7 @@ class VideoSummary:
     segments: int = 0
     resumed_segments: int = 0
     lost: list[str] = field(default_factory=list)  # where damaged frames were left out
+    damage: str | None = None  # where the container itself is damaged (frames there never reach the decoder)
     dropped: tuple[str, ...] = ()
     seconds: float = 0.0
 
@@ -84,6 +85,8 @@ def prepare(
             input_path,
             ", ".join(found.colorimetry.assumed),
         )
+    if found.damage:
+        log.warning("%s: %s; the frames around it are upscaled", input_path, found.damage)
     scale = predictor.pipeline.check_scale(scale)
     plan = encoder.plan(settings or EncoderSettings(), found, container, scale)
     copy = streams.plan(input_path, found.index, plan.codec, container, drop=drop_streams)
@@ -116,6 +119,7 @@ def run(
     todo = [s for s in job.segments if not space.done(s)]
     summary = VideoSummary(job.source.path, job.output, segments=len(job.segments), dropped=job.copy.dropped)
     summary.resumed_segments = len(job.segments) - len(todo)
+    summary.damage = job.source.damage
     total = job.source.frames
     done = total - sum(s.frames for s in todo)
     if progress is not None:

@@ -99,6 +99,23 @@ def timestamp(value: int | None, time_base: Fraction) -> str:
 
 
 @contextlib.contextmanager
+def ffmpeg_errors():
+    """The messages FFmpeg logs at error level in this thread while the block runs, as a list of
+    (level, component, message) that fills as they come: how a demuxer that skips over damage (a
+    Matroska cluster it cannot parse, a file that ends early) says so without raising."""
+    import_av()
+    import av.logging
+
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as logs:
+            yield logs
+    finally:
+        av.logging.set_level(previous)
+
+
+@contextlib.contextmanager
 def closing(container):
     try:
         yield container

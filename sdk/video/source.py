@@ -176,19 +176,28 @@ def _scan(container, stream) -> tuple[array.array, list[int], str | None]:
     container.seek(0, stream=stream, backward=True, any_frame=False)
     pts, keyframes, damage = array.array("q"), [], None
     missing = 0
-    try:
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue  # the flushing packet at the end of the stream
-            if packet.pts is None:
-                missing += 1
-                continue
-            pts.append(packet.pts)
-            if packet.is_keyframe:
-                keyframes.append(packet.pts)
-    except (av.FFmpegError, OSError) as exc:
-        last = max(pts) if pts else None
-        damage = f"unreadable after {libav.timestamp(last, stream.time_base)} ({libav.reason(exc)})"
+
+    def damaged(message: str) -> str:
+        where = libav.timestamp(max(pts), stream.time_base) if pts else "the start"
+        return f"the file is damaged near {where} ({message.strip()}): frames stored there are lost"
+
+    with libav.ffmpeg_errors() as logs:
+        try:
+            for packet in container.demux(stream):
+                if logs and damage is None:  # the demuxer skipped over something it could not read
+                    damage = damaged(logs[0][2])
+                if packet.size == 0:
+                    continue  # the flushing packet at the end of the stream
+                if packet.pts is None:
+                    missing += 1
+                    continue
+                pts.append(packet.pts)
+                if packet.is_keyframe:
+                    keyframes.append(packet.pts)
+        except (av.FFmpegError, OSError) as exc:
+            damage = damaged(libav.reason(exc))
+        if logs and damage is None:
+            damage = damaged(logs[0][2])
     if missing and not pts:
         raise InputError(
             f"{container.name}: its video packets carry no timestamps (a raw elementary stream); put it in a "

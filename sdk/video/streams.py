@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # Containers offered to hold what the chosen one cannot, most capable first.
 _ALTERNATIVES = (("matroska", ".mkv"), ("mov", ".mov"), ("mp4", ".mp4"), ("webm", ".webm"))
 _HOLDS_ATTACHMENTS = {"matroska"}
+_DISCARD_ALL = 48  # AVDISCARD_ALL
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def plan(source_path, video_index: int, video_codec: str, container_format: str,
         attachments: list[Any] = []
         dropped, refused = [], []
         for stream in container.streams:
-            if stream.index == video_index:
+            if stream.index == video_index or _read_as_chapters(stream):
                 continue
             if _holds(container_format, stream):
                 (attachments if stream.type == "attachment" else copied).append(stream.index)
@@ -82,6 +83,12 @@ def plan(source_path, video_index: int, video_codec: str, container_format: str,
     for text in dropped:
         log.warning("dropping %s: the output container (%s) cannot hold it (--drop-streams)", text, container_format)
     return CopyPlan(tuple(copied), tuple(attachments), tuple(dropped))
+
+
+def _read_as_chapters(stream) -> bool:
+    """MP4's and MOV's chapter titles live in a text track that the demuxer reads into the file's
+    chapters and then discards; the chapters are copied as chapters (the muxer writes its own track)."""
+    return stream.type == "data" and getattr(stream, "discard", 0) == _DISCARD_ALL
 
 
 def _refusal(container, refused: list, video_codec: str, container_format: str) -> str:
