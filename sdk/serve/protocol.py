@@ -156,7 +156,7 @@ def _parse_input(index: int, item, binary: memoryview, room: int) -> tuple[Infer
     where = f"input {name!r}" if isinstance(name, str) else f"inputs[{index}]"
     if not isinstance(name, str) or not name:
         raise bad_request(f"{where} has no name")
-    if datatype != "BYTES" and datatype not in DATATYPES:
+    if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in DATATYPES):
         raise bad_request(f"{where}: datatype {datatype!r} is not one of {['BYTES', *DATATYPES]}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise bad_request(f"{where}: shape must be a list of whole numbers >= 0, not {shape!r}")
