@@ -92,7 +92,6 @@ def main(argv=None) -> int:
             print("\n".join(lines[-2:]), flush=True)
         lines += [f"Load at the end {os.getloadavg()[0]:.2f}.", ""]
     text = "\n".join(lines)
-    print(text)
     if args.md:
         from sdk.files import atomic_write
 
