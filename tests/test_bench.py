@@ -304,7 +304,7 @@ def test_variants_add_sdk_rows_with_typed_options():
 
 def test_reduced_precision_rows_are_shown_not_judged():
     from sdk.bench.compare import reduced_precision
-    from sdk.bench.report import NO_RATIO, cells
+    from sdk.bench.rows import NO_RATIO, cells
 
     assert reduced_precision({"options": {"precision": "int8"}})
     assert not reduced_precision({"options": {"precision": "fp32"}}) and not reduced_precision({"options": {}})

@@ -27,6 +27,7 @@ def _no_nvidia_smi(tmp_path) -> dict:
     return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHON=sys.executable)
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_check_sh_without_a_gpu_validates_the_plan_and_ends_cleanly(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
@@ -124,6 +125,7 @@ def _carry(root: Path, wheels: Path):
     )
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_carry_wheel_plans_one_call_per_part_and_the_last_runs_the_check(carry_root, tmp_path):
     wheel = _fake_wheel(tmp_path / "wheels", "13.0", 2.5)
     done = _carry(carry_root, wheel.parent)
@@ -145,6 +147,7 @@ def test_carry_wheel_plans_one_call_per_part_and_the_last_runs_the_check(carry_r
     assert "/.carry/" in exclude and not (carry_root / ".carry-build").exists()
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_carry_wheel_refuses_a_wheel_not_built_for_cuda_13(carry_root, tmp_path):
     done = _carry(carry_root, _fake_wheel(tmp_path / "wheels", "12.8", 0.1).parent)
     assert done.returncode == 1 and "built for CUDA '12.8', not 13" in done.stderr
@@ -176,6 +179,7 @@ def _tiny_wheel(folder: Path) -> Path:
     return wheel
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_check_sh_installs_the_carried_wheels_after_checking_their_sha256(tmp_path):
     carry = tmp_path / "carry"
     carry.mkdir()
@@ -203,6 +207,7 @@ def test_check_sh_installs_the_carried_wheels_after_checking_their_sha256(tmp_pa
     assert "no CUDA GPU here (NVML finds none)" in done.stdout  # check.py ran, on the carried PYTHONPATH
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_check_sh_refuses_a_sha256_without_the_joined_parts(tmp_path):
     env = {**_gpu_listed_by_nvidia_smi(tmp_path), "OUT": str(tmp_path / "out")}
     env.update(SDK_CARRY_DIR=str(tmp_path / "nothing-here"), SDK_CARRY_SHA256="0" * 64)
@@ -274,6 +279,7 @@ def test_check_py_on_a_gpu_writes_the_goals_from_the_rows(tmp_path, monkeypatch)
     assert {r["model"] for r in merged["results"]} == {"srcnn3", "espcn"}
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_the_proof_refuses_the_cpu_build_of_onnxruntime(tmp_path):
     sys.path.insert(0, str(ROOT))
     from benchmarks.gpu import check
@@ -285,3 +291,12 @@ def test_the_proof_refuses_the_cpu_build_of_onnxruntime(tmp_path):
     assert "preload_dlls:" in (tmp_path / "check.log").read_text()
     found = check.environment()  # what env.json records, whatever the machine has
     assert found["onnxruntime"] and found["gpus"] == [] and "onnxruntime_providers" in found
+
+
+def test_the_torch_fp16_row_is_planned_when_named_and_not_judged():
+    from sdk.bench.compare import plan_rows, reduced_precision
+
+    named = [r for r in plan_rows(["ort-cpu", "torch-fp16"], "cpu") if r.kind == "autocast"]
+    assert len(named) == 1 and dict(named[0].options) == {"precision": "fp16"}
+    assert reduced_precision({"options": dict(named[0].options)})  # its error is shown, not judged
+    assert not [r for r in plan_rows(["all"], "cpu") if r.kind == "autocast"]  # no CPU run pays for it

@@ -39,6 +39,14 @@ while [ -z "$split_parts" ] && [ "$dir" != "/" ]; do
 done
 [ -n "$split_parts" ] || { echo "carry-wheel.sh: shared/tools/split-parts not found above $here; set SPLIT_PARTS" >&2; exit 1; }
 
+# Neither the parts nor the download may travel as untracked files (or be committed): ignore them first.
+exclude=$(git -C "$root" rev-parse --git-path info/exclude)
+case $exclude in /*) ;; *) exclude="$root/$exclude" ;; esac
+mkdir -p "$(dirname "$exclude")"
+for pattern in /.carry/ /.carry-build/; do
+  grep -qxF "$pattern" "$exclude" 2>/dev/null || echo "$pattern" >>"$exclude"
+done
+
 # A call carries the working tree too (tracked and untracked files that git does not ignore), 64 MiB
 # in all: a part leaves room for it.
 tree=$(git -C "$root" ls-files -z -co --exclude-standard | (cd "$root" && xargs -0 -r du -cb 2>/dev/null) | tail -1 | cut -f1)
@@ -80,12 +88,6 @@ parts=$(ls -d "$root"/.carry/p* | wc -l)
 wheels=$(cd "$work/wheels" && ls *.whl | tr '\n' ' ')
 rm -rf "$work"
 
-exclude=$(git -C "$root" rev-parse --git-path info/exclude)
-case $exclude in /*) ;; *) exclude="$root/$exclude" ;; esac
-mkdir -p "$(dirname "$exclude")"
-for pattern in /.carry/ /.carry-build/; do
-  grep -qxF "$pattern" "$exclude" 2>/dev/null || echo "$pattern" >>"$exclude"
-done
 
 echo "# wheels.tar (sha256 $sha, $parts parts of at most $mib MiB): ${wheels}- onnxruntime-gpu built for CUDA $cuda"
 echo "# Call the device tool's run once per line, back to back (the machine goes back after 30 s idle and"

@@ -20,7 +20,7 @@ say() { echo "check.sh: $*" | tee -a "$log"; }
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   say "no NVIDIA GPU here (nvidia-smi finds none); validating the plan only"
-  exec "$py" benchmarks/gpu/check.py --out "$out" --plan-only
+  exec "$py" benchmarks/gpu/check.py --out "$out" --plan-only "$@"
 fi
 nvidia-smi -L | tee -a "$log"
 
