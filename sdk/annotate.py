@@ -49,7 +49,7 @@ def annotate(model, output, pipeline: Mapping[str, Any] | None = None, overwrite
 
 def _carry_external_data(source, folder: Path) -> None:
     """Make the external data files the model names available from ``folder``."""
-    for data in source._external_files():
+    for data in source.external_files():
         relative = data.relative_to(source.path.parent)
         target = folder / relative
         if target.exists() and target.resolve() == data.resolve():

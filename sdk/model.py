@@ -84,14 +84,16 @@ class Model:
     def sha256(self) -> str:
         """Digest of the model's content (and external data files), for caches keyed on content."""
         digest = hashlib.sha256()
-        for path in [self.path, *self._external_files()]:
+        for path in [self.path, *self.external_files()]:
             with open(path, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     digest.update(chunk)
         return digest.hexdigest()
 
-    def _external_files(self) -> list[Path]:
-        return external_files(self.proto, self.path)
+    def external_files(self) -> list[Path]:
+        """The files beside the model that hold its external weights (checked at load to lie inside
+        its folder): what must travel with the model when it is copied or shipped."""
+        return _external_paths(self.proto, self.path)
 
     def input(self, name: str) -> TensorInfo:
         for info in self.inputs:
@@ -176,7 +178,7 @@ def check_external_data(proto, path: Path) -> None:
     _check_fits_memory(path, path.stat().st_size + sum(sizes.values()), "model with its external data")
 
 
-def external_files(proto, path: Path) -> list[Path]:
+def _external_paths(proto, path: Path) -> list[Path]:
     names = {entries.get("location", "") for _, entries in _external_entries(proto)}
     return [path.parent / name for name in sorted(names) if name]
 

@@ -23,6 +23,7 @@ import pluggy
 from . import hookspecs
 from .backend import Backend
 from .errors import PluginError
+from .stdio import stdout_to_stderr
 
 ENTRY_POINT_GROUP = "sdk.backends"
 BUILTIN_DISTRIBUTION = "deploy-sdk"
@@ -133,7 +134,8 @@ def _dist(ep) -> tuple[str, str]:
 
 def _load_one(ep) -> list[Backend]:
     """Import one plugin module, register it, call its hook, and check what it returned."""
-    module = ep.load()
+    with stdout_to_stderr():  # a plugin that prints as it is imported must not corrupt `--json` output
+        module = ep.load()
     if pm.is_registered(module):  # the same module behind two entry points: count it once
         return []
     pm.register(module, name=ep.name)

@@ -300,3 +300,17 @@ def test_the_torch_fp16_row_is_planned_when_named_and_not_judged():
     assert len(named) == 1 and dict(named[0].options) == {"precision": "fp16"}
     assert reduced_precision({"options": dict(named[0].options)})  # its error is shown, not judged
     assert not [r for r in plan_rows(["all"], "cpu") if r.kind == "autocast"]  # no CPU run pays for it
+
+
+def test_a_missed_equality_goal_says_what_tf32_had_to_do_with_it():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu import check
+
+    proof = {
+        "srcnn3": {"max_abs_diff_vs_ort_cpu": 3, "max_abs_diff_without_tf32": 0},
+        "espcn": {"max_abs_diff_vs_ort_cpu": 1},
+        "auto": {"backend": "ort-cuda", "device": "cuda:0"},
+    }
+    lines = check.goals([], proof, None, "NVIDIA H200")
+    line = next(line for line in lines if "grey level" in line)
+    assert line.endswith("max 3 -> FAIL (the GPU tests add a 0..1 fp16 model); without TF32 (use_tf32=0): max 0")

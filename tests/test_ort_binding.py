@@ -145,3 +145,19 @@ def test_a_second_thread_on_the_session_binds_its_own_buffers(bound_session):
         np.testing.assert_array_equal(results[i], want)
     with session._buffers_lock:  # held by someone else: this call takes the one-off path
         np.testing.assert_array_equal(session.run(windows[0])["output"], expected[0])
+
+
+def test_a_plugin_that_prints_when_imported_leaves_json_clean(tmp_path, monkeypatch, capfd, fresh_plugins):
+    (tmp_path / "noisy_plugin.py").write_text(
+        "import os\nprint('hello from a plugin')\nos.write(1, b'native hello\\n')\n"
+        "from sdk import hookimpl\n\n@hookimpl\ndef sdk_backends():\n    return []\n"
+    )
+    info = tmp_path / "noisy_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: noisy-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[sdk.backends]\nnoisy = noisy_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.main(["backends", "--json"]) == 0
+    captured = capfd.readouterr()
+    assert {r["name"] for r in json.loads(captured.out)} >= {"ort-cpu"}
+    assert "hello from a plugin" in captured.err and "native hello" in captured.err

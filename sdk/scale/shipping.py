@@ -16,7 +16,7 @@ from typing import Any
 def ship_model(model) -> Any:
     """What an actor needs to open ``model`` on any node (pass it to :func:`open_shipped` there).
     Call it on the driver, inside a running Ray session."""
-    from ..model import BUNDLED, Model, external_files
+    from ..model import BUNDLED, Model
     from .cluster import import_ray
 
     if isinstance(model, str) and model in BUNDLED:
@@ -25,7 +25,7 @@ def ship_model(model) -> Any:
     loaded = Model(model)  # a bad or hostile file fails here, on the driver, before any actor starts
     folder = loaded.path.parent
     # The main file last: an actor that finds it on its node knows the weights are there too.
-    paths = [*external_files(loaded.proto, loaded.path), loaded.path]
+    paths = [*loaded.external_files(), loaded.path]
     files = {str(p.relative_to(folder)): p.read_bytes() for p in paths}
     return {"digest": loaded.sha256, "main": loaded.path.name, "files": ray.put(files)}
 
