@@ -92,7 +92,12 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--md", help="write the tables as Markdown")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny run for the test suite (Compact at 16x16, one call each)"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.arch, args.size, args.runs = ["compact"], 16, 1
     from benchmarks.devkit.archs import ARCHS
     from benchmarks.devkit.export import exported
 

@@ -56,6 +56,18 @@ HERE = {
         lambda out, stdout: "| ort: as the SDK sets it up (optimised graph) |" in out.read_text(),
         (),
     ),
+    "levers_auto.py": (
+        ["--md", "{out}"],
+        "levers_auto.md",
+        lambda out, stdout: "auto took **" in out.read_text() and "(auto) |" in out.read_text(),
+        ("torch",),
+    ),
+    "levers_tiles.py": (
+        ["--md", "{out}"],
+        "levers_tiles.md",
+        lambda out, stdout: "| ort-cpu | 1 | 1 |" in out.read_text(),
+        ("torch",),
+    ),
     "overhead.py": (
         [],
         None,
