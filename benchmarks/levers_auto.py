@@ -154,7 +154,12 @@ def main(argv=None) -> int:
     parser.add_argument("--compile", action="store_true", help="and channels_last + torch.compile (minutes)")
     parser.add_argument("--floor", action="store_true", help="add the fp32 floor (numpy sgemm on the model's FLOPs)")
     parser.add_argument("--md", help="write the tables as Markdown")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny run for the test suite (Compact at 16x16, one call each)"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.arch, args.size, args.runs = ["compact"], 16, 1
     from benchmarks.devkit.archs import ARCHS
     from benchmarks.devkit.export import exported
 
