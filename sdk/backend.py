@@ -61,6 +61,10 @@ class Session(ABC):
     def close(self) -> None:
         """Free engine resources. Calling it twice is harmless."""
 
+    def release_memory(self) -> None:
+        """Give back memory the engine keeps between runs for the next one (an arena grown by a large
+        run). Optional: the default does nothing. A server calls it when idle after a large request."""
+
     def __enter__(self) -> Session:
         return self
 

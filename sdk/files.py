@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from .errors import SDKError
+
 
 @functools.cache
 def _umask() -> int:
@@ -23,6 +25,46 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def resolved_output(path: Path) -> Path:
+    """``path`` resolved, or an SDKError when a symbolic link on the way loops."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # a loop: RuntimeError up to Python 3.12, OSError after
+        raise SDKError(
+            f"output {path} is a symbolic link that leads back to itself ({exc}); remove the link or choose another name"
+        ) from None
+
+
+def check_writable(folder: Path) -> None:
+    """An SDKError unless files can be written in ``folder``: asked before any work, so that a bad
+    output folder is found before hours of upscaling, not after. A folder still to be made is checked
+    at its nearest existing parent (which must be a folder); nothing is created or left behind."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing, prefix=".sdk-write-check-"):
+            pass
+    except OSError as exc:
+        raise SDKError(
+            f"cannot write in the output folder {folder} ({exc.strerror or exc}); choose a folder you can write to"
+        ) from None
+
+
+def check_outputs(pairs) -> None:
+    """The checks every (input, output) plan gets before any work: no output is a looping link or an
+    input, and every output's folder can be written."""
+    sources = {resolved_output(source) for source, _ in pairs}
+    for _, target in pairs:
+        if resolved_output(target) in sources:
+            raise SDKError(f"output {target} would overwrite an input; choose another output folder")
+    for folder in {Path(target).parent for _, target in pairs}:
+        check_writable(folder)
 
 
 @contextlib.contextmanager

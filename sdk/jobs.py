@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .errors import SDKError
+from .files import check_outputs, resolved_output
 from .images import IMAGE_SUFFIXES, Decoded, check_writable_size, decode, save_atomic
 
 Pair = tuple[Path, Path]
@@ -54,11 +55,8 @@ def plan_outputs(images: Sequence[Path], output: Path) -> list[Pair]:
             "(or, for one input image, a new file name ending in an image suffix)"
         )
     pairs = [(images[0], output)] if single_file else [(image, output / image.name) for image in images]
-    sources = {image.resolve() for image in images}
-    targets = [target.resolve() for _, target in pairs]
-    for (_, target), resolved in zip(pairs, targets):
-        if resolved in sources:
-            raise SDKError(f"output {target} would overwrite an input; choose another output folder")
+    check_outputs(pairs)  # no looping link, no input overwritten, a folder that can be written
+    targets = [resolved_output(target) for _, target in pairs]
     if len(set(targets)) != len(targets):
         raise SDKError(
             "two inputs have the same file name and would write one output; upscale them into separate folders"

@@ -54,7 +54,7 @@ def test_segments_on_ray_actors_join_into_the_local_result(cluster, tmp_path, ru
     done = upscale_on_ray(
         source, remote, model=runtime_model, scale=2, backend="ort-cpu", segment_seconds=0.1, actors=2
     )
-    assert not done.failures and done.actors == 2 and done.engines == {"ort-cpu on cpu"}
+    assert not done.failures and done.actors == 2 and done.backends == {"ort-cpu on cpu"}
     assert done.summary.segments == 4 and done.summary.frames == 16
     assert clips.frame_times(remote) == clips.frame_times(local) == clips.frame_times(source)
     assert clips.packets(remote, "video") == clips.packets(local, "video")

@@ -131,6 +131,12 @@ class FactorSession(Session):
             raise AttributeError(name)
         return getattr(self._generic, name)
 
+    def release_memory(self) -> None:
+        with self._lock:
+            sessions = [s for s in self._sessions.values() if s is not None]
+        for session in [*sessions, self._generic]:
+            session.release_memory()
+
     def close(self) -> None:
         with self._lock:
             if self._closed:

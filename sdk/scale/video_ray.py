@@ -59,12 +59,12 @@ class SegmentUpscaler(Upscaler):
             else:
                 errors.append("")
             lost.append("; ".join(found))
-        engine = f"{self.predictor.backend} on {self.predictor.device}"
+        backend = f"{self.predictor.backend} on {self.predictor.device}"
         return {
             "segment": batch["segment"],
             "error": np.array(errors, dtype=object),
             "lost": np.array(lost, dtype=object),
-            "engine": np.array([engine] * len(errors), dtype=object),
+            "backend": np.array([backend] * len(errors), dtype=object),
         }
 
 
@@ -74,7 +74,7 @@ class RayVideoSummary:
 
     summary: VideoSummary
     actors: int
-    engines: set[str]
+    backends: set[str]  # "ort-cpu on cpu": what the actors ran on (as in the image job's summary)
     failures: list[str]
 
 
@@ -143,7 +143,7 @@ def upscale_video(
             cpus_per_actor,
         )
         for row in rows:
-            result.engines.add(row["engine"])
+            result.backends.add(row["backend"])
             if row["error"]:
                 result.failures.append(f"segment {row['segment']}: {row['error']}")
             if row["lost"]:
@@ -224,7 +224,7 @@ def cmd_upscale(args, videos: list[Path], images: list[str]) -> int:
                     drop_streams=args.drop_streams,
                     segment_seconds=args.segment_seconds,
                 )
-                where = f"Ray with {done.actors} actor(s) ({', '.join(sorted(done.engines)) or 'no engine started'})"
+                where = f"Ray with {done.actors} actor(s) ({', '.join(sorted(done.backends)) or 'no backend started'})"
                 s = done.summary
                 print(f"sdk: upscaled {s.source} -> {s.output}: {s.frames} frame(s) on {where}", file=sys.stderr)
                 for line in done.failures + s.lost:

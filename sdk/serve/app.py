@@ -30,6 +30,7 @@ from .gate import Gate
 from .limits import Limits
 from .metadata import Metadata
 from .metrics import Metrics
+from .release import Releaser
 from .runner import TileRunner
 from .settings import ServeSettings
 from .upscaling import ImagePath
@@ -90,7 +91,10 @@ class ModelServer:
         self.workers = ThreadPoolExecutor(settings.max_queue + settings.workers, thread_name_prefix="sdk-serve-worker")
         self.admission = Admission(settings, self.metrics)
         self.limits = Limits(predictor, settings)
-        self.image_path = ImagePath(predictor, settings, self.limits, self.batcher, self.runner, self.in_worker)
+        self.releaser = Releaser(self.batcher, predictor.session)
+        self.image_path = ImagePath(
+            predictor, settings, self.limits, self.batcher, self.runner, self.in_worker, self.releaser
+        )
         self.v1 = UpscaleRoute(self)
         self.v2 = InferRoute(self)
         self.metadata = Metadata(self)
@@ -102,6 +106,7 @@ class ModelServer:
         self.close()
 
     def close(self) -> None:
+        self.releaser.close()
         self.batcher.close(timeout=30)
         self.workers.shutdown(wait=False, cancel_futures=True)
 

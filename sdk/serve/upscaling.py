@@ -17,6 +17,7 @@ from .. import images, tiling
 from . import coding
 from .batcher import CPU_BATCH_PIXELS, Batcher
 from .limits import Limits
+from .release import Releaser
 from .runner import TileRunner
 
 # Small work runs on the event loop rather than in a worker thread: a hop to a thread and back costs
@@ -31,8 +32,11 @@ LOOP_PIXELS = 256 * 256
 class ImagePath:
     """Upscales encoded images for both protocols, their windows batched through ``batcher``."""
 
-    def __init__(self, predictor, settings, limits: Limits, batcher: Batcher, runner: TileRunner, in_worker):
+    def __init__(
+        self, predictor, settings, limits: Limits, batcher: Batcher, runner: TileRunner, in_worker, releaser: Releaser
+    ):
         self.predictor = predictor
+        self.releaser = releaser  # told of each image large enough to leave memory behind
         self.settings = settings
         self.limits = limits
         self.batcher = batcher
@@ -55,6 +59,8 @@ class ImagePath:
         except asyncio.CancelledError:
             ticket.cancel()  # its queued tiles are dropped before they reach the engine
             raise
+        finally:
+            self.releaser.after(header.height * header.width * scale * scale)
 
     def _on_loop(self, header: coding.Header, scale: int, plan: tiling.Plan) -> bool:
         """Whether an image is too small for a thread of its own: it runs as one window (no tiling)

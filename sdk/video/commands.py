@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError, SDKError
+from ..files import check_outputs, resolved_output
 from ..images import IMAGE_SUFFIXES
 
 # Suffixes taken for videos without asking FFmpeg; any other non-image file is probed.
@@ -92,13 +93,15 @@ def plan_outputs(videos: list[Path], output: Path, alone: bool) -> list[tuple[Pa
     from .encoder import CONTAINERS
 
     if alone and len(videos) == 1 and output.suffix.lower() in CONTAINERS and not output.is_dir():
+        check_outputs([(videos[0], output)])
         return [(videos[0], output)]
     if output.exists() and not output.is_dir():
         raise SDKError(f"output {output} is a file: pass a folder for several inputs, or a video name for one video")
     # A video whose suffix names no container the SDK writes (found by its content) becomes Matroska,
     # which holds any stream.
     pairs = [(v, output / (v.name if v.suffix.lower() in CONTAINERS else f"{v.name}.mkv")) for v in videos]
-    if len({t.resolve() for _, t in pairs}) != len(pairs):
+    check_outputs(pairs)  # no looping link, no input overwritten, a folder that can be written
+    if len({resolved_output(t) for _, t in pairs}) != len(pairs):
         raise SDKError(
             "two videos have the same file name and would write one output; upscale them into separate folders"
         )
