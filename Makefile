@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 # multi-GB CUDA build. torch is only needed to export and train, never to run a model.
 TORCH := torch==2.13.0
 EXTRAS := cpu,export,bench,video
-DEV_EXTRAS := $(EXTRAS),serve,dev,ray
+DEV_EXTRAS := $(EXTRAS),serve,dev,ray,docs
 # The plugin examples `make test` builds as wheels and tests, each in a venv of its own beside
 # deploy-sdk (its ci.sh): OpenVINO, and MNN (Winograd convolutions).
 PLUGINS := examples/sdk-openvino examples/sdk-mnn
@@ -23,7 +23,7 @@ PINNED := --constraint $(LOCK) --build-constraint $(LOCK)
 MARKER_OF = $(1) -c 'import platform, sys; print("python_version == \"%d.%d\" and sys_platform == \"%s\" and platform_machine == \"%s\"" % (*sys.version_info[:2], sys.platform, platform.machine()))'
 LOCK_VENV := .venv-lock
 
-.PHONY: demo test test-fast lint typecheck lock install install-dev clean
+.PHONY: demo test test-fast lint typecheck docs lock install install-dev clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ lint: install-dev
 # mypy on the sdk core (pyproject.toml's [tool.mypy]: normal mode, strict on the public API's modules).
 typecheck: install-dev
 	$(VENV)/bin/mypy
+
+# The documentation site from README.md and docs/ (mkdocs.yml): strict, so a broken link or anchor,
+# or a page left out of the nav, fails it. Open build/site/index.html.
+docs: install-dev
+	$(VENV)/bin/mkdocs build --strict
 
 # Rewrite constraints.txt: everything the set-up installs (torch, the dev extras, the plugins'
 # dependencies), resolved afresh and unconstrained in a temporary venv, then frozen. Run `make test`

@@ -195,13 +195,18 @@ class OrtSession(Session):
         not in use. A large run's convolution buffers (about 1.7 GB for a 272x272 window of srcnn3 at
         x2) otherwise stay with the process for good; without the arena each run would pay for fresh
         pages instead (46% slower on that window, measured on the build machine). Sessions with shape
-        inputs (a runtime factor) are left alone: zeros are no valid factor."""
-        if self._bound or self._session is None or any(len(i.shape) <= 1 for i in self.inputs):
+        inputs (a runtime factor) are left alone: zeros are no valid factor. On CUDA the kept device
+        buffers of the last window shape go too, and the GPU's arena is shrunk the same way."""
+        if self._bound:
+            with self._buffers_lock:
+                self._buffers = ()
+        if self._session is None or any(len(i.shape) <= 1 for i in self.inputs):
             return
         # 16 a side: small, and a multiple of what size-constrained models ask (8, 16).
         feeds = {i.name: np.zeros([d if isinstance(d, int) else 16 for d in i.shape], i.dtype) for i in self.inputs}
         options = self._ort.RunOptions()
-        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        arena = f"gpu:{self.device.index}" if self._bound else "cpu:0"
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", arena)
         options.log_severity_level = 4  # a model that refuses the tiny input is no error worth a line
         try:
             self._session.run(None, feeds, options)

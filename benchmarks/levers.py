@@ -101,7 +101,10 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
     parser.add_argument("--md", help="write the table as Markdown")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run for the test suite (16x16, one call each)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.size, args.runs, args.warmup = 16, 1, 0
 
     import onnxruntime as ort
 

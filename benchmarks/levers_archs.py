@@ -163,7 +163,12 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None, help="variant names containing any of these")
     parser.add_argument("--md", help="write the tables as Markdown")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny run for the test suite (Compact at 16x16, one call each)"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.arch, args.size, args.runs, args.warmup = ["compact"], 16, 1, 0
     from benchmarks.devkit.archs import ARCHS
 
     x = np.random.default_rng(0).random((1, 3, args.size, args.size), dtype=np.float32)

@@ -35,7 +35,12 @@ def main(argv=None) -> int:
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--md", help="write the tables as Markdown")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny run for the test suite (Compact, 48x48 in 16 px windows, one call)"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.arch, args.size, args.tile, args.runs = ["compact"], 48, 16, 1
     from benchmarks.devkit.archs import ARCHS
     from benchmarks.devkit.export import exported
     from sdk import Predictor
@@ -92,7 +97,6 @@ def main(argv=None) -> int:
             print("\n".join(lines[-2:]), flush=True)
         lines += [f"Load at the end {os.getloadavg()[0]:.2f}.", ""]
     text = "\n".join(lines)
-    print(text)
     if args.md:
         from sdk.files import atomic_write
 

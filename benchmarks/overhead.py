@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -157,7 +158,7 @@ def batch(predictor: Predictor, count: int, side: int, sizes: list[int], scale: 
         print(f"    {name:22s} {seconds / count * 1e3:7.2f}  ({', '.join(ratios)})")
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", nargs="+", default=["srcnn3"], help="bundled model names or .onnx paths")
     parser.add_argument("--backend", default="auto")
@@ -175,7 +176,13 @@ def main() -> None:
         default=None,
         help="declare the model's value range (e.g. 0 1), to time an RGB 0..1 pipeline",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny run for the test suite (every bundled model, 16x16, few calls)"
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.model, args.size, args.pairs = ["srcnn", "srcnn3", "espcn"], [16], 2
+        args.batch, args.batch_side, args.batch_size, args.rounds = 2, 16, [2, 1], 1
     pipeline = {"value_range": list(args.value_range)} if args.value_range else None
     for model in args.model:
         with Predictor(model, backend=args.backend, pipeline=pipeline) as predictor:
@@ -188,7 +195,8 @@ def main() -> None:
                 single(predictor, size, scale, args.pairs)
             if args.batch:
                 batch(predictor, args.batch, args.batch_side, args.batch_size or [args.batch], scale, args.rounds)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -62,7 +62,12 @@ def main(argv=None) -> int:
     parser.add_argument("--big", default="4000x3000", help="WxH of the photo run with default settings")
     parser.add_argument("--fits", default="1024x768", help="WxH of a photo that fits untiled")
     parser.add_argument("--repeats", type=int, default=3, help="in-process runs per mode, interleaved")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny run for the test suite (96x64 and 48x32 photos, one run each)"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.big, args.fits, args.repeats = "96x64", "48x32", 1
 
     from PIL import Image
 

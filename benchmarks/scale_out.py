@@ -188,14 +188,21 @@ def main(argv=None) -> int:
     parser.add_argument("--cost-runs", type=int, default=5, help="runs of the 512x512 per-image cost (fastest kept)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--md", type=Path, default=None)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run for the test suite (2 images of 32x32, one round, one cost run)",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.size, args.rounds, args.cost_runs = 2, 32, 1, 1
 
     import ray
 
-    from deploy_sdk_backends.onnxruntime import physical_cores
+    from sdk.devices import cpu_cores
     from sdk.files import atomic_write
 
-    cores = physical_cores()
+    cores = cpu_cores()
     load_before = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="sdk-scale-out-"))
     try:

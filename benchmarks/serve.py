@@ -61,6 +61,7 @@ CASES = [
     {"name": "espcn 64x64 x3", "model": "espcn", "size": 64, "scale": 3, "requests": {1: 120, 4: 160, 16: 320}},
 ]
 CONCURRENCY = (1, 4, 16)
+SMOKE_REQUESTS = {1: 2, 4: 4, 16: 16}  # --smoke: every concurrency, as few requests as fill it
 ARMS = (
     "server",
     "server_batch1",
@@ -482,6 +483,9 @@ def main(argv=None) -> int:
     parser.add_argument("--md", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument(
+        "--smoke", action="store_true", help="a tiny run for the test suite (32x32 images, a few requests, one round)"
+    )
+    parser.add_argument(
         "--hello", nargs=2, metavar=("PORT", "ANSWER"), help=argparse.SUPPRESS
     )  # the floor arm's server
     args = parser.parse_args(argv)
@@ -500,9 +504,15 @@ def main(argv=None) -> int:
     import os
     import tempfile
 
+    cases = CASES
+    if args.smoke:
+        cases = [
+            {**c, "name": f"{c['model']} 32x32 x{c['scale']}", "size": 32, "requests": SMOKE_REQUESTS} for c in CASES
+        ]
+        args.rounds, args.time_cap = 1, min(args.time_cap, 20.0)
     results, load_before, started = [], os.getloadavg(), time.monotonic()
     with tempfile.TemporaryDirectory() as logs:
-        for case in CASES:
+        for case in cases:
             if case["model"] in args.cases:
                 results.append(run_case(case, args.rounds, args.time_cap, Path(logs)))
     command = "python benchmarks/serve.py " + " ".join(sys.argv[1:] if argv is None else argv)

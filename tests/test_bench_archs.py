@@ -119,8 +119,8 @@ def test_compare_runs_a_community_architecture_against_its_torch_module(tmp_path
 def test_the_levers_script_measures_variants_side_by_side(tmp_path):
     """Smoke mode of benchmarks/levers_archs.py: Compact at 16x16, one call per variant."""
     out = tmp_path / "levers.md"
-    command = [sys.executable, str(ROOT / "benchmarks" / "levers_archs.py"), "--arch", "compact", "--size", "16"]
-    command += ["--runs", "1", "--warmup", "0", "--only", "1 thread", "--md", str(out)]
+    command = [sys.executable, str(ROOT / "benchmarks" / "levers_archs.py"), "--smoke"]
+    command += ["--only", "1 thread", "--md", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ort")]
@@ -129,3 +129,34 @@ def test_the_levers_script_measures_variants_side_by_side(tmp_path):
         "| ort: optimised",
         "| ort: optimised, 1 thread",
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TORCH, reason="the architectures are exported with torch (pip install torch==2.13.0)")
+def test_the_auto_check_names_auto_s_choice_beside_the_engines_pytorch_and_the_floor(tmp_path):
+    """Smoke mode of benchmarks/levers_auto.py: Compact at 16x16, one call per row."""
+    out = tmp_path / "auto.md"
+    command = [sys.executable, str(ROOT / "benchmarks" / "levers_auto.py"), "--arch", "compact", "--size", "16"]
+    command += ["--runs", "1", "--torch", "--floor", "--md", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert "auto took **" in text and "within 5%" in text
+    rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert {"| torch eager", "| torch channels_last", "| fp32 floor (sgemm)"} <= set(rows)
+    assert any(row.endswith("(auto)") for row in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TORCH, reason="the architectures are exported with torch (pip install torch==2.13.0)")
+def test_the_tiles_lever_runs_one_image_in_windows_one_per_call_and_batched(tmp_path):
+    """Smoke mode of benchmarks/levers_tiles.py: Compact, a 96x96 image in 16 px windows (plus Compact's
+    margin: smaller images run whole), on ort-cpu."""
+    out = tmp_path / "tiles.md"
+    command = [sys.executable, str(ROOT / "benchmarks" / "levers_tiles.py"), "--arch", "compact", "--size", "96"]
+    command += ["--tile", "16", "--runs", "1", "--backends", "ort-cpu", "--md", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, batched = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ort-cpu")]
+    assert one[1] == "1" and int(batched[1]) > 1 and int(one[2]) > int(batched[2])
+    assert batched[-1].rstrip(" |") == "0"  # the same pictures either way

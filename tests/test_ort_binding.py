@@ -161,3 +161,19 @@ def test_a_plugin_that_prints_when_imported_leaves_json_clean(tmp_path, monkeypa
     captured = capfd.readouterr()
     assert {r["name"] for r in json.loads(captured.out)} >= {"ort-cpu"}
     assert "hello from a plugin" in captured.err and "native hello" in captured.err
+
+
+def test_release_memory_drops_the_kept_buffers(bound_session, fixed_model):
+    import onnxruntime
+
+    session, _ = bound_session
+    session.run(_feeds(np.random.default_rng(4)))
+    session.release_memory()  # a runtime-factor model: no shrinking run, but the buffers go
+    assert session._buffers == ()
+    fixed = ort_backend.OrtSession(onnxruntime, Model(fixed_model), [ort_backend.CPU], {}, Device("cpu"))
+    fixed._bound, fixed._ort_device = True, "cpu"
+    image = {"input": np.random.default_rng(5).uniform(0, 255, (1, 3, 20, 24)).astype(np.float32)}
+    before = fixed.run(image)["output"]
+    fixed.release_memory()  # the shrinking run goes through ORT with an arena named as on a GPU
+    assert fixed._buffers == ()
+    np.testing.assert_array_equal(fixed.run(image)["output"], before)

@@ -27,8 +27,8 @@ class _Delayed(Session):
 
     def run(self, feeds):
         self._calls.append(1)
-        started = time.process_time()
-        while time.process_time() - started < self._delay:
+        started = time.thread_time()  # this thread's own work: the engine's pool may add more
+        while time.thread_time() - started < self._delay:
             pass
         return {name: value + self._offset for name, value in self._inner.run(feeds).items()}
 
