@@ -23,7 +23,7 @@ PINNED := --constraint $(LOCK) --build-constraint $(LOCK)
 MARKER_OF = $(1) -c 'import platform, sys; print("python_version == \"%d.%d\" and sys_platform == \"%s\" and platform_machine == \"%s\"" % (*sys.version_info[:2], sys.platform, platform.machine()))'
 LOCK_VENV := .venv-lock
 
-.PHONY: demo test lint typecheck lock install install-dev clean
+.PHONY: demo test test-fast lint typecheck lock install install-dev clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ demo: install
 test: install-dev
 	$(PY) -m pytest
 	for plugin in $(PLUGINS); do PYTHON=$(PYTHON) $$plugin/ci.sh || exit 1; done
+
+# The edit-test loop: the suite less what is slow or needs Ray, a server, a browser or a GPU (the
+# markers in pyproject.toml), in under a minute on two cores. `make test` runs everything.
+FAST := not (slow or ray or serve or browser or gpu)
+test-fast: install-dev
+	$(PY) -m pytest -q -m '$(FAST)'
 
 # The checks CI runs beside the suite: ruff's lint and its formatting.
 lint: install-dev

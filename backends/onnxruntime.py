@@ -6,6 +6,7 @@ Nothing here imports onnxruntime until a backend is probed or a session is creat
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,7 @@ class OrtSession(Session):
         self._ort_device = "cuda"  # where bound buffers live (tests bind on "cpu" to run this path here)
         self._binding = None
         self._buffers: tuple = ()  # (shape key, {input: OrtValue}, [output OrtValue]) of the last shape
+        self._buffers_lock = threading.Lock()
 
     @property
     def providers(self) -> list[str]:
@@ -121,6 +123,29 @@ class OrtSession(Session):
             raise SDKError(f"onnxruntime failed while running: {exc}") from exc
 
     def _run_bound(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # One caller at a time uses the kept buffers; a caller that finds them busy (a second thread on
+        # this session) binds buffers of its own for its call, so calls never wait for each other.
+        if not self._buffers_lock.acquire(blocking=False):
+            return self._run_bound_once(feeds)
+        try:
+            return self._run_kept(feeds)
+        finally:
+            self._buffers_lock.release()
+
+    def _run_bound_once(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        binding = self._session.io_binding()
+        for name, array in feeds.items():
+            if array.ndim <= 1:
+                binding.bind_cpu_input(name, array)
+            else:
+                value = self._ort.OrtValue.ortvalue_from_numpy(array, self._ort_device, self.device.index)
+                binding.bind_ortvalue_input(name, value)
+        for name in self._output_names:
+            binding.bind_output(name, self._ort_device, self.device.index)
+        self._session.run_with_iobinding(binding)
+        return dict(zip(self._output_names, binding.copy_outputs_to_cpu()))
+
+    def _run_kept(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         binding = self._binding
         if binding is None:
             binding = self._binding = self._session.io_binding()
@@ -141,8 +166,14 @@ class OrtSession(Session):
             binding.clear_binding_outputs()
             on_device = {}
             for name, array in tensors.items():
-                on_device[name] = self._ort.OrtValue.ortvalue_from_numpy(array, self._ort_device, self.device.index)
-                binding.bind_ortvalue_input(name, on_device[name])
+                # A buffer of its own (on the host, ortvalue_from_numpy would wrap the caller's array,
+                # and the next window's update would write into it), filled like every later window.
+                value = self._ort.OrtValue.ortvalue_from_shape_and_type(
+                    array.shape, array.dtype, self._ort_device, self.device.index
+                )
+                value.update_inplace(array)
+                on_device[name] = value
+                binding.bind_ortvalue_input(name, value)
             for name in self._output_names:
                 binding.bind_output(name, self._ort_device, self.device.index)
             outputs = None
@@ -161,8 +192,9 @@ class OrtSession(Session):
 
     def close(self) -> None:
         # The device buffers and the binding hold GPU memory of their own: drop them with the session.
-        self._buffers = ()
-        self._binding = None
+        with self._buffers_lock:
+            self._buffers = ()
+            self._binding = None
         self._session = None
 
 

@@ -39,10 +39,12 @@ class Availability:
 
     @classmethod
     def yes(cls, **details: Any) -> Availability:
+        """Available, with what the probe found (versions, providers) as ``details``."""
         return cls(True, "", details)
 
     @classmethod
     def no(cls, reason: str, **details: Any) -> Availability:
+        """Not available, and why in words a user can act on."""
         return cls(False, reason, details)
 
 
@@ -155,6 +157,7 @@ class Backend(ABC):
 
     @classmethod
     def offers_raw_runner(cls) -> bool:
+        """Whether this backend overrides :meth:`raw_runner` (the benchmark then has a raw row for it)."""
         return cls.raw_runner is not Backend.raw_runner
 
     def __repr__(self) -> str:

@@ -1,7 +1,8 @@
 """How much memory a run may use, and what counts as absurd on this machine.
 
 The budget is what one engine run (one tile, or the whole image) may take. Its default is a quarter
-of the memory available when it is asked for, capped at 1 GiB: tiles of a few hundred pixels a side
+of the memory available when it is asked for (on a GPU, also no more than a quarter of what the GPU
+has free), capped at 1 GiB: tiles of a few hundred pixels a side
 already run as fast per pixel as the whole image (their margins are a few per cent of the work), so
 more memory would only be taken from the other programs on the machine. benchmarks/photos.py measures
 what this costs.
@@ -90,6 +91,28 @@ def device_memory(device: str) -> int | None:
     return found.memory_bytes if found else None
 
 
+_device_readings: dict[str, tuple[float, int | None]] = {}
+
+
+def device_available(device: str) -> int | None:
+    """Bytes free now on a CUDA device (a reading at most 0.5 s old, as for the host's), else its total
+    when NVML cannot say what is free; None for the CPU. Another process's tensors on a shared GPU are
+    not ours to plan with."""
+    if not device.startswith("cuda"):
+        return None
+    taken, value = _device_readings.get(device, (float("-inf"), None))
+    now = time.monotonic()
+    if now - taken > _FRESH_S:
+        from .devices import gpu, parse_device
+        from .nvml import free_bytes
+
+        parsed = parse_device(device)
+        found = gpu(parsed) if parsed is not None else None
+        value = None if found is None else (free_bytes(found.uuid) if found.uuid else None) or found.memory_bytes
+        _device_readings[device] = (now, value)
+    return value
+
+
 # Every call reads $SDK_MEMORY_BUDGET, so that a change shows on the next call. os.environ.get runs
 # about 15 us of Python (the mapping's methods, the key's encoding) with the caches as cold as an
 # engine run leaves them: a tenth of the SDK's whole cost on a 32x32 image. os.environ keeps its
@@ -119,7 +142,7 @@ def budget(value=None, device: str = "cpu") -> int:
     if value is not None:
         return parse_size(value)
     share = min(int(available() * SHARE), CAP)
-    on_device = device_memory(device) if device != "cpu" else None  # the CPU's is the machine's: no call
+    on_device = device_available(device) if device != "cpu" else None  # the CPU's is the machine's: no call
     return min(share, int(on_device * SHARE)) if on_device else share
 
 

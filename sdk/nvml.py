@@ -47,6 +47,23 @@ def read_boards() -> list[Board]:
         pynvml.nvmlShutdown()
 
 
+def free_bytes(uuid: str) -> int | None:
+    """Memory free now on the GPU or MIG slice with this UUID (other processes' use taken off); None
+    when NVML cannot tell."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no driver, no library: nothing to tell
+        return None
+    try:
+        return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByUUID(uuid)).free)
+    except pynvml.NVMLError:
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def _board(pynvml, handle) -> Board:
     uuid = _text(pynvml.nvmlDeviceGetUUID(handle))
     capability = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))

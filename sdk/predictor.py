@@ -275,10 +275,12 @@ class Predictor:
 
     @property
     def inputs(self) -> tuple[TensorInfo, ...]:
+        """The model's inputs as the running session describes them (names, shapes, dtypes)."""
         return tuple(self._open_session().inputs)
 
     @property
     def outputs(self) -> tuple[TensorInfo, ...]:
+        """The model's outputs as the running session describes them."""
         return tuple(self._open_session().outputs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -298,6 +300,7 @@ class Predictor:
         return self._session
 
     def close(self) -> None:
+        """Release the backend's session (its engine memory); later calls raise SDKError. Idempotent."""
         if self._session is not None:
             self._session.close()
             self._session = None

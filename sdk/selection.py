@@ -42,9 +42,10 @@ class BackendInfo:
     reason: str
     plugin: str = ""
     load_error: str | None = None
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The record as ``sdk backends --json`` prints it."""
         return asdict(self)
 
 
@@ -109,7 +110,7 @@ def _info(record: BackendRecord, found: Availability) -> BackendInfo:
     )
 
 
-def normalize_name(backend) -> str:
+def normalize_name(backend: object) -> str:
     """A backend name as the registry spells it (lower case); ``"AUTO"`` is ``"auto"``."""
     if not isinstance(backend, str) or not backend.strip():
         raise InputError(f"backend must be a name such as 'auto', 'ort-cpu' or 'trt', not {backend!r}")
@@ -178,7 +179,9 @@ def open_session(
     return _first_that_starts(name, pairs, model, options, skipped)
 
 
-def _first_that_starts(name: str, pairs, model: Model, options: Mapping[str, Any], skipped: list) -> Chosen:
+def _first_that_starts(
+    name: str, pairs: list[tuple[Backend, Device]], model: Model, options: Mapping[str, Any], skipped: list[str]
+) -> Chosen:
     for candidate, chosen in pairs:
         try:
             session = create_session(candidate, model, chosen, options)
@@ -237,7 +240,7 @@ def _named(name: str, device: Device | None, registry: Registry) -> tuple[Backen
     return record.backend, chosen
 
 
-def gpu_summary() -> list[dict]:
+def gpu_summary() -> list[dict[str, Any]]:
     """The GPUs found, for ``sdk backends`` and benchmark records."""
     return [
         {

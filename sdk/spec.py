@@ -89,13 +89,16 @@ class PipelineSpec:
 
     @property
     def channels(self) -> int:
+        """Channels of the model's image input: 3 for rgb/bgr, 1 for y/gray."""
         return CHANNELS[self.color]
 
     @property
     def out_range(self) -> tuple[float, float]:
+        """The output's value range: ``output_range``, or ``value_range`` when none was given."""
         return self.output_range if self.output_range is not None else self.value_range
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict, as ``sdk annotate`` writes them into a model's metadata."""
         values = asdict(self)
         # Fields at their neutral value are left out, so files stay readable by older SDKs.
         for name in ("output_range", "multiple_of"):
@@ -104,10 +107,12 @@ class PipelineSpec:
         return values
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as JSON (keys sorted): the text of the model's ``sdk.pipeline`` metadata."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> PipelineSpec:
+        """The spec that :meth:`to_json` wrote; a ModelError saying what is wrong with any other text."""
         return cls(**_metadata_fields(text))
 
 

@@ -1,4 +1,5 @@
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,41 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # so tests can import the graphs helper
 
 import graphs
+
+# What each test module needs beyond the core, by file name (a module gets the marks of every pattern it
+# matches): `make test-fast` leaves these out, and the tests marked `slow` where they are written; `make
+# test` runs them all. The markers are declared in pyproject.toml; tests/test_markers.py fails for a
+# module that imports Ray, the server or selenium without its mark.
+AREAS = {
+    "test_ray.py": ("ray",),
+    "test_*_ray.py": ("ray",),
+    "test_serve*.py": ("serve",),
+    "test_serve_page.py": ("browser",),
+    "test_trt_engine.py": ("gpu",),
+}
+
+
+def areas(path) -> set[str]:
+    return {mark for pattern, marks in AREAS.items() if fnmatch(path.name, pattern) for mark in marks}
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Not even import an area's module when `-m` deselects every test it could hold: importing Ray
+    alone costs seconds, which `make test-fast` would pay for tests it then leaves out."""
+    area = areas(collection_path)
+    if not area or not config.option.markexpr:
+        return None
+    from itertools import combinations
+
+    from _pytest.mark.expression import Expression  # what -m itself evaluates with
+
+    expression = Expression.compile(config.option.markexpr)
+    # A test carries its module's marks plus any of the registered ones written on it.
+    others = [line.split(":")[0] for line in config.getini("markers") if line.split(":")[0] not in area]
+    extras = [set(c) for n in range(len(others) + 1) for c in combinations(others, n)]
+    if any(expression.evaluate(lambda name, /, **_: name in {*area, *extra}) for extra in extras):
+        return None
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -60,21 +96,19 @@ def private_cache(tmp_path_factory):
 
 
 def _no_gpu_reason() -> str:
-    """Why the `gpu` tests cannot run here ("" when they can)."""
+    """Why the `gpu` tests cannot run here ("" when they can); each engine's own tests say what else
+    they need (tests/test_gpu.py: onnxruntime-gpu; test_trt_engine.py: TensorRT)."""
     from sdk.devices import cuda_gpus
 
     if not cuda_gpus():
         return "needs a CUDA GPU: NVML finds none on this machine (benchmarks/gpu/check.sh runs these on one)"
-    try:
-        import onnxruntime
-    except ImportError:
-        return "needs onnxruntime-gpu: onnxruntime is not installed"
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        return f"needs onnxruntime-gpu: onnxruntime {onnxruntime.__version__} here is the CPU build"
     return ""
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:  # the areas' marks first: the GPU check below reads them
+        for name in areas(item.path):
+            item.add_marker(name)
     marked = [item for item in items if item.get_closest_marker("gpu")]
     reason = _no_gpu_reason() if marked else ""
     for item in marked if reason else ():

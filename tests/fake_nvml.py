@@ -25,6 +25,7 @@ class FakeBoard:
     refused: bool = False  # NVML answers NO_PERMISSION for its handle
     slots: int = 7
     slice_refused: set[int] = field(default_factory=set)
+    used: int = 0  # bytes other processes hold on it
 
 
 class FakeNvml:
@@ -44,7 +45,8 @@ class FakeNvml:
             "nvmlDeviceGetHandleByIndex": self.handle,
             "nvmlDeviceGetName": lambda h: self._of(h).name,
             "nvmlDeviceGetCudaComputeCapability": self.capability,
-            "nvmlDeviceGetMemoryInfo": lambda h: type("Memory", (), {"total": self._of(h).memory})(),
+            "nvmlDeviceGetMemoryInfo": self.memory_info,
+            "nvmlDeviceGetHandleByUUID": self.handle_by_uuid,
             "nvmlDeviceGetUUID": lambda h: self._of(h).uuid.encode(),
             "nvmlDeviceGetPciInfo": lambda h: type("Pci", (), {"busId": self.boards[h].bus_id.encode()})(),
             "nvmlDeviceGetMigMode": self.mig_mode,
@@ -84,6 +86,21 @@ class FakeNvml:
         if index >= len(board.slices):
             raise self.error(6)  # NOT_FOUND: an empty slot
         return (handle, index)
+
+    def memory_info(self, handle):
+        found = self._of(handle)
+        used = getattr(found, "used", 0)
+        return type("Memory", (), {"total": found.memory, "free": found.memory - used, "used": used})()
+
+    def handle_by_uuid(self, uuid: bytes | str):
+        uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+        for index, board in enumerate(self.boards):
+            if board.uuid == uuid:
+                return index
+            for number, piece in enumerate(board.slices or []):
+                if piece.uuid == uuid:
+                    return (index, number)
+        raise self.error(13)  # NVML_ERROR_NOT_FOUND
 
     def _of(self, handle):
         if isinstance(handle, tuple):

@@ -46,6 +46,7 @@ def _row(results, kind, backend):
     return next(r for r in results if r["kind"] == kind and r["backend"] == backend)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_the_documented_json_and_outputs_pass(tmp_path):
     """CI's smoke test: the bundled srcnn3 at 24x24, one timed run, through the real CLI."""
     from sdk import list_backends
@@ -209,6 +210,7 @@ def _dies_at_once(conn, job):
     os._exit(3)
 
 
+@pytest.mark.slow
 def test_a_crashing_or_failing_worker_costs_only_its_own_row(tmp_path, photo):
     from sdk.bench.runners import Job
     from sdk.bench.schedule import Measurement, Plan, measure
@@ -302,7 +304,7 @@ def test_variants_add_sdk_rows_with_typed_options():
 
 def test_reduced_precision_rows_are_shown_not_judged():
     from sdk.bench.compare import reduced_precision
-    from sdk.bench.report import NO_RATIO, cells
+    from sdk.bench.rows import NO_RATIO, cells
 
     assert reduced_precision({"options": {"precision": "int8"}})
     assert not reduced_precision({"options": {"precision": "fp32"}}) and not reduced_precision({"options": {}})

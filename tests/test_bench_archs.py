@@ -78,6 +78,7 @@ def test_a_torch_module_spec_names_a_file_or_module_and_a_builder(tmp_path):
     assert load_builder("json:dumps") is json.dumps
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_TORCH, reason="the torch rows and the export need torch (pip install torch==2.13.0)")
 def test_compare_runs_a_community_architecture_against_its_torch_module(tmp_path):
     """Smoke mode: Compact exported by the devkit, 16x16, one call per row; the engines agree with
@@ -113,6 +114,7 @@ def test_compare_runs_a_community_architecture_against_its_torch_module(tmp_path
     assert rows[("sdk", "ort-cpu")]["gflop"] == pytest.approx(81.16e9 * (16 / 256) ** 2 / 1e9, rel=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_TORCH, reason="the architectures are exported with torch (pip install torch==2.13.0)")
 def test_the_levers_script_measures_variants_side_by_side(tmp_path):
     """Smoke mode of benchmarks/levers_archs.py: Compact at 16x16, one call per variant."""

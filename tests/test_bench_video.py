@@ -13,6 +13,7 @@ pytest.importorskip("av", reason="video needs PyAV: pip install 'deploy-sdk[vide
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_the_video_benchmark_runs_in_smoke_mode(tmp_path):
     spec = importlib.util.spec_from_file_location("video_bench", ROOT / "benchmarks" / "video.py")
     bench = importlib.util.module_from_spec(spec)

@@ -5,7 +5,7 @@ import copy
 import pytest
 from fake_nvml import FakeBoard, FakeNvml, FakeSlice
 
-from sdk import devices
+from sdk import devices, memory
 from sdk.devices import Device, parse_device
 from sdk.errors import InputError
 
@@ -52,10 +52,12 @@ def nvml(monkeypatch):
         fake = FakeNvml([copy.deepcopy(b) for b in boards])
         fake.install(monkeypatch)
         devices.cuda_gpus.cache_clear()
+        memory._device_readings.clear()
         return fake
 
     yield install
     devices.cuda_gpus.cache_clear()
+    memory._device_readings.clear()
 
 
 @pytest.fixture
@@ -198,3 +200,29 @@ def test_uuid_and_bus_id_spellings():
 
     assert format_uuid(bytes(range(16))) == "00010203-0405-0607-0809-0a0b0c0d0e0f"
     assert normal_bus_id("00000000:3B:00.0") == "0000:3b:00.0" == normal_bus_id("0000:3b:00.0")
+
+
+def test_the_gpu_budget_takes_what_other_processes_hold_off(nvml, monkeypatch):
+    shared = FakeBoard("NVIDIA H200", (9, 0), 141 * 2**30, "GPU-eeee", "00000000:1A:00.0", used=140 * 2**30)
+    fake = nvml(shared)
+    monkeypatch.setattr(memory, "available", lambda: 2**40)
+    monkeypatch.delenv(memory.ENV, raising=False)
+    assert memory.device_available("cuda:0") == 2**30
+    assert memory.budget(device="cuda:0") == int(2**30 * memory.SHARE)  # a quarter of the 1 GiB free
+    fake.boards[0].used = 0
+    assert memory.budget(device="cuda:0") == int(2**30 * memory.SHARE)  # the reading is kept 0.5 s
+    memory._device_readings.clear()
+    assert memory.budget(device="cuda:0") == memory.CAP  # a free H200: the cap decides
+    assert memory.device_available("cpu") is None
+
+
+def test_the_gpu_budget_falls_back_to_the_total_when_nvml_cannot_say_what_is_free(nvml, monkeypatch):
+    import pynvml
+
+    nvml(FakeBoard("NVIDIA H100 80GB HBM3", (9, 0), 2 * 2**30, "GPU-ffff", "00000000:1A:00.0"))
+
+    def refused(uuid):
+        raise pynvml.NVMLError(4)
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByUUID", refused)
+    assert memory.device_available("cuda:0") == 2 * 2**30

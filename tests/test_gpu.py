@@ -13,7 +13,21 @@ from sdk import memory
 from sdk.devices import Device, cuda_gpus
 from sdk.model import Model
 
-pytestmark = pytest.mark.gpu
+
+def _ort_cuda_missing() -> str:
+    if not cuda_gpus():
+        return "needs a CUDA GPU: NVML finds none on this machine (benchmarks/gpu/check.sh runs these on one)"
+    try:
+        import onnxruntime
+    except ImportError:
+        return "needs onnxruntime-gpu: onnxruntime is not installed"
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return f"needs onnxruntime-gpu: onnxruntime {onnxruntime.__version__} here is the CPU build"
+    return ""
+
+
+# tests/conftest.py skips `gpu` tests where there is no GPU; these also need the GPU build of ORT.
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(bool(_ort_cuda_missing()), reason=_ort_cuda_missing() or "-")]
 
 
 def used_bytes() -> int:
@@ -81,7 +95,9 @@ def test_io_binding_keeps_tensors_on_the_device_between_windows(photo):
             calls.append((key, value.device_name(), value.data_ptr(), outputs[0].device_name(), outputs[0].data_ptr()))
 
         session._session.run_with_iobinding = recording
-        tiled = predictor(big, tile=64)
+        plan = predictor.plan(big.shape[:2], tile=64, max_batch=1)  # one window per engine call
+        assert plan.tiled
+        tiled = predictor.run_plan(big[None], None, plan)[0]
         whole = predictor(big, tile=0)
     assert len(calls) > 3
     assert all(c[1] == c[3] == "cuda" for c in calls)

@@ -27,6 +27,7 @@ def _no_nvidia_smi(tmp_path) -> dict:
     return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHON=sys.executable)
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_check_sh_without_a_gpu_validates_the_plan_and_ends_cleanly(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
@@ -66,7 +67,7 @@ def test_check_py_plans_at_most_the_files_the_device_tool_returns(tmp_path):
 
 def test_the_memory_floor_of_srcnn3_at_512():
     sys.path.insert(0, str(ROOT))
-    from benchmarks.gpu.floor import H200_BANDWIDTH, floor_bytes
+    from benchmarks.gpu.floor import H200_BANDWIDTH, datasheet_bandwidth, floor_bytes
     from sdk.model import Model
 
     moved = floor_bytes(Model("srcnn3"), 512, 1, 3)
@@ -76,6 +77,9 @@ def test_the_memory_floor_of_srcnn3_at_512():
     expected = 3 * 512 * 512 * 4 + 3 * side + 2 * (3 + 64 + 32 + 3) * side
     assert abs(moved - expected) < 0.01 * expected
     assert 0.3 < moved / H200_BANDWIDTH * 1e3 < 0.5  # ms: about 0.4
+    assert datasheet_bandwidth("NVIDIA H100 80GB HBM3")[0] == 3.35e12
+    assert datasheet_bandwidth("NVIDIA H100 PCIe")[0] == 2.0e12
+    assert datasheet_bandwidth("NVIDIA H200")[0] == H200_BANDWIDTH
 
 
 def _split_parts() -> Path | None:
@@ -121,6 +125,7 @@ def _carry(root: Path, wheels: Path):
     )
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_carry_wheel_plans_one_call_per_part_and_the_last_runs_the_check(carry_root, tmp_path):
     wheel = _fake_wheel(tmp_path / "wheels", "13.0", 2.5)
     done = _carry(carry_root, wheel.parent)
@@ -142,6 +147,7 @@ def test_carry_wheel_plans_one_call_per_part_and_the_last_runs_the_check(carry_r
     assert "/.carry/" in exclude and not (carry_root / ".carry-build").exists()
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_carry_wheel_refuses_a_wheel_not_built_for_cuda_13(carry_root, tmp_path):
     done = _carry(carry_root, _fake_wheel(tmp_path / "wheels", "12.8", 0.1).parent)
     assert done.returncode == 1 and "built for CUDA '12.8', not 13" in done.stderr
@@ -173,6 +179,7 @@ def _tiny_wheel(folder: Path) -> Path:
     return wheel
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_check_sh_installs_the_carried_wheels_after_checking_their_sha256(tmp_path):
     carry = tmp_path / "carry"
     carry.mkdir()
@@ -200,6 +207,7 @@ def test_check_sh_installs_the_carried_wheels_after_checking_their_sha256(tmp_pa
     assert "no CUDA GPU here (NVML finds none)" in done.stdout  # check.py ran, on the carried PYTHONPATH
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_check_sh_refuses_a_sha256_without_the_joined_parts(tmp_path):
     env = {**_gpu_listed_by_nvidia_smi(tmp_path), "OUT": str(tmp_path / "out")}
     env.update(SDK_CARRY_DIR=str(tmp_path / "nothing-here"), SDK_CARRY_SHA256="0" * 64)
@@ -208,10 +216,11 @@ def test_check_sh_refuses_a_sha256_without_the_joined_parts(tmp_path):
 
 
 def _record(model, size, batch, kind, backend, device, ms):
+    stages = {"pre": 0.1 * ms, "infer": 0.3 * ms, "post": 0.6 * ms} if kind == "sdk" else None
     return {
         "backend": backend, "kind": kind, "options": {}, "size": size, "batch": batch, "device": device,
         "available": True, "reason": "", "latency_ms": {"mean": ms}, "images_per_s": batch / (ms / 1e3),
-        "max_abs_diff": 0, "psnr_db": 60.0, "passed": True,
+        "max_abs_diff": 0, "psnr_db": 60.0, "passed": True, "stages_ms": stages,
     }  # fmt: skip
 
 
@@ -255,7 +264,11 @@ def test_check_py_on_a_gpu_writes_the_goals_from_the_rows(tmp_path, monkeypatch)
     assert check.main(["--out", str(out)]) == 0
     summary = (out / "summary.md").read_text()
     assert "ort-cuda vs ort-cpu within 1 grey level on the bundled models: max 1 -> PASS" in summary
-    assert "ort-cuda end to end 0.90 of the raw engine (goal >= 0.8) -> PASS" in summary
+    assert (
+        "ort-cuda end to end 0.90 of the raw engine (goal >= 0.8) -> PASS; split: pre 0.20 ms, engine 0.60 ms"
+        in summary
+    )
+    assert "(70% on the host: pre/post on the host dominate)" in summary
     assert "ort-cuda 1.25x torch CUDA eager fp32 (goal > 1) -> PASS" in summary
     # srcnn3 512² batch 1: 1.96 GB at 4.8 TB/s = 0.408 ms, against 2.0 ms: 0.204 of the floor.
     assert re.search(r"\| ort-cuda on cuda:0 \| 1 \| 2\.000 \| 0\.40\d \| 0\.20\d \| 0\.45\d \| 0\.22\d \|", summary)
@@ -266,6 +279,7 @@ def test_check_py_on_a_gpu_writes_the_goals_from_the_rows(tmp_path, monkeypatch)
     assert {r["model"] for r in merged["results"]} == {"srcnn3", "espcn"}
 
 
+@pytest.mark.slow  # runs the scripts in subprocesses
 def test_the_proof_refuses_the_cpu_build_of_onnxruntime(tmp_path):
     sys.path.insert(0, str(ROOT))
     from benchmarks.gpu import check
@@ -277,3 +291,12 @@ def test_the_proof_refuses_the_cpu_build_of_onnxruntime(tmp_path):
     assert "preload_dlls:" in (tmp_path / "check.log").read_text()
     found = check.environment()  # what env.json records, whatever the machine has
     assert found["onnxruntime"] and found["gpus"] == [] and "onnxruntime_providers" in found
+
+
+def test_the_torch_fp16_row_is_planned_when_named_and_not_judged():
+    from sdk.bench.compare import plan_rows, reduced_precision
+
+    named = [r for r in plan_rows(["ort-cpu", "torch-fp16"], "cpu") if r.kind == "autocast"]
+    assert len(named) == 1 and dict(named[0].options) == {"precision": "fp16"}
+    assert reduced_precision({"options": dict(named[0].options)})  # its error is shown, not judged
+    assert not [r for r in plan_rows(["all"], "cpu") if r.kind == "autocast"]  # no CPU run pays for it

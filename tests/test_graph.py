@@ -8,6 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from sdk.graph import tensors
 from sdk.graph.inputs import shape_inputs
+from sdk.graph.reach import receptive_radius
 from sdk.graph.scale import fixed_scale_of
 from sdk.model import Model
 
@@ -59,6 +60,45 @@ def test_the_graph_says_which_inputs_set_shapes_and_what_fixed_scale_it_has(tmp_
     assert fixed_scale_of(fixed) == 2
     espcn = Model(graphs.save(graphs.y_channel_model(3), tmp_path / "y3.onnx"))
     assert fixed_scale_of(espcn) == 3
+
+
+def test_the_receptive_field_of_the_bundled_models():
+    from sdk.model import bundled_path
+
+    srcnn3 = onnx.load(str(bundled_path("srcnn3")))
+    # cubic Resize reaches 2 input pixels; then 9x9 and 5x5 convolutions at the output resolution.
+    assert receptive_radius(srcnn3, "input", 3) == pytest.approx(2 + 4 / 3 + 2 / 3)
+    assert receptive_radius(srcnn3, "input", 1) == pytest.approx(2 + 4 + 2)
+    espcn = onnx.load(str(bundled_path("espcn")))
+    assert receptive_radius(espcn, "input", 3) == pytest.approx(2 + 1 + 1 + 1)
+
+
+def _chain(*nodes) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        list(nodes),
+        "chain",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, None, None])],
+        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, [1, 3, None, None])],
+    )
+    return helper.make_model(graph)
+
+
+def test_the_receptive_field_follows_dilation_stride_and_resolution():
+    conv = helper.make_node("Conv", ["input", "w1"], ["a"], kernel_shape=[3, 3], dilations=[2, 2], strides=[2, 2])
+    shuffle = helper.make_node("DepthToSpace", ["a"], ["b"], blocksize=2)
+    shape = helper.make_node("Shape", ["b"], ["s"])  # describes a shape, carries no pixels
+    last = helper.make_node("Conv", ["b", "w2"], ["out"], kernel_shape=[5, 5])
+    # 3x3 dilated by 2 reaches 2 input pixels and halves the resolution; the pixel shuffle restores it,
+    # so the 5x5 then reaches 2 more input pixels.
+    assert receptive_radius(_chain(conv, shuffle, shape, last), "input", 2) == pytest.approx(4)
+    pooled = helper.make_node("AveragePool", ["input"], ["p"], kernel_shape=[3, 3], strides=[2, 2])
+    after = helper.make_node("Conv", ["p", "w"], ["out"], kernel_shape=[3, 3])
+    assert receptive_radius(_chain(pooled, after), "input", 2) == pytest.approx(1 + 1 * 2)  # at half resolution
+    # A layer whose reach is not local (attention's softmax over a reshape) cannot be bounded.
+    attention = graphs.runtime_scale_model()
+    attention.graph.node.insert(1, helper.make_node("Softmax", ["up"], ["sm"]))
+    attention.graph.node[2].input[0] = "sm"
+    assert receptive_radius(attention, "input", 3) is None
 
 
 def test_the_backend_contract_still_offers_tensor_info():

@@ -53,6 +53,7 @@ def _state(out: Path) -> dict:
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("*.png")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)])
 def test_interrupt_then_resume(folder, tmp_path, signum, code):
     out = tmp_path / "out"

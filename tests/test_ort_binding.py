@@ -120,3 +120,28 @@ def test_native_stdout_of_a_probe_goes_to_stderr(monkeypatch, capfd, fresh_plugi
     assert {r["name"] for r in json.loads(captured.out)} >= {"ort-cpu", "ort-cuda"}
     for text in ("native banner on fd 1", "buffered printf from C", "python print"):
         assert text in captured.err
+
+
+def test_a_second_thread_on_the_session_binds_its_own_buffers(bound_session):
+    """The kept buffers serve one caller at a time; another thread's call must neither wait for them
+    nor write into them (which would hand the first caller another image's output)."""
+    import threading
+
+    session, plain = bound_session
+    rng = np.random.default_rng(3)
+    windows = [_feeds(rng) for _ in range(8)]
+    expected = [plain.run(w)["output"] for w in windows]
+    results: dict[int, np.ndarray] = {}
+
+    def work(i):
+        results[i] = session.run(windows[i])["output"]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(windows))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i, want in enumerate(expected):
+        np.testing.assert_array_equal(results[i], want)
+    with session._buffers_lock:  # held by someone else: this call takes the one-off path
+        np.testing.assert_array_equal(session.run(windows[0])["output"], expected[0])

@@ -9,6 +9,7 @@ import sdk
 from sdk.errors import BackendUnavailableError
 
 
+@pytest.mark.slow
 def test_int8_runs_close_to_fp32_and_is_never_the_default(photo):
     pytest.importorskip("onnxruntime.quantization", reason="needs onnxruntime's quantization tools")
     pytest.importorskip("skimage", reason="calibration uses scikit-image's photos: pip install scikit-image")

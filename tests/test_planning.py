@@ -136,3 +136,31 @@ def test_run_plan_checks_what_it_is_given(srcnn3, picture):
         srcnn3.run_plan(picture[None], 2, plan)
     with pytest.raises(sdk.InputError, match="N x H x W x 3 uint8"):
         srcnn3.run_plan(picture, 2, plan)
+
+
+@pytest.mark.serve
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")  # works the same on httpx
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+def test_the_server_plans_as_the_predictor_does(srcnn3, picture, scale, monkeypatch):
+    """One planning path: the server's windows are the Predictor's (the margin derived at each scale,
+    not at one fixed scale), so with small tiles forced on both its answer is the Predictor's result."""
+    pytest.importorskip("starlette", reason="the server needs the serve extra: pip install 'deploy-sdk[serve]'")
+    pytest.importorskip("httpx", reason="starlette's test client needs httpx: pip install 'deploy-sdk[dev]'")
+    from serving import decode, encode
+    from starlette.testclient import TestClient
+
+    from sdk.serve import create_app
+    from sdk.serve.runner import TileRunner
+
+    windows = set()  # the shapes the server cuts
+    prepare = TileRunner.prepare
+    monkeypatch.setattr(TileRunner, "prepare", lambda self, b, s: windows.add(b.shape[1:3]) or prepare(self, b, s))
+    tile = 16  # picture is 57x70: several windows at every scale
+    plan = srcnn3.plan(picture.shape[:2], scale, tile=tile)
+    assert plan.tiled and plan.count(*picture.shape[:2]) > 4
+    expected = srcnn3(picture, scale=scale, tile=tile)
+    with TestClient(create_app(srcnn3, tile=tile)) as client:
+        response = client.post(f"/v1/models/srcnn3/upscale?scale={scale}", content=encode(picture))
+    assert response.status_code == 200, response.text
+    assert windows == {plan.window}  # (the margin at x1 is 10 pixels, at x4 6)
+    assert _diff(decode(response.content), expected) == 0

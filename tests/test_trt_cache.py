@@ -218,6 +218,7 @@ def _build_in_process(root: str, model_path: str, log_path: str, barrier) -> byt
     return payload
 
 
+@pytest.mark.slow
 def test_two_processes_build_the_same_engine_once(model, tmp_path):
     context = multiprocessing.get_context("spawn")
     log = tmp_path / "builds.log"

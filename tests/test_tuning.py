@@ -62,6 +62,7 @@ def engines(monkeypatch, tmp_path):
     return {"registry": registry, "slow_calls": slow_calls, "fast_calls": fast_calls, "slow_made": slow_made}
 
 
+@pytest.mark.slow
 def test_auto_measures_the_engines_and_takes_the_fastest(engines, fixed_model):
     with Predictor(fixed_model, device="cpu") as predictor:
         assert predictor.backend == "fast-second"
@@ -72,6 +73,7 @@ def test_auto_measures_the_engines_and_takes_the_fastest(engines, fixed_model):
     assert engines["slow_made"][0].closed  # the loser's session is not kept
 
 
+@pytest.mark.slow
 def test_the_ranking_is_cached_so_the_next_load_runs_no_trial(engines, fixed_model):
     Predictor(fixed_model, device="cpu").close()
     engines["slow_calls"].clear(), engines["fast_calls"].clear()
@@ -81,6 +83,7 @@ def test_the_ranking_is_cached_so_the_next_load_runs_no_trial(engines, fixed_mod
     assert not engines["slow_made"][1:]  # and the slow engine was not even loaded
 
 
+@pytest.mark.slow
 def test_a_new_engine_version_measures_again(engines, fixed_model):
     Predictor(fixed_model, device="cpu").close()
     registry = engines["registry"]
@@ -90,6 +93,7 @@ def test_a_new_engine_version_measures_again(engines, fixed_model):
         assert not predictor.ranking.cached
 
 
+@pytest.mark.slow
 def test_other_options_are_another_ranking(engines, fixed_model):
     Predictor(fixed_model, device="cpu").close()
     with Predictor(fixed_model, device="cpu", optimize=False) as predictor:
@@ -107,6 +111,7 @@ def test_tune_false_sdk_tune_0_and_a_named_backend_go_by_the_old_rules(engines, 
     assert not engines["slow_calls"][5:]  # a few first calls at most (none are a trial's rounds)
 
 
+@pytest.mark.slow
 def test_an_engine_that_cannot_start_is_ranked_last_with_its_reason(engines, fixed_model, monkeypatch):
     broken, _, _ = _engine("broken-top", 900, 0.0, starts=False)
     engines["registry"].backends["broken-top"] = broken
@@ -132,6 +137,7 @@ def test_ties_go_to_the_higher_priority_and_clear_wins_to_the_fastest():
     assert rank({a: 3.0, b: 1.0 + TIE / 2, c: 1.0}, [a, b, c]) == [b, c, a]
 
 
+@pytest.mark.slow
 def test_sdk_backends_model_shows_the_measured_ranking(engines, fixed_model, capsys):
     import json
 
@@ -148,6 +154,7 @@ def test_sdk_backends_model_shows_the_measured_ranking(engines, fixed_model, cap
     assert "cached" in shown and "fast-second (auto)" in shown
 
 
+@pytest.mark.slow
 def test_a_faster_engine_whose_pictures_differ_is_not_chosen(engines, fixed_model):
     # The test model works in 0..255: an offset of 5 is 5 grey levels, over the 2 allowed.
     sloppy, _, _ = _engine("fast-but-off", 5, 0.0, offset=5.0)

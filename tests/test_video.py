@@ -388,6 +388,7 @@ def _wait_for(path: Path, process, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_kill_9_midway_then_resume_gives_the_uninterrupted_result(tmp_path, runtime_model, doubler):
     """A job killed with SIGKILL after its first segment resumes without redoing it, and the result is
     frame for frame (count, timestamps, pixels) and packet for packet (audio) the uninterrupted run's."""
@@ -415,6 +416,7 @@ def test_kill_9_midway_then_resume_gives_the_uninterrupted_result(tmp_path, runt
     assert not work_folder(out).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_signal_stops_the_cli_with_a_summary_and_the_same_command_goes_on(tmp_path, runtime_model, name, code):
     """SIGINT (Ctrl-C) and SIGTERM (a pre-empted machine) stop a video as they stop an image folder:

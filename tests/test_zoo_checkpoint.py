@@ -59,6 +59,7 @@ def test_checkpoint_range_can_be_overridden(mmediting_checkpoint):
     assert torch.equal(network.conv3.bias, generator.conv3.bias)
 
 
+@pytest.mark.slow
 def test_export_from_a_checkpoint_writes_the_models_it_fits(mmediting_checkpoint, tmp_path, capsys):
     import onnx
 

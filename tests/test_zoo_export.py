@@ -46,6 +46,7 @@ def test_export_writes_the_three_tutorial_files(exported, capsys):
     assert not list(exported.glob("*.data"))
 
 
+@pytest.mark.slow
 def test_export_prints_the_torch_comparison(tmp_path, capsys):
     from sdk.cli import main
 

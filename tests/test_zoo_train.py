@@ -48,6 +48,7 @@ def test_learning_rate_warms_up_then_decays():
     assert all(a >= b for a, b in zip(rates[100:], rates[101:])) and rates[-1] < 1e-6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["srcnn3", "espcn"])
 def test_training_is_reproducible(photos, model):
     """Same seed, same machine: the same loss at every step and bit-identical weights."""
@@ -62,6 +63,7 @@ def test_training_is_reproducible(photos, model):
     assert other.history != runs[0].history
 
 
+@pytest.mark.slow
 def test_trained_weights_round_trip_and_export(photos, tmp_path, capsys):
     from sdk.cli import main
 
@@ -75,6 +77,7 @@ def test_trained_weights_round_trip_and_export(photos, tmp_path, capsys):
     assert [p.name for p in tmp_path.glob("*.onnx")] == ["srcnn.onnx"]
 
 
+@pytest.mark.slow
 def test_train_command_writes_weights(tmp_path, capsys, monkeypatch):
     from sdk.cli import main
     from sdk.zoo import train as training

@@ -7,7 +7,9 @@ TensorRT provider keys on the name, and a retrained model silently reuses a stal
 Each file is ``header + payload``; the header carries a magic number, the key's digest, the payload
 length and its SHA-256, so a truncated, corrupted or misplaced file is detected before TensorRT sees
 it. Files are written to a temporary name and renamed into place, under a per-key file lock, so two
-processes never build the same engine at once and a reader never sees half a file.
+processes never build the same engine at once and a reader never sees half a file. The engines
+directory stays within sdk.disk_cache's bound (bytes and entries, least recently used evicted),
+the rule the optimised-model cache follows too.
 
 Layout under the cache directory::
 
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sdk.disk_cache import Bound, touch, trim
 from sdk.errors import SDKError
 from sdk.files import atomic_write
 
@@ -106,9 +109,10 @@ def unwrap(key: EngineKey, blob: bytes) -> bytes:
 class EngineCache:
     """Engines on disk under ``root``, keyed by :class:`EngineKey`."""
 
-    def __init__(self, root: Path | str | None = None, lock_timeout: float = 3600.0):
+    def __init__(self, root: Path | str | None = None, lock_timeout: float = 3600.0, bound: Bound | None = None):
         self.root = Path(root).expanduser() if root is not None else default_dir()
         self.lock_timeout = lock_timeout
+        self.bound = bound or Bound.from_environment()
 
     def path(self, key: EngineKey) -> Path:
         return self.root / "engines" / f"{key.digest}.engine"
@@ -121,10 +125,12 @@ class EngineCache:
         except FileNotFoundError:
             return None
         try:
-            return unwrap(key, blob)
+            payload = unwrap(key, blob)
         except CacheEntryError as exc:
             self.discard(key, str(exc))
             return None
+        touch(path, path.with_suffix(".json"))  # recently used: the last to be evicted
+        return payload
 
     def store(self, key: EngineKey, payload: bytes, description: dict | None = None) -> Path:
         path = self.path(key)
@@ -137,6 +143,7 @@ class EngineCache:
             **(description or {}),
         }
         atomic_write(path.with_suffix(".json"), json.dumps(record, indent=2, default=str).encode())
+        trim(path.parent, self.bound, keep=key.digest)
         return path
 
     def discard(self, key: EngineKey, reason: str) -> None:

@@ -39,6 +39,14 @@ while [ -z "$split_parts" ] && [ "$dir" != "/" ]; do
 done
 [ -n "$split_parts" ] || { echo "carry-wheel.sh: shared/tools/split-parts not found above $here; set SPLIT_PARTS" >&2; exit 1; }
 
+# Neither the parts nor the download may travel as untracked files (or be committed): ignore them first.
+exclude=$(git -C "$root" rev-parse --git-path info/exclude)
+case $exclude in /*) ;; *) exclude="$root/$exclude" ;; esac
+mkdir -p "$(dirname "$exclude")"
+for pattern in /.carry/ /.carry-build/; do
+  grep -qxF "$pattern" "$exclude" 2>/dev/null || echo "$pattern" >>"$exclude"
+done
+
 # A call carries the working tree too (tracked and untracked files that git does not ignore), 64 MiB
 # in all: a part leaves room for it.
 tree=$(git -C "$root" ls-files -z -co --exclude-standard | (cd "$root" && xargs -0 -r du -cb 2>/dev/null) | tail -1 | cut -f1)
@@ -72,19 +80,14 @@ case $cuda in
   *) echo "carry-wheel.sh: $(basename "$ort_wheel") is built for CUDA '${cuda:-?}', not 13: pick another version (--ort)" >&2; exit 1 ;;
 esac
 
-tar -cf "$work/wheels.tar" -C "$work/wheels" .
+# Reproducible: the same wheels give the same tar, so the sha256 in the printed calls names the wheels.
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$work/wheels.tar" -C "$work/wheels" .
 "$split_parts" "$work/wheels.tar" "$root/.carry" "$mib" >&2
 sha=$(sha256sum "$work/wheels.tar" | cut -d' ' -f1)
 parts=$(ls -d "$root"/.carry/p* | wc -l)
 wheels=$(cd "$work/wheels" && ls *.whl | tr '\n' ' ')
 rm -rf "$work"
 
-exclude=$(git -C "$root" rev-parse --git-path info/exclude)
-case $exclude in /*) ;; *) exclude="$root/$exclude" ;; esac
-mkdir -p "$(dirname "$exclude")"
-for pattern in /.carry/ /.carry-build/; do
-  grep -qxF "$pattern" "$exclude" 2>/dev/null || echo "$pattern" >>"$exclude"
-done
 
 echo "# wheels.tar (sha256 $sha, $parts parts of at most $mib MiB): ${wheels}- onnxruntime-gpu built for CUDA $cuda"
 echo "# Call the device tool's run once per line, back to back (the machine goes back after 30 s idle and"
@@ -92,10 +95,12 @@ echo "# /tmp with it): each call appends its part to /tmp/sdk-carry/wheels.tar; 
 last=$((parts - 1))
 for i in $(seq 0 "$last"); do
   append="cat .carry/p$i/part >> /tmp/sdk-carry/wheels.tar"
-  if [ "$i" -eq 0 ]; then append="rm -rf /tmp/sdk-carry && mkdir -p /tmp/sdk-carry && $append"; fi
+  # The first call starts the machine: the H200 the goals are written for; the rest go to the warm one.
+  kind=""
+  if [ "$i" -eq 0 ]; then append="rm -rf /tmp/sdk-carry && mkdir -p /tmp/sdk-carry && $append"; kind='kind="nvidia-h200", '; fi
   if [ "$i" -eq "$last" ]; then
-    echo "run(carry=[\".carry/p$i\"], timeout_s=480, command=\"$append && SDK_CARRY_SHA256=$sha bash benchmarks/gpu/check.sh\")"
+    echo "run(${kind}carry=[\".carry/p$i\"], timeout_s=480, command=\"$append && SDK_CARRY_SHA256=$sha bash benchmarks/gpu/check.sh\")"
   else
-    echo "run(carry=[\".carry/p$i\"], timeout_s=60, command=\"$append && ls -l /tmp/sdk-carry\")"
+    echo "run(${kind}carry=[\".carry/p$i\"], timeout_s=60, command=\"$append && ls -l /tmp/sdk-carry\")"
   fi
 done

@@ -20,7 +20,7 @@ say() { echo "check.sh: $*" | tee -a "$log"; }
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   say "no NVIDIA GPU here (nvidia-smi finds none); validating the plan only"
-  exec "$py" benchmarks/gpu/check.py --out "$out" --plan-only
+  exec "$py" benchmarks/gpu/check.py --out "$out" --plan-only "$@"
 fi
 nvidia-smi -L | tee -a "$log"
 
@@ -52,8 +52,24 @@ if ! "$py" -c "import sys, sdk, deploy_sdk_backends; sys.exit(not sdk.__file__.s
   mkdir -p "$site"
   say "installing the SDK from $root into $site (--no-deps: the machine's own numpy, onnx, torch are used)"
   if ! "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" "$root" >>"$log" 2>&1; then
-    say "pip could not install the SDK from $root (see $log)"
-    exit 1
+    # The machine's setuptools may be too old for pyproject.toml (and none can be fetched there): lay
+    # out what the SDK needs at run time by hand, its entry points read from pyproject.toml, the code
+    # from this tree.
+    say "pip could not build the SDK here (see $log); registering it from the tree instead"
+    "$py" - "$root" "$site" <<'EOF_PY' || exit 1
+import pathlib, sys, tomllib
+root, site = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+info = site / f"deploy_sdk-{project['version']}.dist-info"
+info.mkdir(parents=True, exist_ok=True)
+(info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+groups = project["entry-points"]
+(info / "entry_points.txt").write_text("".join(
+    f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()) for group, points in groups.items()))
+link = site / "deploy_sdk_backends"
+if not link.exists():
+    link.symlink_to(root / "backends")
+EOF_PY
   fi
 fi
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"

@@ -20,6 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 H200_BANDWIDTH = 4.8e12  # bytes/s, NVIDIA H200 datasheet (HBM3e, SXM)
+# Datasheet memory bandwidths by the name nvidia-smi gives, most specific first: the floor's rate when
+# the check lands on another card than the H200 (this workplace also lends H100s).
+DATASHEET = (
+    ("H200", H200_BANDWIDTH, "H200 datasheet, HBM3e"),
+    ("H100 PCIe", 2.0e12, "H100 PCIe datasheet, HBM2e"),
+    ("H100", 3.35e12, "H100 SXM datasheet, HBM3"),
+)
 # Elementwise activations that engines fuse into the convolution before them.
 FUSED = {"Relu", "PRelu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "Tanh", "Elu", "Selu", "HardSwish"}
 
@@ -79,11 +86,20 @@ def row_name(record: dict) -> str:
     return names.get(record["kind"], f"{record['backend']} {record['kind']}")
 
 
-def floor_table(results: list[dict], size: int, measured_bandwidth: float | None) -> list[str]:
+def datasheet_bandwidth(gpu_name: str) -> tuple[float, str]:
+    """(bytes/s, where the figure comes from) for this GPU; the H200's when the name is not known."""
+    for key, rate, source in DATASHEET:
+        if key.lower() in gpu_name.lower():
+            return rate, source
+    return H200_BANDWIDTH, f"H200 datasheet ({gpu_name or 'this GPU'} is not in benchmarks/gpu/floor.py's table)"
+
+
+def floor_table(results: list[dict], size: int, measured_bandwidth: float | None, gpu_name: str = "") -> list[str]:
     """Markdown lines: each srcnn3 row at ``size`` x3 as a fraction of the memory-bound floor."""
     from sdk.model import Model
 
     model = Model("srcnn3")
+    bandwidth, source = datasheet_bandwidth(gpu_name)
     lines = [
         f"## srcnn3 {size}² -> {size * 3}² fp32 against the memory-bound floor",
         "",
@@ -91,7 +107,7 @@ def floor_table(results: list[dict], size: int, measured_bandwidth: float | None
         "fused) / bandwidth; benchmarks/gpu/floor.py says why. Fraction = floor / measured latency (1.0 = at the floor).",
         "",
     ]
-    header = "| row | batch | latency ms | floor ms @ 4.8 TB/s (datasheet) | fraction |"
+    header = f"| row | batch | latency ms | floor ms @ {bandwidth / 1e12:.2f} TB/s ({source}) | fraction |"
     divider = "|---|---|---|---|---|"
     if measured_bandwidth:
         header += f" floor ms @ {measured_bandwidth / 1e12:.2f} TB/s (copy measured) | fraction |"
@@ -102,7 +118,7 @@ def floor_table(results: list[dict], size: int, measured_bandwidth: float | None
         if not moved:
             lines.append(f"| (shapes could not be inferred at batch {batch}) | | | | |")
             continue
-        floor_ms = moved / H200_BANDWIDTH * 1e3
+        floor_ms = moved / bandwidth * 1e3
         measured_ms = moved / measured_bandwidth * 1e3 if measured_bandwidth else None
         lines.append(
             f"| ({moved / 1e9:.2f} GB moved) | {batch} | | {floor_ms:.3f} | |"

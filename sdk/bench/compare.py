@@ -128,9 +128,10 @@ def _default_scale(model, declared: dict | None = None) -> int:
 def run_from_args(args) -> int:
     from ..declare import pipeline_from_args
     from ..model import Model
+    from .documents import write_json, write_markdown, write_plot
     from .inputs import benchmark_images
     from .machine import describe_machine
-    from .report import Reporter, write_json, write_markdown, write_plot
+    from .report import Reporter
 
     model = Model(args.model)
     declared = pipeline_from_args(args)

@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=["all"],
         metavar="NAME",
         help="'all' (default), or backend names, 'auto' (what backend='auto' chooses), 'raw' (every backend's own raw baseline), "
-        "'raw-NAME', 'torch-channels-last', 'torch-compiled', 'floor' (commas or spaces). torch eager always runs: it is "
-        "the accuracy reference",
+        "'raw-NAME', 'torch-channels-last', 'torch-compiled', 'torch-fp16' (eager under autocast to float16, shown "
+        "not judged), 'floor' (commas or spaces). torch eager always runs: it is the accuracy reference",
     )
     parser.add_argument(
         "--unoptimized",

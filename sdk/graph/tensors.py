@@ -33,6 +33,7 @@ class TensorInfo:
 
     @property
     def static_shape(self) -> bool:
+        """Whether every dimension is a number (no symbolic or unknown one)."""
         return all(isinstance(d, int) for d in self.shape)
 
 

@@ -18,9 +18,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..backend import Backend, Session
+    from ..devices import Device
+    from ..model import Model
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +103,9 @@ def _fix_declared_scale(proto, values: Mapping) -> None:
         proto.metadata_props.remove(entry)
 
 
-def optimized_session(backend, model, device, options: Mapping[str, Any], cache_dir: Path | None = None):
+def optimized_session(
+    backend: Backend, model: Model, device: Device, options: Mapping[str, Any], cache_dir: Path | None = None
+) -> Session:
     """``backend.create_session`` on the optimised model (per factor for runtime-scale models)."""
     import numpy as np
 

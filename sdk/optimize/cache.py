@@ -1,8 +1,9 @@
 """The optimised models on disk: keyed on content, written atomically, shared by every process.
 
 A rewritten model depends on the model's bytes, the factor baked in (runtime-scale models) and the
-pass's version - never on the file name, so a retrained model never reuses a stale rewrite. Layout
-under the cache directory::
+pass's version - never on the file name, so a retrained model never reuses a stale rewrite. The
+directory stays within sdk.disk_cache's bound (bytes and entries, least recently used evicted, safe
+across processes), so factors a client invents cannot fill the disk. Layout under the cache directory::
 
     optimized/<digest>.onnx   the rewritten model (absent when the pass changed nothing)
     optimized/<digest>.json   what was done, and whether anything changed (read back by the code)
@@ -16,6 +17,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..disk_cache import Bound, touch, trim
 from ..files import atomic_write
 
 ENV_VAR = "SDK_CACHE_DIR"
@@ -46,8 +48,9 @@ class OptimizeKey:
 
 
 class OptimizedCache:
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, bound: Bound | None = None):
         self.root = (Path(root) if root is not None else cache_root()) / "optimized"
+        self.bound = bound or Bound.from_environment()
 
     def paths(self, key: OptimizeKey) -> tuple[Path, Path]:
         return self.root / f"{key.digest}.onnx", self.root / f"{key.digest}.json"
@@ -64,6 +67,7 @@ class OptimizedCache:
             record.get("changed") and not model_path.is_file()
         ):
             return None
+        touch(record_path, model_path)  # recently used: the last to be evicted
         return record
 
     def put(self, key: OptimizeKey, proto, rewrites: list) -> dict:
@@ -85,4 +89,5 @@ class OptimizedCache:
             "done": [r.done for r in rewrites],
         }
         atomic_write(record_path, json.dumps(record, indent=2) + "\n")
+        trim(self.root, self.bound, keep=key.digest)
         return record

@@ -8,7 +8,7 @@ import contextlib
 import math
 from typing import cast
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from .errors import HTTPError, too_large
 
@@ -20,6 +20,7 @@ class Admission:
         self.settings = settings
         self.metrics = metrics
         self.admitted = 0
+        self.reading = 0  # bytes of request bodies being read now
         self.latency = 1.0  # a running mean of request seconds, for Retry-After
 
     def observe(self, seconds: float) -> None:
@@ -47,14 +48,63 @@ class Admission:
             self.metrics.in_flight.set(self.admitted)
 
     async def read_body(self, request: Request) -> bytes:
-        limit = self.settings.max_body_bytes
+        """The request's body, read before the request takes a place in the queue (a slow upload holds
+        no place), within its deadline and the server's memory for bodies in flight.
+
+        Deadline: --body-timeout seconds, plus one second per --min-body-rate bytes that arrived (a
+        large body on a slow but steady link gets the time it needs; a trickle is cut). Memory: the
+        bytes of all bodies being read stay under --max-reading-mb; past it, a 503 at once."""
+        settings = self.settings
+        limit = settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise too_large(f"the body is {int(declared)} bytes; this server takes at most {limit} (--max-body)")
-        body = await read_capped(request, limit)
-        if body is None:
-            raise too_large(f"the body is over {limit} bytes (--max-body)")
-        return body
+            raise too_large(f"the body is {int(declared)} bytes; this server takes at most {limit} (--max-body-mb)")
+        loop = asyncio.get_running_loop()
+        task = cast(asyncio.Task, asyncio.current_task())  # a request always runs in a task
+        started, grace, rate = loop.time(), settings.body_timeout_s, settings.min_body_rate
+        late: list[bool] = []
+
+        def too_slow() -> None:
+            late.append(True)
+            task.cancel()
+
+        timer = loop.call_at(started + grace, too_slow) if grace else None
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(f"the body is over {limit} bytes (--max-body-mb)")
+                if self.reading + len(chunk) > settings.max_reading_bytes:
+                    self.metrics.rejected.inc()
+                    raise HTTPError(
+                        503,
+                        "the server is reading too many request bodies at once (--max-reading-mb); retry in 1 s",
+                        {"retry-after": "1", "connection": "close"},
+                    )
+                self.reading += len(chunk)
+                chunks.append(chunk)
+                if timer is not None and chunk:
+                    timer.cancel()
+                    timer = loop.call_at(started + grace + size / rate, too_slow)
+        except asyncio.CancelledError:
+            if not late:
+                raise  # the server is going down
+            if hasattr(task, "uncancel"):  # Python 3.11+: this cancellation is handled here
+                task.uncancel()
+            raise HTTPError(
+                408,
+                f"the body did not arrive in time ({size} bytes in {loop.time() - started:.0f} s; --body-timeout "
+                f"{grace:g} s plus 1 s per {rate / 2**20:g} MiB): send it at once, on a faster link",
+                {"connection": "close"},
+            ) from None
+        except ClientDisconnect:
+            raise HTTPError(499, "the client closed the connection") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.reading -= sum(len(c) for c in chunks)
+        return b"".join(chunks)
 
     async def guarded(self, request: Request, work):
         """Await ``work`` within the request timeout; a client that hangs up cancels it (its queued

@@ -82,6 +82,45 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--timeout", type=float, default=d.timeout_s, help=f"seconds per request before 504 (default {d.timeout_s:g})"
     )
+    slow = p.add_argument_group("slow and idle clients (docs/serving-limits.md)")
+    slow.add_argument(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        help=f"open connections; more are refused at once (default {d.max_connections}, fewer if the open-file "
+        "limit is lower)",
+    )
+    slow.add_argument(
+        "--header-timeout",
+        type=float,
+        default=d.header_timeout_s,
+        help=f"seconds a client has to send a request's headers (default {d.header_timeout_s:g}; 0: no limit)",
+    )
+    slow.add_argument(
+        "--body-timeout",
+        type=float,
+        default=d.body_timeout_s,
+        help=f"seconds for a request's body, plus 1 s per --min-body-rate-mb (default {d.body_timeout_s:g}; "
+        "0: no limit)",
+    )
+    slow.add_argument(
+        "--min-body-rate-mb",
+        type=float,
+        default=d.min_body_rate / 2**20,
+        help=f"MiB/s a large body must keep up (default {d.min_body_rate / 2**20:g})",
+    )
+    slow.add_argument(
+        "--max-reading-mb",
+        type=float,
+        default=d.max_reading_bytes / 2**20,
+        help=f"MiB of request bodies being read at once; past it, 503 (default {d.max_reading_bytes / 2**20:g})",
+    )
+    slow.add_argument(
+        "--keep-alive",
+        type=float,
+        default=d.keep_alive_s,
+        help=f"seconds an idle keep-alive connection stays open (default {d.keep_alive_s:g})",
+    )
     p.add_argument(
         "--tile",
         type=int,
@@ -147,6 +186,12 @@ def settings_from(args):
         max_body_bytes=_mib("--max-body-mb", args.max_body_mb),
         max_json_bytes=_mib("--max-json-mb", args.max_json_mb),
         timeout_s=args.timeout,
+        max_connections=args.max_connections,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        min_body_rate=_mib("--min-body-rate-mb", args.min_body_rate_mb),
+        max_reading_bytes=_mib("--max-reading-mb", args.max_reading_mb),
+        keep_alive_s=args.keep_alive,
         tile=args.tile,
         token=token,
         workers=args.workers,
@@ -188,11 +233,19 @@ def cmd_serve(args) -> int:
         predictor = open_predictor(args.model, args.backend, args.device, pipeline_from_args(args))
         app = create_app(predictor, settings)
         # loop and http stay uvicorn's "auto": uvloop and httptools (the serve extra) where they are
-        # installed, asyncio and h11 where not (uvloop has no Windows build).
+        # installed, asyncio and h11 where not (uvloop has no Windows build); the protocol gets the
+        # connection limit and the header deadline uvicorn lacks.
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+        from .connections import connection_limit, guarded
+
+        protocol = guarded(AutoHTTPProtocol, connection_limit(settings.max_connections), settings.header_timeout_s)
         config = uvicorn.Config(
             app,
             host=args.host,
             port=args.port,
+            http=protocol,
+            timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type,unused-ignore]  # a float works
             log_level=args.log_level,
             access_log=False,
             timeout_graceful_shutdown=max(0, int(args.grace)),

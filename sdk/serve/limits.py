@@ -15,6 +15,7 @@ import re
 import numpy as np
 
 from ..errors import InputError, TooLargeError
+from ..tiling import Plan
 from .errors import bad_request, too_large, unprocessable
 
 # A runtime-scale model's file does not say what it was trained for. Super-resolution nets are trained
@@ -59,9 +60,10 @@ class Limits:
 
     # -- an image's result ---------------------------------------------------------------------------
 
-    def image(self, height: int, width: int, scale: int, count: int = 1) -> None:
-        """413 unless ``count`` images of height x width at ``scale`` fit --max-pixels and memory (the
-        plan of sdk.Predictor.plan: the result must fit in free memory, windows within the budget)."""
+    def image(self, height: int, width: int, scale: int, count: int = 1) -> Plan:
+        """How ``count`` images of height x width run at ``scale`` (sdk.Predictor.plan with --tile windows
+        and --max-batch), or a 413 unless they fit --max-pixels and memory (the plan's rule: the result
+        must fit in free memory, windows within the budget)."""
         out_pixels = height * width * scale * scale
         if out_pixels > self.settings.max_pixels:
             raise too_large(
@@ -69,7 +71,9 @@ class Limits:
                 f"most {self.settings.max_pixels} (--max-pixels); send a smaller image or a smaller scale"
             )
         try:
-            self.predictor.plan((height, width), scale, self.settings.tile, count=count)
+            return self.predictor.plan(
+                (height, width), scale, self.settings.tile, count=count, max_batch=self.settings.max_batch
+            )
         except TooLargeError as exc:
             raise too_large(str(exc)) from None
 

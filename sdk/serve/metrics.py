@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()

@@ -22,15 +22,15 @@ def open_predictor(model, backend: str = "auto", device: str = "auto", pipeline=
 
     options = {}
     try:
-        engine, chosen = candidates(backend, parse_device(device))[0]
+        first, chosen = candidates(backend, parse_device(device))[0]
     except SDKError:
         pass  # the Predictor below says what is wrong
     else:
         try:
-            options = {k: v for k, v in dict(engine.server_options(chosen)).items() if engine.accepts(k)}
+            options = {k: v for k, v in dict(first.server_options(chosen)).items() if first.accepts(k)}
         except Exception as exc:  # a plugin's bug costs it its server settings, not the server
             log.warning(
-                "backend %s: server_options failed (%s: %s); opened without them", engine.name, type(exc).__name__, exc
+                "backend %s: server_options failed (%s: %s); opened without them", first.name, type(exc).__name__, exc
             )
     if options:
         try:

@@ -1,5 +1,5 @@
-"""The model's three steps as the server batches them: prepare (worker thread) -> engine (engine
-thread, many requests' tiles at once) -> finish (worker thread), through ``predictor.pipeline``."""
+"""The model's three steps as the server batches them: prepare (worker thread) -> run (the batcher's
+thread, many requests' windows at once) -> finish (worker thread), through the Predictor's public steps."""
 
 from __future__ import annotations
 
@@ -7,19 +7,18 @@ import numpy as np
 
 
 class TileRunner:
-    """Stateless, like the pipeline it calls, so any worker thread may use it."""
+    """Stateless, like the Predictor's steps it calls, so any worker thread may use it."""
 
     def __init__(self, predictor):
         self.predictor = predictor
-        self.pipeline = predictor.pipeline
 
     def prepare(self, batch: np.ndarray, scale: int):
         """N x h x w x 3 uint8 -> (model-space tensor, what finish needs)."""
-        prepared = self.pipeline.prepare(batch, scale)
+        prepared = self.predictor.prepare(batch, scale)
         return prepared.tensor, prepared
 
     def run(self, tensor: np.ndarray, scale: int) -> np.ndarray:
-        return self.pipeline.run_tensor(self.predictor.session, tensor, scale)
+        return self.predictor.run_tensor(tensor, scale)
 
     def finish(self, out: np.ndarray, prepared) -> np.ndarray:
-        return self.pipeline.finish(out, prepared)
+        return self.predictor.finish(out, prepared)

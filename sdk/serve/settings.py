@@ -39,6 +39,15 @@ class ServeSettings:
     max_images: int = 16
     max_elements: int = 2**24
     timeout_s: float = 60.0
+    # Slow clients (sdk.serve.connections, admission.read_body): open connections (fewer where the
+    # open-file limit is lower), seconds to send the headers, seconds for the body plus one per
+    # min_body_rate bytes, bytes of bodies being read at once, and seconds an idle keep-alive stays.
+    max_connections: int = 4096
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    min_body_rate: int = 2**20
+    max_reading_bytes: int = 512 * 2**20
+    keep_alive_s: float = 5.0
     # Images are cut into windows of one size (tile x tile input pixels plus the model's margin of
     # context, from sdk.tiling) so that images of different sizes share engine calls; an image that
     # fits in one window runs whole, exactly as Predictor runs it.
@@ -50,13 +59,14 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         wholes = ("max_batch", "max_queue", "max_pixels", "max_body_bytes", "max_json_bytes", "max_images")
-        for name in (*wholes, "max_elements", "tile", "workers", "max_scale"):
+        more = ("max_elements", "max_connections", "min_body_rate", "max_reading_bytes", "tile", "workers")
+        for name in (*wholes, *more, "max_scale"):
             value = getattr(self, name)
             if value is None and name == "max_scale":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name}={value!r} must be a positive whole number")
-        for name in ("max_delay_ms", "timeout_s"):
+        for name in ("max_delay_ms", "timeout_s", "header_timeout_s", "body_timeout_s", "keep_alive_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
                 raise InputError(f"{name}={value!r} must be a number >= 0")

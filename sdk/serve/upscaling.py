@@ -13,9 +13,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from .. import images, memory, tiling
-from ..footprint import footprint
-from ..graph.reach import receptive_radius
+from .. import images, tiling
 from . import coding
 from .batcher import CPU_BATCH_PIXELS, Batcher
 from .limits import Limits
@@ -40,15 +38,15 @@ class ImagePath:
         self.batcher = batcher
         self.runner = runner
         self.in_worker = in_worker  # async fn(callable, *args): runs it in the server's worker pool
-        self.margin = tiling.margin_for(receptive_radius(predictor.model.proto, predictor.spec.image_input, 4))
-        self._plans: dict[int, tiling.Plan] = {}
 
     async def upscale_bytes(self, data: bytes, scale: int, fmt_name: str | None) -> tuple[bytes, str, tuple, tuple]:
         """Encoded image -> (encoded result, content type, (w, h) in, (w, h) out): a small one on the
         event loop, any other in a worker thread; either way its windows run with other requests'."""
         header = coding.open_header(data, self.settings.max_pixels)
-        self.limits.image(header.height, header.width, scale)  # --max-pixels and memory, before decoding
-        plan = self._plan(scale)
+        # --max-pixels and memory, before decoding; then the Predictor's own plan for this image: whole
+        # when it fits one --tile window, else windows of one shape at this scale (requests share engine
+        # calls), with the margin this scale needs and a static-size model's own windows.
+        plan = self.limits.image(header.height, header.width, scale)
         if self._on_loop(header, scale, plan):
             return await self._upscale_on_loop(header, scale, fmt_name, plan)
         ticket = _Ticket(self.batcher)
@@ -62,12 +60,7 @@ class ImagePath:
         """Whether an image is too small for a thread of its own: it runs as one window (no tiling)
         and its result has at most LOOP_PIXELS pixels. Its engine call still runs on the batcher's
         thread, with other requests' windows; only the millisecond around it stays on the loop."""
-        return (
-            not plan.exact
-            and header.height <= plan.window[0]
-            and header.width <= plan.window[1]
-            and header.height * header.width * scale * scale <= LOOP_PIXELS
-        )
+        return not plan.tiled and header.height * header.width * scale * scale <= LOOP_PIXELS
 
     async def _upscale_on_loop(self, header: coding.Header, scale: int, fmt_name: str | None, plan: tiling.Plan):
         decoded, fmt = self._decoded(header, scale, fmt_name)
@@ -124,33 +117,6 @@ class ImagePath:
         if ticket.cancelled:
             future.cancel()
         return self.runner.finish(future.result(), prepared)
-
-    def _plan(self, scale: int) -> tiling.Plan:
-        """Windows of one shape for every image (so that requests share engine calls); a static-size
-        model's own size, padded at the edges as sdk.tiling pads it."""
-        plan = self._plans.get(scale)
-        if plan is None:
-            margin = self.margin
-            static = self.predictor.pipeline.static_size
-            if static is not None:
-                window = (int(static[0]), int(static[1]))
-                if min(window) <= 2 * margin:
-                    margin = max(0, (min(window) - 1) // 4)
-            else:
-                window = (self.settings.tile + 2 * margin,) * 2
-            plan = self._plans[scale] = tiling.Plan(
-                window, margin, self._batch_limit(window, scale), exact=static is not None
-            )
-        return plan
-
-    def _batch_limit(self, window: tuple[int, int], scale: int) -> int:
-        """Tiles per engine call: --max-batch, fewer when the model's activations would not fit the
-        memory budget, 1 for a model without a dynamic batch axis."""
-        if not self.predictor._dynamic_batch:
-            return 1
-        found = footprint(self.predictor.model, self.predictor.spec, scale)
-        fits = found.pixels_within(memory.budget(None, self.predictor.device)) // (window[0] * window[1])
-        return int(max(1, min(self.settings.max_batch, fits)))
 
 
 class _Ticket:

@@ -26,9 +26,9 @@ class UpscaleRoute:
         if fmt is not None:
             coding.output_format(fmt, None)  # a bad format is refused before any work
         admission = server.admission
+        body = await admission.read_body(request)  # a slow upload holds no place in the queue
         async with admission.place():
             started = time.perf_counter()
-            body = await admission.read_body(request)
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
                 body = await _form_image(request, body)
             data, content_type, (w, h), (ow, oh) = await admission.guarded(

@@ -39,8 +39,8 @@ class InferRoute:
         server = self.server
         server.check_model(request)
         admission = server.admission
+        body = await admission.read_body(request)  # a slow upload holds no place in the queue
         async with admission.place():
-            body = await admission.read_body(request)
             parsed = await self._parse(body, request.headers.get(protocol.HEADER_LENGTH))
             outputs = await admission.guarded(request, self._outputs(parsed))
         if only_bytes_to_copy(parsed, outputs):  # a copy of a few bytes: cheaper here than a thread hop
