@@ -279,6 +279,11 @@ def test_a_truncated_file_gives_the_frames_before_the_damage_with_a_warning(tmp_
     assert summary.frames == len(times)
     assert "damaged near" in summary.damage and "File ended prematurely" in summary.damage
     assert summary.damage in caplog.text
+    mp4 = clips.make(tmp_path / "in.mp4", clips.Clip(frames=12, keyint=4))
+    (tmp_path / "cut.mp4").write_bytes(mp4.read_bytes()[: mp4.stat().st_size * 2 // 3])  # no index (moov)
+    with pytest.raises(sdk.InputError, match="finds no streams in it; is it whole"):
+        upscale_video(doubler, tmp_path / "cut.mp4", tmp_path / "out.mp4", scale=2)
+    assert not (tmp_path / "out.mp4").exists()
 
 
 @pytest.mark.parametrize("where, offset, length", [("container", -12, 40), ("picture", 8, 30)])

@@ -12,6 +12,7 @@ same side data. Other encoders (x264, VP9, FFV1) have no place for them: the job
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -66,42 +67,51 @@ def parse(side_data: tuple[tuple[str, bytes], ...]) -> HDR10:
     return HDR10(display, *light)
 
 
+@dataclass(frozen=True)
+class _Syntax:
+    """How one encoder takes the metadata: its parameter option, the two keys, the number formats."""
+
+    option: str
+    display_key: str
+    light_key: str
+    chromaticity: Callable[[Fraction], str]
+    luminance: Callable[[Fraction], str]
+
+
+_SYNTAXES = {
+    # x265 counts chromaticities in 0.00002 and luminance in 0.0001 cd/m² (the SEI's own units).
+    "libx265": _Syntax(
+        "x265-params", "master-display", "max-cll", lambda v: str(round(v * 50000)), lambda v: str(round(v * 10000))
+    ),
+    # SVT-AV1 takes plain decimals.
+    "libsvtav1": _Syntax(
+        "svtav1-params",
+        "mastering-display",
+        "content-light",
+        lambda v: f"{float(v):.5f}",
+        lambda v: f"{float(v):.4f}",
+    ),
+}
+
+
 def encoder_options(hdr: HDR10, codec: str) -> dict[str, str] | None:
     """The encoder option that writes ``hdr`` with ``codec``; None when the encoder cannot carry it."""
-    if codec == "libx265":
-        return {"x265-params": ":".join(_x265(hdr))}
-    if codec == "libsvtav1":
-        return {"svtav1-params": ":".join(_svtav1(hdr))}
-    return None
-
-
-def _x265(hdr: HDR10):
-    # x265 counts chromaticities in 0.00002 and luminance in 0.0001 cd/m² (the SEI's own units),
-    # and lists green first.
+    syntax = _SYNTAXES.get(codec)
+    if syntax is None:
+        return None
+    parts = []
     if hdr.display:
         d = hdr.display
 
         def xy(p: Point) -> str:
-            return f"({round(p[0] * 50000)},{round(p[1] * 50000)})"
+            return f"({syntax.chromaticity(p[0])},{syntax.chromaticity(p[1])})"
 
-        light = f"L({round(d.max_luminance * 10000)},{round(d.min_luminance * 10000)})"
-        yield f"master-display=G{xy(d.green)}B{xy(d.blue)}R{xy(d.red)}WP{xy(d.white)}{light}"
+        light = f"L({syntax.luminance(d.max_luminance)},{syntax.luminance(d.min_luminance)})"
+        # Both list green first, as the SEI does.
+        parts.append(f"{syntax.display_key}=G{xy(d.green)}B{xy(d.blue)}R{xy(d.red)}WP{xy(d.white)}{light}")
     if hdr.max_cll is not None:
-        yield f"max-cll={hdr.max_cll},{hdr.max_fall}"
-
-
-def _svtav1(hdr: HDR10):
-    # SVT-AV1 takes the same layout in plain decimals.
-    if hdr.display:
-        d = hdr.display
-
-        def xy(p: Point) -> str:
-            return f"({float(p[0]):.5f},{float(p[1]):.5f})"
-
-        light = f"L({float(d.max_luminance):.4f},{float(d.min_luminance):.4f})"
-        yield f"mastering-display=G{xy(d.green)}B{xy(d.blue)}R{xy(d.red)}WP{xy(d.white)}{light}"
-    if hdr.max_cll is not None:
-        yield f"content-light={hdr.max_cll},{hdr.max_fall}"
+        parts.append(f"{syntax.light_key}={hdr.max_cll},{hdr.max_fall}")
+    return {syntax.option: ":".join(parts)}
 
 
 def describe(hdr: HDR10) -> str:

@@ -109,8 +109,14 @@ def probe(path: Path | str) -> VideoSource:
     if not path.is_file():
         raise InputError(f"video file {str(path)!r} does not exist")
     with libav.closing(libav.open_input(path)) as container:
+        if not container.streams:
+            # An MP4 whose recording was cut off before its index (moov) was written opens like this.
+            raise InputError(
+                f"{path}: FFmpeg reads it as {container.format.name.split(',')[0]} but finds no streams in it; "
+                "is it whole? (an interrupted MP4 recording lacks its index: recover it with a repair tool first)"
+            )
         if not _is_video_container(container):
-            kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+            kinds = sorted({s.type for s in container.streams})
             raise InputError(
                 f"{path} holds no video stream (it has {', '.join(kinds)}); pass a video file, or an image"
             )
