@@ -13,6 +13,14 @@ trial pictures differ from the highest-priority engine's by more than ``AGREE`` 
 benchmark's PASS tolerance; MNN's Winograd convolutions did on SPAN, whose activations reach the
 hundreds) is not chosen.
 
+Which clock: wall time, except on a busy machine. When more jobs want the cores than there are
+(the load average above the core count) and every candidate runs on the CPU, a call's wall time is
+mostly its wait in the queue for the cores, and one engine's luck in that queue decides the order (a
+SwinIR trial at load 28 on 2 cores took MNN, which costs 1.5x OpenVINO's CPU time). There the
+engines are ranked by the CPU time a call costs the process: the work itself, which a contended
+machine shares out fairly, and which a quiet one turns into wall time alike for engines that use
+all the cores. The ranking records the clock it used.
+
 ``tune=False`` (or ``SDK_TUNE=0`` for a whole process) skips the trial and chooses by priority, as
 before. A named backend is never measured nor second-guessed.
 """
@@ -39,7 +47,7 @@ TIE = 0.03  # a higher-priority engine this close to the fastest keeps its place
 WARMUP, ROUNDS = 1, 5
 BUDGET_S = 10.0  # the timed rounds stop early past this (after two), whatever the engines' speed
 AGREE = 2  # uint8 levels an engine's trial pictures may differ from the highest-priority engine's
-VERSION = 2  # of the trial and the record: part of the key
+VERSION = 3  # of the trial and the record: part of the key (3: the clock chosen by the load)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class Ranking:
     cached: bool = False
     trial: str = ""
     key: dict = field(default_factory=dict)
+    clock: str = "wall"  # what "ms" is: "wall" time per call, or "cpu" time (a busy machine; see contended)
 
     def order(self) -> list[tuple[str, str]]:
         return [(e["backend"], e["device"]) for e in self.entries if e.get("ms") is not None]
@@ -132,7 +141,9 @@ class RankingCache:
             return None
         if record.get("key") != json.loads(json.dumps(key)):
             return None  # a damaged or colliding entry: measure again
-        return Ranking(record["entries"], record["chosen"], True, record.get("trial", ""), key)
+        return Ranking(
+            record["entries"], record["chosen"], True, record.get("trial", ""), key, record.get("clock", "wall")
+        )
 
     def put(self, ranking: Ranking) -> None:
         from .files import atomic_write
@@ -142,27 +153,46 @@ class RankingCache:
         atomic_write(self._path(ranking.key), json.dumps(record, indent=2) + "\n")
 
 
+def contended() -> str | None:
+    """Why wall times would rank engines by their luck in the queue for the cores, or None: the load
+    average (runnable jobs, the last minute) above this machine's core count. None where the
+    platform has no load average."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    cores = os.cpu_count() or 1  # the load average counts runnable threads against every logical CPU
+    return f"load {load:.1f} on {cores} cores" if load > cores else None
+
+
 def time_sessions(
-    sessions: list[tuple[Any, Any]], feeds: Mapping[str, Any], clock=time.perf_counter, outputs: dict | None = None
-) -> dict:
-    """label -> best seconds per call, the sessions taking turns call by call (noise hits them alike).
+    sessions: list[tuple[Any, Any]],
+    feeds: Mapping[str, Any],
+    clock=time.perf_counter,
+    outputs: dict | None = None,
+    cpu_clock=time.process_time,
+) -> tuple[dict, dict]:
+    """(wall, cpu): label -> best seconds per call on each clock, the sessions taking turns call by
+    call (noise hits them alike). ``cpu`` is the process's CPU time over the call (every thread's).
     ``outputs``, when given, receives each session's warm-up outputs by label."""
     for label, session in sessions:
         for _ in range(WARMUP):
             result = session.run(feeds)
         if outputs is not None:
             outputs[label] = result
-    best = {label: float("inf") for label, _ in sessions}
+    wall = {label: float("inf") for label, _ in sessions}
+    cpu = dict(wall)
     started = clock()
     for round_ in range(ROUNDS):
         shift = round_ % len(sessions)
         for label, session in sessions[shift:] + sessions[:shift]:
-            start = clock()
+            start, used = clock(), cpu_clock()
             session.run(feeds)
-            best[label] = min(best[label], clock() - start)
+            wall[label] = min(wall[label], clock() - start)
+            cpu[label] = min(cpu[label], cpu_clock() - used)
         if round_ >= 1 and clock() - started > BUDGET_S:
             break
-    return best
+    return wall, cpu
 
 
 def rank(times: dict, candidates: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -173,11 +203,14 @@ def rank(times: dict, candidates: list[tuple[str, str]]) -> list[tuple[str, str]
     return [first] + [p for p in order if p != first]
 
 
-def measure(candidates, create: Callable, trial: Trial, key: dict) -> tuple[Ranking, Any, Any]:
+def measure(
+    candidates, create: Callable, trial: Trial, key: dict, clocks=(time.perf_counter, time.process_time)
+) -> tuple[Ranking, Any, Any]:
     """Create a session on every candidate, time them, and keep the fastest one's session open.
 
     Returns (ranking, the chosen (backend, device), its session). Candidates whose session cannot
     start are ranked last with the reason; when none starts, BackendUnavailableError lists them.
+    ``clocks``: (wall, CPU) time sources.
     """
     sessions, failed = [], []
     for backend, device in candidates:
@@ -193,10 +226,16 @@ def measure(candidates, create: Callable, trial: Trial, key: dict) -> tuple[Rank
         )
     try:
         outputs: dict = {}
+        clock, busy = "wall", None
         if len(sessions) > 1:
-            times = time_sessions([(label, session) for label, _, session in sessions], trial.feeds(), outputs=outputs)
+            wall, cpu = time_sessions(
+                [(label, session) for label, _, session in sessions], trial.feeds(), clocks[0], outputs, clocks[1]
+            )
+            # CPU time only says how long a call takes when the CPU does all of the work.
+            busy = contended() if all(device.kind == "cpu" for _, (_, device), _ in sessions) else None
+            clock, times = ("cpu", cpu) if busy else ("wall", wall)
         else:
-            times = {sessions[0][0]: float("nan")}
+            times = wall = cpu = {sessions[0][0]: float("nan")}
         disagree = _disagreeing(outputs, [label for label, _, _ in sessions], trial)
         order = rank(times, [label for label, _, _ in sessions if label not in disagree])
     except Exception:
@@ -207,10 +246,20 @@ def measure(candidates, create: Callable, trial: Trial, key: dict) -> tuple[Rank
     for label, _, session in sessions:
         if label != order[0]:
             session.close()
-    entries = [{"backend": b, "device": d, "ms": round(times[(b, d)] * 1e3, 3)} for b, d in order]
+    entries = [
+        {
+            "backend": b,
+            "device": d,
+            "ms": round(times[(b, d)] * 1e3, 3),
+            "wall_ms": round(wall[(b, d)] * 1e3, 3),
+            "cpu_ms": round(cpu[(b, d)] * 1e3, 3),
+        }
+        for b, d in order
+    ]
     entries += [{"backend": b, "device": d, "error": why} for (b, d), why in disagree.items()] + failed
-    log.info("auto measured %s: %s", trial.description, ", ".join(f"{e['backend']} {e.get('ms')} ms" for e in entries))
-    return Ranking(entries, order[0][0], False, trial.description, key), winner[1], winner[2]
+    described = trial.description + (f"; CPU time per call ({busy})" if busy else "")
+    log.info("auto measured %s: %s", described, ", ".join(f"{e['backend']} {e.get('ms')} ms" for e in entries))
+    return Ranking(entries, order[0][0], False, described, key, clock), winner[1], winner[2]
 
 
 def _disagreeing(outputs: dict, labels: list, trial: Trial) -> dict:

@@ -17,7 +17,8 @@ from sdk.tuning import TIE, rank, split_option
 
 
 class _Delayed(Session):
-    """An ORT session that takes ``delay`` seconds longer per call, counting its calls."""
+    """An ORT session that works ``delay`` seconds of CPU time longer per call (so that it is slower
+    on both of auto's clocks, wall and CPU), counting its calls."""
 
     def __init__(self, inner, delay: float, calls: list, offset: float = 0.0):
         self._inner, self._delay, self._calls, self._offset = inner, delay, calls, offset
@@ -26,7 +27,9 @@ class _Delayed(Session):
 
     def run(self, feeds):
         self._calls.append(1)
-        time.sleep(self._delay)
+        started = time.process_time()
+        while time.process_time() - started < self._delay:
+            pass
         return {name: value + self._offset for name, value in self._inner.run(feeds).items()}
 
     def close(self):
@@ -163,3 +166,71 @@ def test_a_faster_engine_whose_pictures_differ_is_not_chosen(engines, fixed_mode
         assert predictor.backend == "fast-second"
         last = predictor.ranking.entries[-1]
         assert last["backend"] == "fast-but-off" and "differ from slow-first's by up to" in last["error"]
+
+
+class _Timed(Session):
+    """A session whose call waits ``wait`` seconds (no CPU: as a call queued behind other jobs does)
+    and then works ``work`` seconds of CPU time, on the fake clocks ``now`` = [wall, cpu]."""
+
+    inputs = outputs = ()
+
+    def __init__(self, now: list, wait: float, work: float):
+        self.now, self.wait, self.work = now, wait, work
+
+    def run(self, feeds):
+        self.now[0] += self.wait + self.work
+        self.now[1] += self.work
+        return {}
+
+    def close(self):
+        pass
+
+
+def _measure(monkeypatch, busy: str | None, device: str = "cpu"):
+    """auto's measurement of a waiting engine (first by priority) and a working one."""
+    from types import SimpleNamespace
+
+    from sdk import tuning
+    from sdk.devices import parse_device
+
+    monkeypatch.setattr(tuning, "contended", lambda: busy)
+    now = [0.0, 0.0]
+    sessions = {"waits": _Timed(now, 0.15, 0.0), "works": _Timed(now, 0.0, 0.05)}
+    pairs = [(SimpleNamespace(name=name), parse_device(device)) for name in sessions]
+    trial = tuning.Trial(dict, "a trial")
+    clocks = (lambda: now[0], lambda: now[1])
+    ranking, _, _ = tuning.measure(pairs, lambda backend, _: sessions[backend.name], trial, {}, clocks)
+    return ranking
+
+
+def test_a_quiet_machine_ranks_by_wall_time(monkeypatch):
+    ranking = _measure(monkeypatch, None)
+    assert ranking.clock == "wall" and ranking.chosen == "works" and ranking.trial == "a trial"
+    works, waits = ranking.entries
+    assert works["ms"] == works["wall_ms"] < waits["ms"] == waits["wall_ms"]
+
+
+def test_a_busy_machine_ranks_cpu_engines_by_cpu_time(monkeypatch):
+    # Under load a call's wall time is mostly its wait for a core: the work is what ranks the engines.
+    ranking = _measure(monkeypatch, "load 9.0 on 2 cores")
+    assert ranking.clock == "cpu" and ranking.chosen == "waits"
+    assert ranking.trial == "a trial; CPU time per call (load 9.0 on 2 cores)"
+    waits, works = ranking.entries
+    assert waits["ms"] == waits["cpu_ms"] < works["ms"] == works["cpu_ms"] >= 50
+    assert waits["wall_ms"] >= 150
+
+
+def test_a_gpu_engine_is_always_ranked_by_wall_time(monkeypatch):
+    # A GPU's work is not the host's CPU time.
+    ranking = _measure(monkeypatch, "load 9.0 on 2 cores", device="cuda")
+    assert ranking.clock == "wall" and ranking.chosen == "works"
+
+
+def test_contended_is_the_load_average_above_the_cpu_count(monkeypatch):
+    from sdk import tuning
+
+    monkeypatch.setattr(tuning.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(tuning.os, "getloadavg", lambda: (2.0, 0.0, 0.0))
+    assert tuning.contended() is None
+    monkeypatch.setattr(tuning.os, "getloadavg", lambda: (6.5, 0.0, 0.0))
+    assert tuning.contended() == "load 6.5 on 2 cores"
