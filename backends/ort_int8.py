@@ -41,7 +41,7 @@ def calibration_feeds(model) -> list[dict[str, np.ndarray]]:
     """One feed dict per training photo, prepared by the model's own pipeline."""
     from sdk.photos import load_training_photos
     from sdk.pipeline import Pipeline
-    from sdk.spec import resolve
+    from sdk.resolution import resolve
 
     spec = resolve(model).spec
     pipeline = Pipeline(spec, model)

@@ -15,7 +15,8 @@ from typing import Any
 
 from .errors import InputError, ModelError
 from .files import atomic_file, atomic_write
-from .spec import PIPELINE_KEY, Resolution, resolve
+from .resolution import Resolution, resolve
+from .spec import PIPELINE_KEY
 
 
 def annotate(model, output, pipeline: Mapping[str, Any] | None = None, overwrite: bool = False) -> Resolution:

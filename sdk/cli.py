@@ -253,7 +253,8 @@ def cmd_upscale(args) -> int:
 
 def cmd_info(args) -> int:
     from .model import Model
-    from .spec import FIELDS, PIPELINE_KEY, PipelineSpec, describe_guesses, resolve
+    from .resolution import describe_guesses, resolve
+    from .spec import FIELDS, PIPELINE_KEY, PipelineSpec
 
     model = Model(args.model)
     try:

@@ -18,8 +18,9 @@ from .graph.tensors import TensorInfo
 from .images import to_rgb
 from .model import Model
 from .pipeline import Pipeline, Prepared
+from .resolution import resolve, warn_about_guesses
 from .selection import normalize_name, open_session
-from .spec import PipelineSpec, resolve, warn_about_guesses
+from .spec import PipelineSpec
 from .tiling import Plan
 from .tuning import Trial
 

@@ -16,7 +16,7 @@ import sdk
 from sdk import cli
 from sdk.model import Model
 from sdk.pipeline import Pipeline
-from sdk.spec import resolve
+from sdk.resolution import resolve
 
 
 def cast_model(dtype: int, layout: str = "NCHW", channels: int = 3, static: tuple | None = None) -> onnx.ModelProto:

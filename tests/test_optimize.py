@@ -275,7 +275,7 @@ def test_least_recently_used_factor_sessions_are_closed(runtime_model, photo):
 
 
 def test_the_rewritten_model_declares_its_fixed_scale():
-    from sdk.spec import resolve
+    from sdk.resolution import resolve
 
     rewritten = optimized_model(Model("srcnn3"), {"factor": np.array([1, 1, 4, 4], np.float32)})
     spec = resolve(rewritten).spec

@@ -119,7 +119,7 @@ def plan_rows(selection: list[str], device: str, unoptimized: bool = False, vari
 
 
 def _default_scale(model, declared: dict | None = None) -> int:
-    from ..spec import resolve
+    from ..resolution import resolve
 
     spec = resolve(model, declared).spec
     return spec.scale if spec.scale is not None else 3

@@ -44,7 +44,7 @@ def graph_shapes(model, size: int, batch: int, scale: int, declared: dict | None
 
     from ..graph.inputs import shape_inputs
     from ..optimize.graph import specialise
-    from ..spec import resolve
+    from ..resolution import resolve
 
     spec = resolve(model, declared).spec
     proto = onnx.ModelProto()

@@ -115,7 +115,7 @@ class SdkRunner(Runner):
 def _pipeline_for(model_name: str, declared: dict | None = None):
     from ..model import Model
     from ..pipeline import Pipeline
-    from ..spec import resolve
+    from ..resolution import resolve
 
     model = Model(model_name)
     return model, Pipeline(resolve(model, declared).spec, model)

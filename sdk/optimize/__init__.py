@@ -93,7 +93,7 @@ def _fix_declared_scale(proto, values: Mapping) -> None:
     try:
         spec = PipelineSpec.from_json(entry.value)
     except Exception:
-        return  # not ours to repair; resolve() reports it on the original model
+        return  # not ours to repair; sdk.resolution.resolve reports it on the original model
     if spec.scale_input not in values:
         return
     factor = float(np.asarray(values[spec.scale_input]).ravel()[-1])

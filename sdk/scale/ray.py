@@ -153,7 +153,7 @@ def check_scale(model, scale, pipeline: Mapping | None = None) -> int:
     """The scale the job runs at, checked on the driver so that a bad one costs no cluster time."""
     from ..model import Model
     from ..pipeline import Pipeline
-    from ..spec import resolve
+    from ..resolution import resolve
 
     loaded = Model(model)
     return Pipeline(resolve(loaded, pipeline).spec, loaded).check_scale(scale)

@@ -83,7 +83,7 @@ def model_facts(model, pipeline: Mapping | None = None) -> SimpleNamespace:
     an engine on the driver."""
     from ..model import Model
     from ..pipeline import Pipeline
-    from ..spec import resolve
+    from ..resolution import resolve
 
     loaded = Model(model)
     spec = resolve(loaded, pipeline).spec
