@@ -22,6 +22,7 @@ ELSEWHERE = {
     "levers_archs.py": "tests/test_bench_archs.py",
     "quality.py": "tests/test_zoo_quality.py",
     "video.py": "tests/test_bench_video.py",
+    "serve_hostile.py": "tests/test_serve_bench_hostile.py",
     "gpu/check.py": "tests/test_gpu_check.py",  # and check.sh's no-GPU mode validates its steps
     "gpu/check.sh": "tests/test_gpu_check.py",
     "gpu/carry-wheel.sh": "tests/test_gpu_check.py",
