@@ -268,6 +268,20 @@ def test_what_is_not_a_video_gets_a_clear_error(tmp_path, doubler, photo):
     assert not (tmp_path / "out.mkv").exists()
 
 
+def test_the_cli_calls_a_damaged_file_named_as_a_video_a_video(tmp_path, capsys):
+    """Bytes no demuxer reads, in a file named .mkv: the error is the video job's (what FFmpeg found),
+    not the image job's advice to convert it to PNG; nothing is written."""
+    from sdk import cli
+
+    bad = tmp_path / "clip.mkv"
+    bad.write_bytes(bytes(range(256)) * 20)
+    args = ["upscale", str(bad), "-o", str(tmp_path / "out.mkv"), "--model", "srcnn3", "--scale", "2"]
+    assert cli.main([*args, "--backend", "ort-cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "not a video FFmpeg can read" in err and "Pillow" not in err
+    assert not (tmp_path / "out.mkv").exists()
+
+
 def test_a_truncated_file_gives_the_frames_before_the_damage_with_a_warning(tmp_path, doubler, caplog):
     source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=12, keyint=4))
     data = source.read_bytes()

@@ -65,9 +65,23 @@ def is_video_file(path: Path) -> bool:
     except ImportError:  # pragma: no cover - sdk.video imports nothing heavy at module level
         return suffix in VIDEO_SUFFIXES
     try:
-        return is_video(path)
+        if is_video(path):
+            return True
     except InputError:  # PyAV is not installed
         return suffix in VIDEO_SUFFIXES
+    # Not a video by content. Named like one, it is still the user's video unless it is really a
+    # picture: the video job then says what FFmpeg found wrong, not that Pillow cannot read it.
+    return suffix in VIDEO_SUFFIXES and not _is_picture(path)
+
+
+def _is_picture(path: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError):
+        return False
 
 
 def find_videos(inputs) -> tuple[list[Path], list[str]]:
