@@ -114,10 +114,13 @@ def stage_decode(clip: Path) -> tuple[Clock, list]:
 
 
 def stage_engine(predictor, frames: list, scale: int) -> tuple[Clock, list]:
+    from sdk.video import job
+
+    batch = job.CPU_BATCH if predictor.device == "cpu" else job.BATCH  # as the pipeline gives it
     outs = []
     with Clock() as clock:
-        for start in range(0, len(frames), 4):
-            outs += predictor.predict_batch(frames[start : start + 4], scale=scale, batch_size=4)
+        for start in range(0, len(frames), batch):
+            outs += predictor.predict_batch(frames[start : start + batch], scale=scale, batch_size=batch)
     return clock, outs
 
 
@@ -175,8 +178,8 @@ def run_pipe_loop(ffmpeg: str, predictor, clip: Path, out: Path, scale: int, wid
 def peak_rss(model: str, scale: int, clip: Path, out: Path) -> int:
     """Peak resident memory (bytes) of a fresh process that upscales ``clip`` file to file."""
     code = (
-        "import sys, sdk\nfrom sdk.video import upscale_video\n"
-        "with sdk.Predictor(sys.argv[1], backend='ort-cpu') as p:\n"
+        "import sys\nfrom sdk.video import open_predictor, upscale_video\n"
+        "with open_predictor(sys.argv[1], backend='ort-cpu') as p:\n"
         f"    upscale_video(p, sys.argv[2], sys.argv[3], scale={scale}, crf={CRF}, preset='{PRESET}')\n"
     )
     out.unlink(missing_ok=True)
@@ -192,6 +195,7 @@ def peak_rss(model: str, scale: int, clip: Path, out: Path) -> int:
 
 def measure(args) -> dict:
     import sdk
+    from sdk.video import open_predictor
 
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="sdk-video-bench-"))
@@ -209,8 +213,13 @@ def measure(args) -> dict:
     try:
         for name in args.cases:
             model, scale = CASES[name]
-            with sdk.Predictor(model, backend=args.backend) as predictor:
-                case = measure_case(predictor, clip, work, scale, width, height, args, ffmpeg, cores)
+            # The pipeline and its stages get the Predictor `sdk upscale` opens for videos; the pipe
+            # loop the one users open today (the defaults).
+            with (
+                open_predictor(model, backend=args.backend) as predictor,
+                sdk.Predictor(model, backend=args.backend) as plain,
+            ):
+                case = measure_case(predictor, plain, clip, work, scale, width, height, args, ffmpeg, cores)
             report["cases"][f"{name} x{scale} from {width}x{height}"] = case
             print(json.dumps({name: case["summary"]}, indent=1), flush=True)
         if args.rss_frames:
@@ -234,15 +243,16 @@ def measure(args) -> dict:
     return report
 
 
-def measure_case(predictor, clip, work, scale, width, height, args, ffmpeg, cores) -> dict:
+def measure_case(predictor, plain, clip, work, scale, width, height, args, ffmpeg, cores) -> dict:
     frames = args.frames
-    # Warm the engine (sessions, optimised model caches) before anything is timed.
-    predictor.predict_batch([np.zeros((height, width, 3), np.uint8)] * 2, scale=scale, batch_size=4)
+    # Warm the engines (sessions, optimised model caches) before anything is timed.
+    for engine in (predictor, plain):
+        engine.predict_batch([np.zeros((height, width, 3), np.uint8)] * 2, scale=scale, batch_size=4)
     rounds = {"pipeline": [], "pipe_loop": [], "decode": [], "engine": [], "encode": []}
     for _ in range(args.rounds):  # interleaved: every arm once per round
         rounds["pipeline"].append(run_pipeline(predictor, clip, work / "out.mkv", scale))
         if ffmpeg:
-            rounds["pipe_loop"].append(run_pipe_loop(ffmpeg, predictor, clip, work / "loop.mkv", scale, width, height))
+            rounds["pipe_loop"].append(run_pipe_loop(ffmpeg, plain, clip, work / "loop.mkv", scale, width, height))
         clock, decoded = stage_decode(clip)
         rounds["decode"].append(clock)
         clock, results = stage_engine(predictor, decoded, scale)

@@ -219,7 +219,11 @@ def cmd_upscale(args) -> int:
     tile = tiling.parse_tile(args.tile, "--tile ")
     pairs = jobs.plan_outputs(jobs.collect_images(images), Path(args.output)) if images else []
     video_pairs = video.plan_outputs(videos, Path(args.output), alone=not images)
-    predictor = Predictor(
+    # Videos share the CPU between the engine and their codecs: the engine is opened for that.
+    from .video.engine import open_predictor as open_for_video
+
+    opener = open_for_video if video_pairs else Predictor
+    predictor = opener(
         args.model,
         backend=args.backend,
         device=args.device,

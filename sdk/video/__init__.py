@@ -1,9 +1,8 @@
 """Video in, video out: every frame at its own timestamp, the other streams untouched, colour right.
 
-    from sdk import Predictor
-    from sdk.video import upscale_video, read_frames
+    from sdk.video import open_predictor, upscale_video, read_frames
 
-    with Predictor("espcn") as p:
+    with open_predictor("espcn") as p:             # a Predictor opened to share the CPU with codecs
         upscale_video(p, "clip.mkv", "clip-x3.mkv", progress=lambda done, total: ...)
     for frame in read_frames("clip.mkv"):          # RGB at the source's bit depth, with timestamps
         frame.pixels, frame.pts, frame.time
@@ -18,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .encoder import EncoderSettings
+from .engine import open_predictor
 from .frames import Frame
 from .job import DEFAULT_SEGMENT_SECONDS, VideoSummary
 
@@ -75,4 +75,4 @@ def is_video(path) -> bool:
     return Path(path).is_file() and probe_video(path)
 
 
-__all__ = ["EncoderSettings", "Frame", "VideoSummary", "is_video", "read_frames", "upscale_video"]
+__all__ = ["EncoderSettings", "Frame", "VideoSummary", "is_video", "open_predictor", "read_frames", "upscale_video"]
