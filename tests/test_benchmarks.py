@@ -23,6 +23,7 @@ ELSEWHERE = {
     "quality.py": "tests/test_zoo_quality.py",
     "video.py": "tests/test_bench_video.py",
     "serve_hostile.py": "tests/test_serve_bench_hostile.py",
+    "budget.py": "tests/test_memory_budget.py",  # its child is the measurement of the budget tests
     "gpu/check.py": "tests/test_gpu_check.py",  # and check.sh's no-GPU mode validates its steps
     "gpu/check.sh": "tests/test_gpu_check.py",
     "gpu/carry-wheel.sh": "tests/test_gpu_check.py",
