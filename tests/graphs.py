@@ -166,3 +166,28 @@ def community_model(scale: int = 2, seed: int = 0, dtype=np.float32) -> onnx.Mod
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def deep_model(layers: int = 150, channels: int = 16, seed: int = 0) -> onnx.ModelProto:
+    """Scale 1, RGB 0..255: ``layers`` 3x3 convolutions of ``channels`` in a row. Each node is short and
+    the whole run long, so an engine that stops between nodes (ONNX Runtime's terminate flag) shows it."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    inits = _conv(rng, "first", 3, channels, 3) + _conv(rng, "last", channels, 3, 3)
+    nodes = [helper.make_node("Conv", ["input", "first_w", "first_b"], ["h0"], pads=[1, 1, 1, 1])]
+    for i in range(layers):
+        inits += _conv(rng, f"c{i}", channels, channels, 3)
+        nodes.append(helper.make_node("Conv", [f"h{i}", f"c{i}_w", f"c{i}_b"], [f"h{i + 1}"], pads=[1, 1, 1, 1]))
+    nodes.append(helper.make_node("Conv", [f"h{layers}", "last_w", "last_b"], ["output"], pads=[1, 1, 1, 1]))
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])]
+    output = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    model = helper.make_model(
+        helper.make_graph(nodes, "deep", inputs, [output], inits), opset_imports=[helper.make_opsetid("", 11)]
+    )
+    model.ir_version = 7
+    model.metadata_props.add(
+        key="sdk.pipeline", value=json.dumps({"color": "rgb", "value_range": [0, 255], "scale": 1})
+    )
+    onnx.checker.check_model(model)
+    return model
