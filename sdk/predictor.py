@@ -20,7 +20,7 @@ from .images import to_rgb
 from .model import Model
 from .pipeline import Pipeline, Prepared
 from .progress import progress_bar
-from .resolution import resolve, warn_about_guesses
+from .resolution import check_declared, resolve, warn_about_guesses
 from .selection import normalize_name, open_session
 from .spec import PipelineSpec
 from .tiling import Plan
@@ -74,6 +74,7 @@ class Predictor:
         self._budget = memory.parse_size(memory_budget) if memory_budget is not None else None
         self.model = Model(model)
         resolution = resolve(self.model, pipeline)
+        self.model.declared = check_declared(pipeline)
         self.spec = resolution.spec
         self.spec_sources = dict(resolution.sources)  # field -> declared / metadata / inferred / default
         warn_about_guesses(resolution, self.model.name)
