@@ -9,7 +9,7 @@ import ctypes
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from sdk.backend import Availability, Backend, RawRunner, Session, TensorInfo
 from sdk.devices import Device, cpu_cores, describe_missing_gpu, gpu
 from sdk.errors import BackendUnavailableError, InputError, ModelError, SDKError
 from sdk.stdio import stdout_to_stderr
+
+if TYPE_CHECKING:
+    from sdk.cancel import CancelToken
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 # Keys of **options that are not SessionOptions attributes.
@@ -112,27 +115,45 @@ class OrtSession(Session):
         return self._session.get_providers()
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._run(feeds, None)
+
+    def run_cancellable(self, feeds: Mapping[str, np.ndarray], cancel: CancelToken) -> dict[str, np.ndarray]:
+        """Run once, stopped part-way when ``cancel`` is called off: ONNX Runtime reads its
+        ``RunOptions.terminate`` between the graph's nodes, so a long run ends within one node's time
+        (not the whole run's) and its threads go idle."""
+        options = self._ort.RunOptions()
+        with cancel.watch(lambda: setattr(options, "terminate", True)):
+            cancel.check()
+            try:
+                outputs = self._run(feeds, options)
+            except SDKError:
+                cancel.check()  # ORT's "terminate flag" failure is the cancellation, not an engine fault
+                raise
+        cancel.check()
+        return outputs
+
+    def _run(self, feeds: Mapping[str, np.ndarray], options) -> dict[str, np.ndarray]:
         try:
             if self._bound:
-                return self._run_bound(feeds)
+                return self._run_bound(feeds, options)
             names = self._output_names
-            return dict(zip(names, self._session.run(names, feeds if type(feeds) is dict else dict(feeds))))
+            return dict(zip(names, self._session.run(names, feeds if type(feeds) is dict else dict(feeds), options)))
         except self._ort.capi.onnxruntime_pybind11_state.InvalidArgument as exc:
             raise InputError(f"onnxruntime rejected the inputs: {exc}") from exc
         except self._ort.capi.onnxruntime_pybind11_state.Fail as exc:
             raise SDKError(f"onnxruntime failed while running: {exc}") from exc
 
-    def _run_bound(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_bound(self, feeds: Mapping[str, np.ndarray], options) -> dict[str, np.ndarray]:
         # One caller at a time uses the kept buffers; a caller that finds them busy (a second thread on
         # this session) binds buffers of its own for its call, so calls never wait for each other.
         if not self._buffers_lock.acquire(blocking=False):
-            return self._run_bound_once(feeds)
+            return self._run_bound_once(feeds, options)
         try:
-            return self._run_kept(feeds)
+            return self._run_kept(feeds, options)
         finally:
             self._buffers_lock.release()
 
-    def _run_bound_once(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_bound_once(self, feeds: Mapping[str, np.ndarray], options) -> dict[str, np.ndarray]:
         binding = self._session.io_binding()
         for name, array in feeds.items():
             if array.ndim <= 1:
@@ -142,10 +163,10 @@ class OrtSession(Session):
                 binding.bind_ortvalue_input(name, value)
         for name in self._output_names:
             binding.bind_output(name, self._ort_device, self.device.index)
-        self._session.run_with_iobinding(binding)
+        self._session.run_with_iobinding(binding, options)
         return dict(zip(self._output_names, binding.copy_outputs_to_cpu()))
 
-    def _run_kept(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run_kept(self, feeds: Mapping[str, np.ndarray], options) -> dict[str, np.ndarray]:
         binding = self._binding
         if binding is None:
             binding = self._binding = self._session.io_binding()
@@ -180,7 +201,7 @@ class OrtSession(Session):
         for name, array in feeds.items():
             if array.ndim <= 1:
                 binding.bind_cpu_input(name, array)
-        self._session.run_with_iobinding(binding)
+        self._session.run_with_iobinding(binding, options)
         if outputs is None:
             # ORT allocated the outputs on the device for this shape; bind them from now on.
             outputs = binding.get_outputs()

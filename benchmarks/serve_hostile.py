@@ -19,6 +19,10 @@ ort-cpu, every limit at its default; a fresh one for memory, so that its idle si
   codec), timed between requests so that both see the same moment of the machine.
 - **Memory.** The server's RSS idle (after one small request), at its peak during one large request
   (1600x1600 x2 by default), and 10 s after it. Goal: the last within 1.5x idle. Floor: idle itself.
+- **CPU time bounded by --timeout.** The same large request on a server at ``--timeout 1``: when it
+  is answered (504), and the server's CPU seconds from sending it until the CPU time levels off (the
+  work called off), beside the CPU seconds the whole request cost the memory round's server. Goal:
+  the timed-out request costs at most (timeout + 1 s) x the cores. Then a small request must get 200.
 
 The load average (``uptime``) before and after is printed and written with the figures: the machine
 is shared, and a busy machine moves every latency.
@@ -194,11 +198,16 @@ def slow_clients(server, args, small: bytes, floor) -> dict:
     }
 
 
-def memory(server, args, small: bytes) -> dict:
-    import httpx
-    from serving import encode, picture
+def cpu_seconds(pid: int) -> float:
+    import psutil
 
-    large = encode(picture(args.large, args.large, seed=1))
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def memory(server, args, small: bytes, large: bytes) -> dict:
+    import httpx
+
     pid = server.proc.pid
     normal_client(server.url, small, 3)
     time.sleep(1)
@@ -213,10 +222,10 @@ def memory(server, args, small: bytes) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
     with httpx.Client(base_url=server.url, timeout=300) as client:
         status = client.post("/v1/models/srcnn3/upscale", params={"scale": 2}, content=large).status_code
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu
     done.set()
     sampler.join()
     time.sleep(args.after)
@@ -225,6 +234,7 @@ def memory(server, args, small: bytes) -> dict:
         "large": f"{args.large}x{args.large} x2",
         "status": status,
         "seconds": round(seconds, 2),
+        "cpu_s": round(cpu, 2),
         "idle_mib": round(idle / 2**20, 1),
         "peak_mib": round(peak[0] / 2**20, 1),
         "after_mib": round(after / 2**20, 1),
@@ -234,8 +244,44 @@ def memory(server, args, small: bytes) -> dict:
     }
 
 
+def timeout_bound(server, args, small: bytes, large: bytes, whole_cpu_s: float) -> dict:
+    """The large request at --timeout: when it is answered, and what it cost the server's CPU until
+    the CPU time levelled off (grew under 0.05 s in half a second)."""
+    import httpx
+
+    pid = server.proc.pid
+    normal_client(server.url, small, 3)
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
+    with httpx.Client(base_url=server.url, timeout=300) as client:
+        status = client.post("/v1/models/srcnn3/upscale", params={"scale": 2}, content=large).status_code
+        answered = time.perf_counter() - started
+        last = cpu_seconds(pid)
+        while time.perf_counter() - started < answered + 60:
+            time.sleep(0.5)
+            now = cpu_seconds(pid)
+            if now - last < 0.05:
+                break
+            last = now
+        settled = time.perf_counter() - started - 0.5
+        spent = last - cpu
+        after = client.post("/v1/models/srcnn3/upscale", params={"scale": 2}, content=small).status_code
+    cores = os.cpu_count() or 1
+    return {
+        "timeout_s": args.timeout,
+        "status": status,
+        "answered_s": round(answered, 2),
+        "settled_s": round(settled, 2),
+        "cpu_s": round(spent, 2),
+        "whole_cpu_s": whole_cpu_s,
+        "ratio": round(spent / whole_cpu_s, 3) if whole_cpu_s else None,
+        "bound_cpu_s": round((args.timeout + 1) * cores, 2),
+        "next_status": after,
+        "goal_met": status == 504 and after == 200 and spent <= (args.timeout + 1) * cores,
+    }
+
+
 def report(result: dict) -> str:
-    slow, mem = result["slow_clients"], result["memory"]
+    slow, mem, late = result["slow_clients"], result["memory"], result["timeout"]
     lines = [
         "# sdk serve under hostile clients (benchmarks/serve_hostile.py)",
         "",
@@ -269,6 +315,18 @@ def report(result: dict) -> str:
         "",
         f"Goal (within 1.5x idle {mem['after_s']} s after): **{'met' if mem['goal_met'] else 'NOT met'}**.",
         "",
+        "## CPU time bounded by --timeout",
+        "",
+        "| the large request | status | answered after s | server CPU s | vs the whole request |",
+        "|---|---|---|---|---|",
+        f"| whole (the memory round, no timeout) | {mem['status']} | {mem['seconds']} | {mem['cpu_s']} | 1.00x |",
+        f"| at --timeout {late['timeout_s']:g} | {late['status']} | {late['answered_s']} | {late['cpu_s']} "
+        f"| {late['ratio']}x |",
+        "",
+        f"The server's CPU time levelled off {late['settled_s']} s after the request was sent; the next request got "
+        f"{late['next_status']}. Bound: (timeout + 1 s) x {result['cpus']} cores = {late['bound_cpu_s']} CPU s. "
+        f"Goal (504, CPU within the bound, the next request served): **{'met' if late['goal_met'] else 'NOT met'}**.",
+        "",
     ]
     return "\n".join(lines)
 
@@ -285,12 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--large", type=int, default=1600, help="side of the large request's image (default 1600)")
     parser.add_argument("--after", type=float, default=10.0, help="seconds after it to read RSS (default 10)")
+    parser.add_argument("--timeout", type=float, default=1.0, help="--timeout of the CPU round's server (default 1)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--md", type=Path, help="write the report here")
     args = parser.parse_args(argv)
     if args.smoke:
         args.slow, args.half_open, args.requests, args.settle, args.large, args.after = 4, 20, 3, 10.0, 256, 1.0
-        args.attack_seconds = 0.0
+        args.attack_seconds, args.timeout = 0.0, 0.05
 
     from serving import Server, encode, picture
 
@@ -306,8 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     # The floor: the Predictor the server runs, in this process, on the same image (no HTTP, no codec).
     with open_predictor("srcnn3", "ort-cpu") as predictor, Server("srcnn3") as server:
         result["slow_clients"] = slow_clients(server, args, small, lambda: predictor(image, scale=2))
+    large = encode(picture(args.large, args.large, seed=1))
     with Server("srcnn3") as server:  # a fresh server: its idle size is not the attack's
-        result["memory"] = memory(server, args, small)
+        result["memory"] = memory(server, args, small, large)
+    with Server("srcnn3", "--timeout", f"{args.timeout:g}") as server:
+        result["timeout"] = timeout_bound(server, args, small, large, result["memory"]["cpu_s"])
     result["load_after"] = load_average()
     text = report(result)
     print(text)

@@ -12,9 +12,11 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from .backend import Availability, Backend, RawRunner, Session
+from .cancel import CancelToken
 from .devices import Device
 from .errors import (
     BackendUnavailableError,
+    Cancelled,
     ExportError,
     InputError,
     ModelError,
@@ -53,6 +55,8 @@ __all__ = [
     "Backend",
     "BackendInfo",
     "BackendUnavailableError",
+    "CancelToken",
+    "Cancelled",
     "Device",
     "ExportError",
     "InputError",

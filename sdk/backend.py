@@ -22,6 +22,7 @@ from .graph.tensors import TensorInfo  # part of the plugin contract: sessions d
 from .stdio import stdout_to_stderr
 
 if TYPE_CHECKING:  # only for annotations: the core never needs these at import time
+    from .cancel import CancelToken
     from .devices import Device
     from .model import Model
 
@@ -57,6 +58,15 @@ class Session(ABC):
     @abstractmethod
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once. ``feeds`` are already validated against :attr:`inputs` by the caller."""
+
+    def run_cancellable(self, feeds: Mapping[str, np.ndarray], cancel: CancelToken) -> dict[str, np.ndarray]:
+        """Run once unless ``cancel`` is called off; raise :class:`sdk.Cancelled` if it is. The default
+        checks before and after the call; an engine that can stop part-way through a run overrides this
+        to stop when the token is cancelled (``cancel.watch(stop)``), so a deadline bounds its work."""
+        cancel.check()
+        outputs = self.run(feeds)
+        cancel.check()  # called off meanwhile: the caller no longer wants this result
+        return outputs
 
     def close(self) -> None:
         """Free engine resources. Calling it twice is harmless."""

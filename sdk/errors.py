@@ -25,6 +25,11 @@ class TooLargeError(InputError):
     answers 413 for it)."""
 
 
+class Cancelled(SDKError):
+    """A call was called off through its :class:`sdk.CancelToken` (cancelled, or its deadline passed)
+    before it finished; no result was produced."""
+
+
 class PluginError(SDKError):
     """A backend plugin failed to load or broke the plugin contract."""
 

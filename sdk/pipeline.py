@@ -170,11 +170,12 @@ class Pipeline:
             out = out.astype(np.float32)
         return out
 
-    def run_tensor(self, session, tensor: np.ndarray, scale: int) -> np.ndarray:
-        """Run exactly this model-space tensor (no tiling inside) -> N x C x sH x sW float32."""
+    def run_tensor(self, session, tensor: np.ndarray, scale: int, cancel=None) -> np.ndarray:
+        """Run exactly this model-space tensor (no tiling inside) -> N x C x sH x sW float32; a
+        :class:`sdk.CancelToken` as ``cancel`` may call the run off (``Session.run_cancellable``)."""
         feeds = self.feeds(tensor, scale)
         try:
-            outputs = session.run(feeds)
+            outputs = session.run(feeds) if cancel is None else session.run_cancellable(feeds, cancel)
         except Exception as exc:
             if (
                 self.spec.multiple_of > 1

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import memory, planning, tiling
 from .backend import Session
+from .cancel import CancelToken
 from .devices import parse_device
 from .errors import InputError, SDKError
 from .feeds import check_feeds
@@ -18,7 +19,8 @@ from .graph.tensors import TensorInfo
 from .images import to_rgb
 from .model import Model
 from .pipeline import Pipeline, Prepared
-from .resolution import resolve, warn_about_guesses
+from .progress import progress_bar
+from .resolution import check_declared, resolve, warn_about_guesses
 from .selection import normalize_name, open_session
 from .spec import PipelineSpec
 from .tiling import Plan
@@ -72,6 +74,7 @@ class Predictor:
         self._budget = memory.parse_size(memory_budget) if memory_budget is not None else None
         self.model = Model(model)
         resolution = resolve(self.model, pipeline)
+        self.model.declared = check_declared(pipeline)
         self.spec = resolution.spec
         self.spec_sources = dict(resolution.sources)  # field -> declared / metadata / inferred / default
         warn_about_guesses(resolution, self.model.name)
@@ -134,6 +137,7 @@ class Predictor:
         tile: Tile = "auto",
         progress: Progress = None,
         orient: bool = True,
+        cancel: CancelToken | None = None,
     ) -> np.ndarray:
         """Upscale one image; returns HxWx3 pixels in ``color`` order (the order ``image`` is in) and
         in its dtype: uint8, or uint16 (0..65535) for a 16-bit array, whose precision is kept throughout.
@@ -141,14 +145,16 @@ class Predictor:
         tile: "auto" runs tiles only when the whole image would exceed the memory budget; N runs
         tiles of N x N input pixels; 0 never tiles. progress: a callable(done, total) told after each
         batch of tiles, or True for a progress bar. orient=False keeps a file's pixels as stored
-        instead of turning them upright by EXIF orientation.
+        instead of turning them upright by EXIF orientation. cancel: a :class:`~sdk.CancelToken` that
+        calls the work off (from another thread, or at its deadline) with :class:`~sdk.Cancelled`:
+        checked before each engine call, and a running one is stopped where the engine can (ort-*).
         """
         tile = tiling.parse_tile(tile)
         rgb = to_rgb(image, color, orient=orient)
         scale = self.pipeline.check_scale(scale)
         batch = rgb[None]
         plan = self._planner.plan(batch.shape[:3], scale, tile)
-        result: np.ndarray = self._run_plan(batch, scale, plan, color == "bgr", progress)[0]
+        result: np.ndarray = self._run_plan(batch, scale, plan, color == "bgr", progress, cancel)[0]
         return result
 
     def predict_batch(
@@ -158,10 +164,11 @@ class Predictor:
         color: str = "rgb",
         batch_size: int = 8,
         tile: Tile = "auto",
+        cancel: CancelToken | None = None,
     ) -> list[np.ndarray]:
         """Upscale many images. Every image is checked before any runs, so a bad one costs nothing.
 
-        Images of one size run as one batch when the model has a dynamic batch axis.
+        Images of one size run as one batch when the model has a dynamic batch axis. ``cancel`` as for a call.
         """
         scale = self.pipeline.check_scale(scale)
         tile = tiling.parse_tile(tile)
@@ -181,7 +188,7 @@ class Predictor:
                 chunk = indices[start : start + step]
                 batch = np.stack([rgbs[i] for i in chunk])
                 plan = self._planner.plan(batch.shape[:3], scale, tile)
-                for i, out in zip(chunk, self._run_plan(batch, scale, plan, color == "bgr")):
+                for i, out in zip(chunk, self._run_plan(batch, scale, plan, color == "bgr", cancel=cancel)):
                     results[i] = out
         return cast(list[np.ndarray], results)  # every index was in one chunk: no None is left
 
@@ -217,11 +224,17 @@ class Predictor:
         return self._planner.plan(shape, self.check_scale(scale), tiling.parse_tile(tile), limit, max_batch_pixels)
 
     def run_plan(
-        self, images: np.ndarray, scale: Scale, plan: Plan, color: str = "rgb", progress: Progress = None
+        self,
+        images: np.ndarray,
+        scale: Scale,
+        plan: Plan,
+        color: str = "rgb",
+        progress: Progress = None,
+        cancel: CancelToken | None = None,
     ) -> np.ndarray:
         """N x H x W x 3 images (of the size ``plan`` was made for; uint8, or uint16 kept 16-bit) -> N x sH
         x sW x 3 of the same dtype, run as ``plan`` says. ``color`` is the images' order ("rgb" or "bgr");
-        ``progress`` as for a call."""
+        ``progress`` and ``cancel`` as for a call."""
         images = np.asarray(images)
         if images.dtype not in (np.uint8, np.uint16) or images.ndim != 4 or images.shape[3] != 3:
             raise InputError(f"images must be N x H x W x 3 uint8 or uint16, not {images.dtype} {list(images.shape)}")
@@ -230,25 +243,35 @@ class Predictor:
                 f"this plan runs {plan.window[0]}x{plan.window[1]} images whole; plan again for "
                 f"{images.shape[1]}x{images.shape[2]}"
             )
-        return self._run_plan(images, self.check_scale(scale), plan, color == "bgr", progress)
+        return self._run_plan(images, self.check_scale(scale), plan, color == "bgr", progress, cancel)
 
-    def _run_plan(self, images: np.ndarray, scale: int, plan: Plan, bgr: bool, progress: Progress = None) -> np.ndarray:
+    def _run_plan(
+        self,
+        images: np.ndarray,
+        scale: int,
+        plan: Plan,
+        bgr: bool,
+        progress: Progress = None,
+        cancel: CancelToken | None = None,
+    ) -> np.ndarray:
         if not plan.tiled and len(images) <= plan.batch:
-            return self._run_windows(images, scale, bgr)  # the common case: one engine call
-        with _progress_bar(progress) as report:
+            return self._run_windows(images, scale, bgr, cancel)  # the common case: one engine call
+        with progress_bar(progress) as report:
             return tiling.upscale_tiled(
-                images, scale, plan, lambda windows: self._run_windows(windows, scale, bgr), report
+                images, scale, plan, lambda windows: self._run_windows(windows, scale, bgr, cancel), report, cancel
             )
 
-    def run_windows(self, windows: np.ndarray, scale: Scale, color: str = "rgb") -> np.ndarray:
+    def run_windows(
+        self, windows: np.ndarray, scale: Scale, color: str = "rgb", cancel: CancelToken | None = None
+    ) -> np.ndarray:
         """N x h x w x 3 -> N x sh x sw x 3 (uint8, or uint16 kept 16-bit): the whole pipeline on exactly
         this batch, in one engine call (no planning: the caller has sized it, e.g. by :meth:`plan`)."""
-        return self._run_windows(windows, self.check_scale(scale), color == "bgr")
+        return self._run_windows(windows, self.check_scale(scale), color == "bgr", cancel)
 
-    def _run_windows(self, batch: np.ndarray, scale: int, bgr: bool) -> np.ndarray:
+    def _run_windows(self, batch: np.ndarray, scale: int, bgr: bool, cancel: CancelToken | None) -> np.ndarray:
         pipeline = self.pipeline
         prepared = pipeline.prepare(batch, scale)
-        out = pipeline.run_tensor(self._session or self._open_session(), prepared.tensor, scale)
+        out = pipeline.run_tensor(self._session or self._open_session(), prepared.tensor, scale, cancel)
         return pipeline.finish(out, prepared, bgr=bgr)
 
     # The three steps of run_windows, for callers that batch many requests' windows into one engine
@@ -259,9 +282,9 @@ class Predictor:
         what :meth:`finish` needs. ``scale`` must be checked (:meth:`check_scale`)."""
         return self.pipeline.prepare(windows, scale)
 
-    def run_tensor(self, tensor: np.ndarray, scale: int) -> np.ndarray:
+    def run_tensor(self, tensor: np.ndarray, scale: int, cancel: CancelToken | None = None) -> np.ndarray:
         """Model-space tensors (prepared ones, stacked) -> N x C x sh x sw float32 model output."""
-        return self.pipeline.run_tensor(self._open_session(), tensor, scale)
+        return self.pipeline.run_tensor(self._open_session(), tensor, scale, cancel)
 
     def finish(self, out: np.ndarray, prepared: Prepared, color: str = "rgb") -> np.ndarray:
         """run_tensor's output (consumed) for ``prepared`` -> N x sh x sw x 3 uint8 in ``color`` order."""
@@ -284,11 +307,12 @@ class Predictor:
         """The model's outputs as the running session describes them."""
         return tuple(self._open_session().outputs)
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the engine on raw tensors, no pre/post. Names, dtypes and shapes are checked."""
+    def run(self, feeds: Mapping[str, np.ndarray], cancel: CancelToken | None = None) -> dict[str, np.ndarray]:
+        """Run the engine on raw tensors, no pre/post. Names, dtypes and shapes are checked; ``cancel``
+        as for a call."""
         session = self._open_session()
         check_feeds(feeds, session.inputs)
-        return session.run(feeds)
+        return session.run(feeds) if cancel is None else session.run_cancellable(feeds, cancel)
 
     def _input(self, name: str) -> TensorInfo:
         return next(i for i in self._open_session().inputs if i.name == name)
@@ -315,25 +339,3 @@ class Predictor:
     def __repr__(self) -> str:
         state = "" if self._session is not None else ", closed"
         return f"Predictor(model={self.model.name!r}, backend={self.backend!r}, device={self.device!r}{state})"
-
-
-class _progress_bar:
-    """``progress`` as the caller gave it: a callable, True for a rich bar on stderr, or nothing."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.bar: Any = None
-
-    def __enter__(self) -> Callable[[int, int], object] | None:
-        if self.progress is True:
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("tiles", total=None)
-            return lambda done, total: self.bar.update(self.task, completed=done, total=total)
-        return self.progress or None
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()

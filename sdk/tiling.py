@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 
 from .errors import InputError
 from .graph.reach import receptive_radius  # noqa: F401  (sdk.serve's; it moves to Predictor.plan)
+
+if TYPE_CHECKING:
+    from .cancel import CancelToken
 
 # Input pixels of context when the graph has layers whose reach we cannot bound (attention,
 # reshapes, global pooling): what the widely used tiling upscalers default to, and enough for
@@ -106,9 +109,11 @@ def upscale_tiled(
     plan: Plan,
     run_windows: Callable[[np.ndarray], np.ndarray],
     progress: Callable[[int, int], object] | None = None,
+    cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """N x H x W x 3 pixels -> N x sH x sW x 3 pixels of the same dtype (uint8 or uint16), through
-    ``run_windows`` (k x h x w x 3 -> k x sh x sw x 3) on windows of ``plan.window``."""
+    ``run_windows`` (k x h x w x 3 -> k x sh x sw x 3) on windows of ``plan.window``; a ``cancel``
+    token called off stops it before the next batch of windows (:class:`sdk.Cancelled`)."""
     n, height, width, channels = images.shape
     out = np.empty((n, height * scale, width * scale, channels), dtype=images.dtype)
     rows = spans(height, plan.window[0], plan.margin)
@@ -119,6 +124,8 @@ def upscale_tiled(
     pad_w = plan.window[1] - win_w if plan.exact else 0
     done = 0
     for first in range(0, len(jobs), max(1, plan.batch)):
+        if cancel is not None:
+            cancel.check()
         chunk = jobs[first : first + max(1, plan.batch)]
         windows = np.stack([images[i, r[2] : r[2] + win_h, c[2] : c[2] + win_w] for i, r, c in chunk])
         if pad_h or pad_w:

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import spu
 
 WIDTH, HEIGHT = 64, 48
 
@@ -42,6 +43,7 @@ class Clip:
     options: dict = field(default_factory=dict)  # encoder options
     audio: str | None = None  # "aac", "libopus", "pcm_s16le"
     subtitles: str | None = None  # SRT text
+    bitmap_subtitles: list[tuple[int, int, np.ndarray]] | None = None  # DVD subtitles: (start, duration, bitmap)
     attachment: tuple[str, str, bytes] | None = None  # (name, mimetype, data)
     rotation: int = 0
     language: str | None = None
@@ -111,6 +113,7 @@ def make(path: Path, clip: Clip, container: str | None = None) -> Path:
             subtitle_source = av.open(str(srt))
             subtitle_stream = out.add_stream_from_template(subtitle_source.streams.subtitles[0])
             subtitle_stream.metadata["language"] = "deu"
+        bitmaps = _bitmap_stream(out, clip) if clip.bitmap_subtitles else None
         if clip.attachment:
             out.add_attachment(*clip.attachment)
         for index, pts in enumerate(timestamps(clip)):
@@ -127,7 +130,32 @@ def make(path: Path, clip: Clip, container: str | None = None) -> Path:
                     packet.stream = subtitle_stream
                     out.mux(packet)
             subtitle_source.close()
+        for start, duration, bitmap in clip.bitmap_subtitles or ():
+            packet = av.Packet(spu.packet(bitmap, *BITMAP_AT, int(duration * clip.time_base * 1000)))
+            packet.stream = bitmaps
+            packet.time_base = clip.time_base
+            packet.pts = packet.dts = start
+            packet.duration = duration
+            out.mux(packet)
     return path
+
+
+BITMAP_AT = (8, 30)  # where the bitmap subtitles sit in the picture (x, y)
+# The DVD subtitle track's 16 colours: black, white, a grey and a yellow for the four pixel values,
+# then greys.
+PALETTE = [(0, 0, 0), (255, 255, 255), (128, 128, 128), (255, 224, 0)] + [
+    (16 * i, 16 * i, 16 * i) for i in range(4, 16)
+]
+
+
+def _bitmap_stream(out, clip: Clip):
+    """A DVD subtitle track: FFmpeg's dvdsub encoder, opened but never fed, writes its header (the
+    palette, as the VobSub .idx lines that Matroska keeps as the codec's private data); the packets
+    come from tests/spu.py."""
+    stream = out.add_stream("dvdsub", options={"palette": spu.palette_option(PALETTE)})
+    stream.codec_context.time_base = clip.time_base
+    stream.metadata["language"] = "eng"
+    return stream
 
 
 def _frame(av, rgb: np.ndarray, clip: Clip):

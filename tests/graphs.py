@@ -124,13 +124,20 @@ def identity_model() -> onnx.ModelProto:
 def community_fp16_model(scale: int = 2, seed: int = 0) -> onnx.ModelProto:
     """What the community ships (OpenModelDB style): RGB in 0..1, float16 throughout, PReLU, a
     sub-pixel convolution (DepthToSpace) plus a nearest-upscaled residual, opset 17, dynamic sizes."""
+    return community_model(scale, seed, np.float16)
+
+
+def community_model(scale: int = 2, seed: int = 0, dtype=np.float32) -> onnx.ModelProto:
+    """Real-ESRGAN Compact in miniature, as exported (float32 unless ``dtype``): RGB in 0..1, nothing
+    in the file says so, PReLU, a sub-pixel convolution (DepthToSpace) plus a nearest-upscaled
+    residual, opset 17, dynamic sizes."""
     rng = np.random.default_rng(seed)
     features = 16
-    w1 = (rng.standard_normal((features, 3, 3, 3)) * 0.2).astype(np.float16)
-    b1 = (rng.standard_normal(features) * 0.05).astype(np.float16)
-    slope = np.full((features, 1, 1), 0.25, np.float16)
-    w2 = (rng.standard_normal((3 * scale * scale, features, 3, 3)) * 0.02).astype(np.float16)
-    b2 = np.zeros(3 * scale * scale, np.float16)
+    w1 = (rng.standard_normal((features, 3, 3, 3)) * 0.2).astype(dtype)
+    b1 = (rng.standard_normal(features) * 0.05).astype(dtype)
+    slope = np.full((features, 1, 1), 0.25, dtype)
+    w2 = (rng.standard_normal((3 * scale * scale, features, 3, 3)) * 0.02).astype(dtype)
+    b2 = np.zeros(3 * scale * scale, dtype)
     inits = [
         numpy_helper.from_array(w1, "w1"),
         numpy_helper.from_array(b1, "b1"),
@@ -147,14 +154,40 @@ def community_fp16_model(scale: int = 2, seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Resize", ["input", "", "scales"], ["base"], mode="nearest"),
         helper.make_node("Add", ["base", "detail"], ["output"]),
     ]
+    element = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     graph = helper.make_graph(
         nodes,
-        "community-fp16",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT16, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT16, ["n", 3, "H", "W"])],
+        "community",
+        [helper.make_tensor_value_info("input", element, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("output", element, ["n", 3, "H", "W"])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def deep_model(layers: int = 150, channels: int = 16, seed: int = 0) -> onnx.ModelProto:
+    """Scale 1, RGB 0..255: ``layers`` 3x3 convolutions of ``channels`` in a row. Each node is short and
+    the whole run long, so an engine that stops between nodes (ONNX Runtime's terminate flag) shows it."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    inits = _conv(rng, "first", 3, channels, 3) + _conv(rng, "last", channels, 3, 3)
+    nodes = [helper.make_node("Conv", ["input", "first_w", "first_b"], ["h0"], pads=[1, 1, 1, 1])]
+    for i in range(layers):
+        inits += _conv(rng, f"c{i}", channels, channels, 3)
+        nodes.append(helper.make_node("Conv", [f"h{i}", f"c{i}_w", f"c{i}_b"], [f"h{i + 1}"], pads=[1, 1, 1, 1]))
+    nodes.append(helper.make_node("Conv", [f"h{layers}", "last_w", "last_b"], ["output"], pads=[1, 1, 1, 1]))
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])]
+    output = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    model = helper.make_model(
+        helper.make_graph(nodes, "deep", inputs, [output], inits), opset_imports=[helper.make_opsetid("", 11)]
+    )
+    model.ir_version = 7
+    model.metadata_props.add(
+        key="sdk.pipeline", value=json.dumps({"color": "rgb", "value_range": [0, 255], "scale": 1})
+    )
     onnx.checker.check_model(model)
     return model

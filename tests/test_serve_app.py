@@ -48,7 +48,7 @@ def test_static_size_model_runs_windows_of_exactly_its_size(tmp_path, monkeypatc
     with Predictor(path, backend="ort-cpu") as p, client_for(p) as client:
         shapes = []
         run = p.pipeline.run_tensor
-        monkeypatch.setattr(p.pipeline, "run_tensor", lambda s, t, scale: shapes.append(t.shape) or run(s, t, scale))
+        monkeypatch.setattr(p.pipeline, "run_tensor", lambda s, t, *rest: shapes.append(t.shape) or run(s, t, *rest))
         for size in ((70, 45), (20, 25)):  # larger: windows of 32; smaller: padded up to 32, cropped back
             image = picture(*size, seed=3)
             response = client.post("/v1/models/static32/upscale?scale=2", content=encode(image))
@@ -62,7 +62,7 @@ def test_the_batcher_batches_only_while_someone_is_coming_and_drops_cancelled_jo
 
     calls = []
 
-    def run(tensor, scale):
+    def run(tensor, scale, cancel):
         calls.append(len(tensor))
         time.sleep(0.05)
         return tensor * scale
@@ -96,7 +96,7 @@ def test_a_lone_request_runs_on_its_own_thread_and_the_batcher_still_runs_one_ca
 
     calls, release = [], threading.Event()
 
-    def run(tensor, scale):
+    def run(tensor, scale, cancel):
         calls.append((threading.current_thread().name, len(tensor)))
         if tensor[0, 0, 0, 0] == 7:  # the blocking call
             release.wait(5)

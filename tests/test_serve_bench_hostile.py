@@ -27,6 +27,7 @@ def test_smoke_run_answers_every_normal_request_and_writes_its_report(tmp_path):
     assert slow["statuses_alone"] == [200] and slow["statuses_attacked"] == [200]
     assert slow["alone_ms"] > 0 and slow["attacked_ms"] > 0 and slow["floor_ms"] > 0
     assert memory["status"] == 200 and memory["idle_mib"] > 0 and memory["after_mib"] > 0
+    assert result["timeout"]["next_status"] == 200 and result["timeout"]["cpu_s"] >= 0
     assert result["load_before"] and result["load_after"]
     text = out_md.read_text()
-    assert "Load average" in text and "## Slow clients" in text and "## Memory" in text
+    assert "Load average" in text and "## Slow clients" in text and "## Memory" in text and "--timeout" in text

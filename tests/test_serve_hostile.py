@@ -156,6 +156,63 @@ def test_json_nested_deep_is_400_at_once(client):
     assert time.perf_counter() - started < 2.0
 
 
+@pytest.mark.parametrize(
+    "text, depth",
+    [
+        (b"1", 0),
+        (b"[]", 1),
+        (b'{"a": [[1, 2], {"b": []}]}', 4),
+        (b'["[[[[", "]]"]', 1),  # brackets inside strings do not count
+        (b'["\\\\"]', 1),  # an escaped backslash ends its run: the next quote closes the string
+        (b'["a\\\\\\"[[[", 1]', 1),  # \\\" is a backslash and a quote, both inside the string
+        (b'["\\\\", [[1]]]', 3),
+        (b'[[["\\u005b"]]]', 3),
+        (b"[" * 100_000, 100_000),
+    ],
+)
+def test_json_depth_is_counted_on_the_bytes(text, depth):
+    from sdk.serve.nesting import json_depth
+
+    assert json_depth(text) == depth
+
+
+def test_json_depth_agrees_with_the_document_for_any_json():
+    pytest.importorskip("hypothesis", reason="the property test needs hypothesis: pip install -e '.[dev]'")
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from sdk.serve.nesting import json_depth
+
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.text(alphabet='[]{}"\\ab\n', max_size=8))
+    documents = st.recursive(
+        leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    )
+
+    def depth(value) -> int:
+        if isinstance(value, list):
+            return 1 + max(map(depth, value), default=0)
+        if isinstance(value, dict):
+            return 1 + max(map(depth, value.values()), default=0)
+        return 0
+
+    @given(documents)
+    @settings(max_examples=300, deadline=None, derandomize=True, database=None)
+    def agrees(document):
+        for ascii_only in (True, False):
+            assert json_depth(json.dumps(document, ensure_ascii=ascii_only).encode()) == depth(document)
+
+    agrees()
+
+
+def test_json_nesting_is_bounded_by_a_setting(predictor):
+    doc = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [["x"]]}]}  # 5 levels
+    with client_for(predictor, max_json_depth=4) as client:
+        refused(client.post(INFER, json=doc), 400, "nested too deep", "5 levels", "--max-json-depth")
+    with client_for(predictor, max_json_depth=5) as client:
+        response = client.post(INFER, json=doc)
+        assert response.status_code in (400, 422) and "nested" not in response.json()["error"]  # read, then refused
+
+
 def test_json_part_images_and_elements_are_bounded(predictor):
     with client_for(predictor, max_json_bytes=1000, max_images=2, max_elements=1000) as client:
         big = {"inputs": [{"name": "input", "shape": [1, 3, 20, 20], "datatype": "FP32", "data": [0.0] * 1200}]}

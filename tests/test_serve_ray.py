@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -49,6 +50,10 @@ def test_two_replicas_equal_the_single_server_and_survive_a_killed_replica(tmp_p
             response = server.client.post("/v1/models/srcnn3/upscale", params={"scale": 2}, content=encode(image))
             assert response.status_code == 200, response.text
             assert max_diff(decode(response.content), want) <= (0 if image.shape[0] < 64 else 1)
+        # The limits of sdk serve, through Ray Serve's proxy: JSON with the request id.
+        refused = server.client.post("/v1/models/srcnn3/upscale", params={"scale": 99}, content=encode(images[0]))
+        assert refused.status_code == 422 and "--max-scale" in refused.json()["error"], refused.text
+        assert refused.headers["x-request-id"]
 
         payload = encode(picture(96, 96, seed=3))
         want = Predictor("srcnn3", backend="ort-cpu")(picture(96, 96, seed=3), scale=3)
@@ -172,3 +177,83 @@ def test_the_front_sends_a_lost_request_again_and_answers_503_when_every_attempt
         assert answer.status_code == 504 and time.monotonic() - started < 5 and Response.cancelled == 1
         assert "no replica answered" in json.loads(answer.body)["error"]
         app.server.close()
+
+
+def test_the_front_keeps_sdk_serve_s_limits_and_answers_json_with_the_request_id(caplog):
+    """Without a cluster: the front's own answers (body too large or too slow, a failure of its own)
+    and the replica's (a scale over --max-scale, JSON nested too deep) are JSON with one request id,
+    which names the log lines; nothing internal is in an answer."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from sdk import Predictor
+    from sdk.serve import ray_serve
+    from sdk.serve.app import create_app
+    from sdk.serve.settings import ServeSettings
+
+    class Handle:  # DeploymentHandle's shape, forwarding to the app in this process
+        def __init__(self, app, fail=None):
+            self.app, self.fail, self.calls = app, fail, 0
+            self.forward = self
+
+        def remote(self, call):
+            self.calls += 1
+            if self.fail is not None:
+                raise self.fail
+            return ray_serve.call_app(self.app, call)
+
+    def request(path, query=b"", body=b"", trickle=False, content_length=None):
+        length = len(body) if content_length is None else content_length
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "query_string": query,
+            "headers": [(b"content-length", str(length).encode())],
+            "client": ("127.0.0.1", 1),
+        }
+        sent = []
+
+        async def receive():
+            if sent or trickle:
+                await asyncio.sleep(3600)
+            sent.append(1)
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return Request(scope, receive)
+
+    def answer(front, *args, **kwargs):
+        sent = request(*args, **kwargs)
+        response = asyncio.run(front(sent))
+        message = json.loads(response.body)["error"] if response.status_code >= 400 else None
+        # One id, the front's: a replica's answer and log lines carry the same.
+        assert response.headers.getlist("x-request-id") == [sent.scope["sdk.request_id"]]
+        return response.status_code, message, response.headers["x-request-id"]
+
+    upscale, infer = "/v1/models/srcnn3/upscale", "/v2/models/srcnn3/infer"
+    settings = ServeSettings(max_body_bytes=2**20, body_timeout_s=0.3)
+    with Predictor("srcnn3", backend="ort-cpu") as p:
+        app = create_app(p, settings)
+        try:
+            handle = Handle(app)
+            front = ray_serve.Front(handle, settings)
+            status, message, _ = answer(front, upscale, b"scale=2", content_length=2**21)
+            assert status == 413 and "--max-body-mb" in message and handle.calls == 0
+            started = time.monotonic()
+            status, message, _ = answer(front, upscale, b"scale=2", trickle=True, content_length=1000)
+            assert status == 408 and "--body-timeout" in message and time.monotonic() - started < 5
+            assert handle.calls == 0
+            status, message, rid = answer(front, upscale, b"scale=99", body=encode(picture(8, 8)))
+            assert status == 422 and "--max-scale" in message and handle.calls == 1
+            status, message, rid = answer(front, infer, body=b"[" * 5000 + b"]" * 5000)
+            assert status == 400 and "--max-json-depth" in message
+            status, _, rid = answer(front, upscale, b"scale=2", body=encode(picture(8, 8)))
+            assert status == 200 and rid
+            secret = "/secret/cache/model-0123.onnx"
+            with caplog.at_level(logging.ERROR, logger="sdk.serve"):
+                status, message, rid = answer(ray_serve.Front(Handle(app, RuntimeError(secret)), settings), upscale)
+            assert status == 500 and rid in message and secret not in message
+            assert any(rid in r.getMessage() and secret in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+        finally:
+            app.server.close()

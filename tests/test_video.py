@@ -246,6 +246,50 @@ def test_a_stream_the_container_cannot_hold_is_refused_before_any_work(tmp_path,
     assert summary.dropped and [s[0] for s in streams_of(out)] == ["video"]
 
 
+def _subtitle_bitmap(seed: int) -> np.ndarray:
+    """12 x 64 pixel values 1..3 (opaque, so the decoder crops nothing): whole-line runs (the longest
+    run code) top and bottom, and between them runs of every code length, shifted per row."""
+    bitmap = np.ones((12, clips.WIDTH), dtype=np.uint8)
+    for row in range(1, 11):
+        runs = [(2, 3), (3, 5 + row % 3), (1, 20 - row), (2, clips.WIDTH)]
+        x = (row + seed) % 4
+        for colour, length in runs:
+            bitmap[row, x : x + length] = colour
+            x += length
+    return bitmap
+
+
+BITMAPS = [(0, 200, _subtitle_bitmap(0)), (240, 160, _subtitle_bitmap(1))]  # (start, duration) in ms
+
+
+def test_bitmap_subtitles_are_copied_packet_for_packet_and_refused_where_they_cannot_go(tmp_path, doubler):
+    """DVD subtitles (run-length coded bitmaps; tests/spu.py writes them, as no encoder PyAV drives
+    does): FFmpeg's decoder reads the source's pictures back as written, the output holds the same
+    packets at the same times with the same palette header, and an output container that cannot hold
+    them (WebM) is refused before any work, naming Matroska."""
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=12, keyint=4, bitmap_subtitles=BITMAPS))
+    with av.open(str(source)) as container:
+        stream = container.streams.subtitles[0]
+        shown = [stream.decode2(packet) for packet in container.demux(stream) if packet.size]
+    for subtitle, (_, duration, bitmap) in zip(shown, BITMAPS, strict=True):
+        rect = subtitle.rects[0]
+        assert (rect.x, rect.y, rect.width, rect.height) == (*clips.BITMAP_AT, 64, 12)
+        assert np.array_equal(np.frombuffer(bytes(rect.planes[0]), np.uint8).reshape(12, 64), bitmap)
+        assert abs(subtitle.end_display_time - duration) < 12  # the format's clock ticks every 11.4 ms
+    out = tmp_path / "out.mkv"
+    upscale_video(doubler, source, out, scale=2, segment_seconds=0.1)
+    assert clips.packets(out, "subtitles") == clips.packets(source, "subtitles")
+    assert len(clips.packets(out, "subtitles")) == len(BITMAPS)
+    with av.open(str(source)) as before, av.open(str(out)) as after:
+        header = [c.streams.subtitles[0].codec_context.extradata for c in (before, after)]
+        assert header[0] == header[1] and b"palette: 000000, ffffff, 808080, ffe000" in header[0]
+        assert after.streams.subtitles[0].codec_context.name == "dvdsub"
+    webm = tmp_path / "out.webm"
+    with pytest.raises(sdk.InputError, match=r"cannot hold stream #1 subtitle dvdsub \(eng\): write \.mkv instead"):
+        upscale_video(doubler, source, webm, scale=2)
+    assert not webm.exists() and not work_folder(webm).exists()
+
+
 def test_what_is_not_a_video_gets_a_clear_error(tmp_path, doubler, photo):
     from PIL import Image
 
@@ -321,6 +365,37 @@ def test_damage_in_the_middle_is_named_and_the_rest_upscaled(tmp_path, doubler, 
     assert upscale_video(doubler, source, tmp_path / "whole.mkv", scale=2).damage is None
 
 
+def _damage_first_picture(source: Path, target: Path, length: int) -> Path:
+    """A copy of ``source`` with ``length`` bytes of its first picture's packet flipped, from its start
+    (the NAL unit's length field) on."""
+    with av.open(str(source)) as container:
+        payload = bytes(next(p for p in container.demux(video=0) if p.size))
+    data = bytearray(source.read_bytes())
+    start = data.find(payload)
+    data[start : start + length] = bytes(b ^ 0x5A for b in data[start : start + length])
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_a_damaged_first_picture_is_skipped_to_the_first_that_decodes(tmp_path, doubler, caplog):
+    """As FFmpeg does: the first picture, which the decoder rejects, is skipped; the frames that depend
+    on it (up to the next keyframe) are lost and counted, the rest upscaled at their own times, and the
+    warning and summary.damage name where. Only a video in which nothing decodes is refused."""
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=12, keyint=4))
+    bad = _damage_first_picture(source, tmp_path / "bad.mkv", 40)
+    summary = upscale_video(doubler, bad, tmp_path / "out.mkv", scale=2)
+    assert clips.frame_times(tmp_path / "out.mkv") == clips.frame_times(source)[4:]
+    assert summary.frames == 8 and summary.lost == [
+        "4 damaged frame(s) left out at 0:00:00.000, 0:00:00.040, 0:00:00.080, 0:00:00.120"
+    ]
+    assert summary.damage.startswith("the file is damaged near 0:00:00.000 (Invalid NAL unit size")
+    assert summary.damage in caplog.text
+    whole = _damage_first_picture(source, tmp_path / "none.mkv", source.stat().st_size)
+    with pytest.raises(sdk.InputError, match="has no frame that can be decoded"):
+        upscale_video(doubler, whole, tmp_path / "none-out.mkv", scale=2)
+    assert not (tmp_path / "none-out.mkv").exists()
+
+
 def test_without_pyav_a_video_gets_an_error_naming_the_extra(tmp_path, doubler, monkeypatch, capsys):
     from sdk import cli
 
@@ -379,6 +454,46 @@ def test_the_cli_upscales_a_video_and_a_folder_of_videos_and_images(tmp_path, ru
     assert "upscaled" in capsys.readouterr().err
     assert cli.main(["upscale", str(folder / "a.mkv"), "-o", str(tmp_path / "x.mkv"), *args, "--codec", "nope"]) == 1
     assert "no such encoder" in capsys.readouterr().err
+
+
+def test_the_cli_bar_shows_frames_done_of_the_total_the_rate_and_the_time_left(
+    tmp_path, runtime_model, capsys, monkeypatch
+):
+    """The text the CLI prints: rich writes a bar's last state when stderr is a file or a pipe, here
+    the whole clip done; and, on a clock the test turns, the rate and the time left of a resumed job,
+    whose frames done before count in "done" but not in this run's rate."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from sdk import cli
+    from sdk.video.commands import _Bar
+
+    monkeypatch.setenv("COLUMNS", "160")
+    source = clips.make(tmp_path / "clip.mkv", clips.Clip(frames=12))
+    args = ["--model", runtime_model, "--scale", "2", "--backend", "ort-cpu"]
+    assert cli.main(["upscale", str(source), "-o", str(tmp_path / "out.mkv"), *args]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"clip\.mkv .*12/12 frames, \d+\.\d\d fps, 0:00:00 left", err), err
+
+    now = [100.0]
+    text = io.StringIO()
+    with _Bar("resumed.mkv", console=Console(file=text, width=160), clock=lambda: now[0]) as bar:
+        bar.update(4, 12)  # an earlier run finished 4 frames
+        assert bar.rate_text() == ""
+        now[0] += 2.0
+        bar.update(5, 12)
+        assert bar.rate_text() == ", 0.50 fps, 0:00:14 left"  # 1 frame in 2 s; 7 frames to go
+        now[0] += 2.0
+        bar.update(8, 12)
+        assert bar.rate_text() == ", 1.00 fps, 0:00:04 left"
+    assert re.search(r"resumed\.mkv .*8/12 frames, 1\.00 fps, 0:00:04 left", text.getvalue()), text.getvalue()
+    with _Bar("long.mkv", console=Console(file=io.StringIO()), clock=lambda: now[0]) as bar:
+        bar.update(0, 100_000)
+        now[0] += 4.0
+        bar.update(10, 100_000)
+        assert bar.rate_text() == ", 2.50 fps, 11:06:36 left"  # 99,990 frames at 2.5 fps
 
 
 SLOW_JOB = """

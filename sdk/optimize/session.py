@@ -15,11 +15,15 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..backend import Session
 from ..errors import InputError, SDKError
+
+if TYPE_CHECKING:
+    from ..cancel import CancelToken
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +122,10 @@ class FactorSession(Session):
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         session, feeds = self.route(feeds)
         return session.run(feeds)
+
+    def run_cancellable(self, feeds: Mapping[str, np.ndarray], cancel: CancelToken) -> dict[str, np.ndarray]:
+        session, feeds = self.route(feeds)
+        return session.run_cancellable(feeds, cancel)  # the engine's own way to stop part-way
 
     @property
     def loaded_factors(self) -> list[FactorKey]:

@@ -19,6 +19,7 @@ at a time: requests that come meanwhile queue, and the batcher's thread batches 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
+
+from ..cancel import CancelToken, all_of
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class _Job:
     limit: int = 0  # most tiles in one call with this job (0: the batcher's max_batch)
     feeds: dict | None = None  # a raw-tensor job: the model's feeds, ``batched`` names on the batch axis
     batched: frozenset = frozenset()
+    cancel: CancelToken | None = None  # the request's: the call stops once every job in it is called off
     arrived: float = field(default_factory=time.monotonic)
 
     @property
@@ -58,15 +62,19 @@ class _Job:
 
 
 class Batcher:
-    """Runs ``run_batch(tensor, scale) -> tensor`` on one thread, batching submissions."""
+    """Runs ``run_batch(tensor, scale, cancel) -> tensor`` on one thread, batching submissions.
+
+    ``cancel`` is None, or a :class:`sdk.CancelToken` that is cancelled once every request whose tiles
+    are in the call has called its own off (each submitted with ``cancel=``): a timed-out request stops
+    the engine's work, not only its answer, while a call other requests still wait for runs on."""
 
     def __init__(
         self,
-        run_batch: Callable[[np.ndarray, int], np.ndarray],
+        run_batch: Callable[[np.ndarray, int, CancelToken | None], np.ndarray],
         max_batch: int,
         max_delay_s: float,
         observe: Callable[[int, float], None] | None = None,
-        run_feeds: Callable[[dict], dict] | None = None,
+        run_feeds: Callable[[dict, CancelToken | None], dict] | None = None,
     ):
         self._run_batch = run_batch
         self._run_feeds = run_feeds
@@ -90,7 +98,9 @@ class Batcher:
             self._preparing += delta
             self._cond.notify_all()
 
-    def submit(self, tensor: np.ndarray, scale: int, limit: int = 0, inline: bool = False) -> Future:
+    def submit(
+        self, tensor: np.ndarray, scale: int, limit: int = 0, inline: bool = False, cancel: CancelToken | None = None
+    ) -> Future:
         """Queue a stack of tiles; the future gets the engine's output for exactly these tiles.
         ``limit`` caps the tiles of the call it joins (memory, or a model without a batch axis).
 
@@ -99,7 +109,7 @@ class Batcher:
         running, nothing is queued and no other request is preparing, the call runs here, now, and
         the future comes back done."""
         key = ("tiles", tensor.shape[1:], tensor.dtype.str, scale, limit)
-        job = _Job(key, tensor, scale, Future(), limit=limit)
+        job = _Job(key, tensor, scale, Future(), limit=limit, cancel=cancel)
         with self._cond:
             alone = inline and not (self._busy or self._jobs or self._closing) and self._preparing <= 1
             self._busy = self._busy or alone
@@ -111,14 +121,16 @@ class Batcher:
             self._idle()
         return job.future
 
-    def submit_feeds(self, feeds: dict, batched: frozenset, limit: int = 0) -> Future:
+    def submit_feeds(
+        self, feeds: dict, batched: frozenset, limit: int = 0, cancel: CancelToken | None = None
+    ) -> Future:
         """Queue one raw-tensor request; the future gets the outputs' rows of exactly its items.
         ``batched`` names the inputs that carry the batch axis (at least one); the others must be equal
         in every request that shares the call, so their bytes are part of the key."""
         shapes = tuple(sorted((n, feeds[n].shape[1:], feeds[n].dtype.str) for n in batched))
         shared = tuple(sorted((n, v.shape, v.dtype.str, v.tobytes()) for n, v in feeds.items() if n not in batched))
         key = ("feeds", shapes, shared, limit)
-        return self._put(_Job(key, None, None, Future(), limit=limit, feeds=feeds, batched=batched))
+        return self._put(_Job(key, None, None, Future(), limit=limit, feeds=feeds, batched=batched, cancel=cancel))
 
     def call(self, fn: Callable[[], object]) -> Future:
         """Run ``fn`` on the batcher's thread, alone (raw-tensor requests share the one engine)."""
@@ -221,7 +233,8 @@ class Batcher:
                     for n, v in first.feeds.items()
                 }
                 size = sum(j.size for j in batch)
-                result = cast(Callable, self._run_feeds)(stacked)  # the app gives run_feeds when it submits feeds
+                with _called_off(batch) as cancel:  # the app gives run_feeds when it submits feeds
+                    result = cast(Callable, self._run_feeds)(stacked, cancel)
                 uneven = [n for n, v in result.items() if len(batch) > 1 and len(v) != size]
                 if uneven:  # the app batches only models whose outputs all have the batch axis
                     raise RuntimeError(f"outputs {uneven} of a batched call do not have its {size} rows")
@@ -229,7 +242,8 @@ class Batcher:
                 tensors = [cast(np.ndarray, j.tensor) for j in batch]  # a tile job carries its tensor
                 tensor = tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
                 size = len(tensor)
-                result = self._run_batch(tensor, cast(int, first.scale))
+                with _called_off(batch) as cancel:
+                    result = self._run_batch(tensor, cast(int, first.scale), cancel)
         except BaseException as exc:  # every waiting request gets the error; the thread goes on
             for job in batch:
                 job.future.set_exception(exc)
@@ -253,3 +267,11 @@ class Batcher:
         for job in batch:
             job.future.set_result(rows(offset, offset + job.size))
             offset += job.size
+
+
+def _called_off(batch: list[_Job]) -> contextlib.AbstractContextManager[CancelToken | None]:
+    """The token of one engine call: cancelled when every job's is (None when a job has none)."""
+    tokens = [j.cancel for j in batch]
+    if not all(t is not None for t in tokens):
+        return contextlib.nullcontext(None)
+    return all_of(cast(list[CancelToken], tokens))

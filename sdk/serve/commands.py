@@ -74,6 +74,12 @@ def add_commands(sub) -> None:
         help=f"largest JSON part of a /v2 request in MiB (default {d.max_json_bytes / 2**20:g})",
     )
     p.add_argument(
+        "--max-json-depth",
+        type=int,
+        default=d.max_json_depth,
+        help=f"levels of nesting of a /v2 request's JSON (default {d.max_json_depth})",
+    )
+    p.add_argument(
         "--max-body-mb",
         type=float,
         default=d.max_body_bytes / 2**20,
@@ -185,6 +191,7 @@ def settings_from(args):
         max_elements=args.max_elements,
         max_body_bytes=_mib("--max-body-mb", args.max_body_mb),
         max_json_bytes=_mib("--max-json-mb", args.max_json_mb),
+        max_json_depth=args.max_json_depth,
         timeout_s=args.timeout,
         max_connections=args.max_connections,
         header_timeout_s=args.header_timeout,

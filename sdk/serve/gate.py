@@ -38,7 +38,10 @@ class Gate:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
-        rid = scope["sdk.request_id"] = next_request_id()
+        # An id given by whoever made the scope in this process (the Ray front, through call_app); a
+        # client's headers never reach the scope's keys.
+        rid = scope.get("sdk.request_id") or next_request_id()
+        scope["sdk.request_id"] = rid
         reply = Reply(send, rid)
         token = self.server.settings.token
         try:

@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from .errors import bad_request, too_large, unprocessable
+from .nesting import json_depth
 
 HEADER_LENGTH = "inference-header-content-length"
-# A tensor's JSON data nested deeper than this is refused (the deepest a real shape needs is its rank).
-MAX_DEPTH = 32
 
 # Protocol datatype <-> numpy dtype; BYTES is a list of bytes objects here.
 DATATYPES = {
@@ -76,12 +75,17 @@ class InferRequest:
 
 
 def parse_request(
-    body: bytes, header_length: str | None, max_json_bytes: int = 2**24, max_elements: int = 2**24
+    body: bytes,
+    header_length: str | None,
+    max_json_bytes: int = 2**24,
+    max_elements: int = 2**24,
+    max_json_depth: int = 32,
 ) -> InferRequest:
     """An InferRequest from a request body, or a 400 (413 past the limits) that says what is wrong.
 
     The JSON part is at most ``max_json_bytes`` (a Python object per number costs far more than its
-    text), holds no NaN or Infinity (they are not JSON), and the inputs together at most
+    text) and nests at most ``max_json_depth`` levels (counted on its bytes before the parser
+    recurses), holds no NaN or Infinity (they are not JSON), and the inputs together at most
     ``max_elements`` elements, counted from their shapes before any data is converted."""
     if header_length is not None:
         try:
@@ -98,9 +102,15 @@ def parse_request(
             f"the request's JSON part is {len(head)} bytes; this server takes at most {max_json_bytes} "
             "(--max-json-mb): send tensors as binary data (the binary tensor extension)"
         )
+    depth = json_depth(head)
+    if depth > max_json_depth:
+        raise bad_request(
+            f"the request's JSON is nested too deep ({depth} levels; this server takes at most {max_json_depth}, "
+            "--max-json-depth): an inference request needs a few levels, plus a tensor's rank for its data"
+        )
     try:
         doc = json.loads(head, parse_constant=_not_json, parse_float=_finite)
-    except RecursionError:
+    except RecursionError:  # (json_depth bounds it first; this stays for text it misjudges)
         raise bad_request("the request's JSON is nested too deep; an inference request needs a few levels") from None
     except ValueError as exc:  # JSONDecodeError, bad UTF-8, NaN, 1e999, an integer of 5,000 digits
         raise bad_request(f"the request is not JSON ({str(exc)[:200]}); send an inference request object") from None
@@ -207,7 +217,7 @@ def _from_binary(where, datatype, shape, count, raw: memoryview):
 
 def _from_json(where, datatype, shape, count, data, parameters):
     if datatype == "BYTES":
-        flat = _flatten(where, data)
+        flat = _flatten(data)
         base64_coded = parameters.get("content_type") == "base64"
         try:
             elements = [base64.b64decode(e, validate=True) if base64_coded else e.encode("utf-8") for e in flat]
@@ -227,18 +237,15 @@ def _from_json(where, datatype, shape, count, data, parameters):
     return array.reshape(shape)
 
 
-def _flatten(where: str, data) -> list:
-    """Nested lists -> their leaves in order; iterative, and no deeper than MAX_DEPTH."""
-    flat, stack = [], [(iter([data]), 0)]
+def _flatten(data) -> list:
+    """Nested lists -> their leaves in order (iterative; parse_request bounded their depth)."""
+    flat, stack = [], [iter([data])]
     while stack:
-        items, depth = stack[-1]
-        item = next(items, _END)
+        item = next(stack[-1], _END)
         if item is _END:
             stack.pop()
         elif isinstance(item, list):
-            if depth >= MAX_DEPTH:
-                raise bad_request(f"{where}: data is nested more than {MAX_DEPTH} levels deep")
-            stack.append((iter(item), depth + 1))
+            stack.append(iter(item))
         else:
             flat.append(item)
     return flat

@@ -112,26 +112,43 @@ class ModelReplica:
 
 
 class Front:
-    """Ray Serve's proxy -> here -> a model replica; a request whose replica died goes again."""
+    """Ray Serve's proxy -> here -> a model replica; a request whose replica died goes again.
+
+    The front holds the limits that apply before a replica is involved, with the very code ``sdk
+    serve`` runs (sdk.serve.admission): the body's size (413 from Content-Length, before reading), its
+    deadline (408) and the bytes of bodies being read at once (503). Everything else (token, scale,
+    pixels, images, JSON size and nesting, timeout) is the replica's app's, the same as on one
+    machine. Each request gets its id here and the replica's app answers and logs under it, so every
+    answer, the front's own too, is ``{"error": ...}`` JSON with an ``x-request-id`` that names its
+    log lines, and no internals."""
 
     def __init__(self, model_handle, settings):
+        from .admission import Admission
+        from .metrics import Metrics
+
         self.model = model_handle
         self.settings = settings
+        self.admission = Admission(settings, Metrics())
 
     async def __call__(self, request):
+        from .errors import REQUEST_ID, answered, next_request_id
+
+        rid = request.scope["sdk.request_id"] = next_request_id()
+        response = await answered(request, self._forward)
+        if REQUEST_ID not in response.headers:  # the front's own answer (a replica's carries it)
+            response.headers[REQUEST_ID] = rid
+        return response
+
+    async def _forward(self, request):
         import asyncio
 
         from ray.exceptions import ActorDiedError, ActorUnavailableError
         from ray.serve.exceptions import ReplicaUnavailableError
-        from starlette.responses import JSONResponse, Response
+        from starlette.responses import Response
 
-        from .admission import read_capped
+        from .errors import HTTPError
 
-        body = await read_capped(request, self.settings.max_body_bytes)
-        if body is None:
-            return JSONResponse(
-                {"error": f"the body is over {self.settings.max_body_bytes} bytes (--max-body)"}, status_code=413
-            )
+        body = await self.admission.read_body(request)
         client = request.client
         call = {
             "method": request.method,
@@ -140,6 +157,7 @@ class Front:
             "headers": list(request.headers.raw),
             "body": body,
             "client": (client.host, client.port) if client else None,
+            "id": request.scope["sdk.request_id"],
         }
         lost = None
         # The app bounds a request once a replica runs it; this bounds the wait for a replica too
@@ -151,18 +169,17 @@ class Front:
                 status, headers, data = await asyncio.wait_for(_awaited(response), limit)
             except asyncio.TimeoutError:
                 response.cancel()
-                return JSONResponse(
-                    {
-                        "error": f"no replica answered within {limit:g} s (--timeout plus "
-                        f"{QUEUE_GRACE_S:g} s in Ray Serve's queue); retry later"
-                    },
-                    status_code=504,
-                )
+                raise HTTPError(
+                    504,
+                    f"no replica answered within {limit:g} s (--timeout plus {QUEUE_GRACE_S:g} s in Ray Serve's "
+                    "queue); retry later",
+                ) from None
             except (ActorDiedError, ActorUnavailableError, ReplicaUnavailableError) as exc:
                 lost = exc
                 if attempt + 1 < ATTEMPTS:
                     log.warning(
-                        "%s %s: its replica was lost (%s); sent again (attempt %d of %d)",
+                        "request %s %s %s: its replica was lost (%s); sent again (attempt %d of %d)",
+                        call["id"],
                         request.method,
                         request.url.path,
                         type(exc).__name__,
@@ -173,13 +190,12 @@ class Front:
                 continue
             return Response(data, status_code=status, headers=_header_dict(headers))
         retry = max(1, round(RETRY_PAUSE_S * ATTEMPTS))
-        return JSONResponse(
-            {
-                "error": f"the replica running this request was lost, {ATTEMPTS} times "
-                f"({type(lost).__name__}); retry in {retry} s, when Ray Serve has replaced it"
-            },
-            status_code=503,
-            headers={"retry-after": str(retry)},
+        log.warning("request %s: its replica was lost %d times (%s)", call["id"], ATTEMPTS, type(lost).__name__)
+        raise HTTPError(
+            503,
+            f"the replica running this request was lost, {ATTEMPTS} times; retry in {retry} s, when Ray Serve "
+            "has replaced it",
+            {"retry-after": str(retry)},
         )
 
 
@@ -217,6 +233,8 @@ async def call_app(app, call: dict) -> tuple[int, list, bytes]:
         "server": None,
         "state": {},
     }
+    if call.get("id"):  # the front's id: the app answers and logs under it
+        scope["sdk.request_id"] = call["id"]
     done = asyncio.Event()
     sent_body = False
     status, headers, chunks = 500, [], []

@@ -17,8 +17,8 @@ class TileRunner:
         prepared = self.predictor.prepare(batch, scale)
         return prepared.tensor, prepared
 
-    def run(self, tensor: np.ndarray, scale: int) -> np.ndarray:
-        return self.predictor.run_tensor(tensor, scale)
+    def run(self, tensor: np.ndarray, scale: int, cancel=None) -> np.ndarray:
+        return self.predictor.run_tensor(tensor, scale, cancel)
 
     def finish(self, out: np.ndarray, prepared) -> np.ndarray:
         return self.predictor.finish(out, prepared)

@@ -30,12 +30,14 @@ class ServeSettings:
     max_queue: int = 64
     # Hostile requests (docs/serving-limits.md): result pixels (read from the header and the scale,
     # before decoding: they bound the input too), the largest scale (None: the model's fixed one, or
-    # limits.RUNTIME_MAX_SCALE for a runtime-scale model), body bytes, a /v2 request's JSON part, its
-    # images and its tensor elements.
+    # limits.RUNTIME_MAX_SCALE for a runtime-scale model), body bytes, a /v2 request's JSON part (bytes,
+    # and levels of nesting: a request needs 3, plus a tensor's rank for JSON data), its images and its
+    # tensor elements.
     max_pixels: int = 8192 * 8192
     max_scale: int | None = None
     max_body_bytes: int = 64 * 1024 * 1024
     max_json_bytes: int = 16 * 1024 * 1024
+    max_json_depth: int = 32
     max_images: int = 16
     max_elements: int = 2**24
     timeout_s: float = 60.0
@@ -58,8 +60,16 @@ class ServeSettings:
     workers: int = 4
 
     def __post_init__(self) -> None:
-        wholes = ("max_batch", "max_queue", "max_pixels", "max_body_bytes", "max_json_bytes", "max_images")
-        more = ("max_elements", "max_connections", "min_body_rate", "max_reading_bytes", "tile", "workers")
+        wholes = ("max_batch", "max_queue", "max_pixels", "max_body_bytes", "max_json_bytes", "max_json_depth")
+        more = (
+            "max_images",
+            "max_elements",
+            "max_connections",
+            "min_body_rate",
+            "max_reading_bytes",
+            "tile",
+            "workers",
+        )
         for name in (*wholes, *more, "max_scale"):
             value = getattr(self, name)
             if value is None and name == "max_scale":

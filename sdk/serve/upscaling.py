@@ -14,6 +14,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from .. import images, tiling
+from ..cancel import CancelToken
 from . import coding
 from .batcher import CPU_BATCH_PIXELS, Batcher
 from .limits import Limits
@@ -94,7 +95,11 @@ class ImagePath:
         try:
             decoded, fmt = self._decoded(header, scale, fmt_name)
             out = tiling.upscale_tiled(
-                decoded.pixels[None], scale, plan, lambda windows: self._run_windows(windows, scale, plan.batch, ticket)
+                decoded.pixels[None],
+                scale,
+                plan,
+                lambda windows: self._run_windows(windows, scale, plan.batch, ticket),
+                cancel=ticket.token,
             )[0]
         finally:
             ticket.end()
@@ -111,33 +116,34 @@ class ImagePath:
         """sdk.tiling's window runner: prepare here, run on the batcher's thread with other requests'
         windows of the same shape (or right here when the engine is idle and nobody else is coming),
         finish here."""
-        if ticket.cancelled:
-            raise asyncio.CancelledError()
+        ticket.token.check()
         limit = self._window_limit(windows, limit)
         ticket.begin()
         try:
             tensor, prepared = self.runner.prepare(windows, scale)
-            future = ticket.future = self.batcher.submit(tensor, scale, limit, inline=True)
+            future = ticket.future = self.batcher.submit(tensor, scale, limit, inline=True, cancel=ticket.token)
         finally:
             ticket.end()
-        if ticket.cancelled:
+        if ticket.token.cancelled:
             future.cancel()
         return self.runner.finish(future.result(), prepared)
 
 
 class _Ticket:
-    """One image request's link to the batcher: whether it is about to submit, and how to call it off."""
+    """One image request's link to the batcher: whether it is about to submit, and how to call it off
+    (its token stops its windows between engine calls, and an engine call once no other request
+    shares it)."""
 
     def __init__(self, batcher: Batcher):
         self.batcher = batcher
-        self.cancelled = False
+        self.token = CancelToken()
         self.future: Future | None = None
         self._preparing = False
         self._lock = threading.Lock()
 
     def begin(self) -> None:
         with self._lock:
-            if not self._preparing and not self.cancelled:
+            if not self._preparing and not self.token.cancelled:
                 self._preparing = True
                 self.batcher.preparing(+1)
 
@@ -148,7 +154,7 @@ class _Ticket:
                 self.batcher.preparing(-1)
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self.token.cancel("the request timed out, or its client hung up")
         future = self.future
         if future is not None:
             future.cancel()

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import coding
-from .errors import answered, bad_request
+from .errors import answered
+from .forms import form_image
 
 
 class UpscaleRoute:
@@ -29,8 +30,9 @@ class UpscaleRoute:
         body = await admission.read_body(request)  # a slow upload holds no place in the queue
         async with admission.place():
             started = time.perf_counter()
-            if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                body = await _form_image(request, body)
+            content_type = request.headers.get("content-type", "")
+            if content_type.startswith("multipart/form-data"):  # parsed off the event loop (forms)
+                body = await server.in_worker(form_image, body, content_type)
             data, content_type, (w, h), (ow, oh) = await admission.guarded(
                 request, server.image_path.upscale_bytes(body, scale, fmt)
             )
@@ -49,25 +51,3 @@ class UpscaleRoute:
                 "x-sdk-time-ms": f"{ms:.1f}",
             },
         )
-
-
-async def _form_image(request: Request, body: bytes) -> bytes:
-    """The image of a multipart form: the field 'image', else the only file."""
-
-    async def replay():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    form_request = Request(request.scope, replay)
-    try:
-        form = await form_request.form(max_files=4, max_fields=16)
-    except Exception as exc:  # python-multipart's errors are many; all mean a malformed form
-        raise bad_request(f"the multipart form cannot be read ({exc}); send the image as the field 'image'") from None
-    item = form.get("image")
-    if item is None:
-        files = [v for _, v in form.multi_items() if hasattr(v, "read")]
-        if len(files) != 1:
-            raise bad_request("the multipart form has no field 'image' (and not exactly one file)")
-        item = files[0]
-    if isinstance(item, str):
-        return item.encode("latin-1")
-    return await item.read()

@@ -13,6 +13,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..cancel import CancelToken
 from ..errors import InputError
 from . import coding, protocol
 from .batcher import CPU_BATCH_PIXELS
@@ -51,7 +52,7 @@ class InferRoute:
 
     async def _parse(self, body: bytes, header_length: str | None) -> protocol.InferRequest:
         settings = self.server.settings
-        args = (body, header_length, settings.max_json_bytes, settings.max_elements)
+        args = (body, header_length, settings.max_json_bytes, settings.max_elements, settings.max_json_depth)
         json_part = len(body) if header_length is None or not header_length.isdigit() else int(header_length)
         if json_part <= LOOP_JSON_BYTES:
             return protocol.parse_request(*args)
@@ -71,11 +72,18 @@ class InferRoute:
             raise bad_request(str(exc)) from None
         self.server.limits.raw_feeds(feeds)  # before any engine runs: the factor, the result's size
         batched = self._raw_batched  # (check_feeds made sure each of these has its batch axis)
-        if batched and len({len(feeds[n]) for n in batched}) == 1:
-            # Cancelling the awaiting task (timeout, hang-up) cancels the job before it runs.
-            results = await asyncio.wrap_future(batcher.submit_feeds(feeds, batched, self._raw_limit(feeds, batched)))
-        else:
-            results = await asyncio.wrap_future(batcher.call(lambda: predictor.run(feeds)))
+        # Cancelling the awaiting task (timeout, hang-up) cancels the job before it runs, and the token
+        # stops its engine call once it runs (when no other request shares the call).
+        cancel = CancelToken()
+        try:
+            if batched and len({len(feeds[n]) for n in batched}) == 1:
+                limit = self._raw_limit(feeds, batched)
+                results = await asyncio.wrap_future(batcher.submit_feeds(feeds, batched, limit, cancel))
+            else:
+                results = await asyncio.wrap_future(batcher.call(lambda: predictor.run(feeds, cancel)))
+        except asyncio.CancelledError:
+            cancel.cancel("the request timed out, or its client hung up")
+            raise
         wanted: list[Any] = [o.get("name") for o in parsed.outputs] if parsed.outputs else list(results)
         unknown = [n for n in wanted if n not in results]
         if unknown:

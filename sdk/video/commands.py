@@ -183,37 +183,50 @@ def describe(summary, scale: int, predictor) -> str:
 
 
 class _Bar:
-    """Frames done of the total, frames per second (this run's) and the time left, on stderr."""
+    """Frames done of the total, frames per second and the time left, on stderr.
 
-    def __init__(self, name: str):
+    The rate and the time left are this run's own: frames an interrupted run finished (a resumed job
+    starts with them done) count in "done" but not in the rate, which rich's own speed estimate would
+    take them for.
+    """
+
+    def __init__(self, name: str, console=None, clock=time.perf_counter):
         self.name = name
         self.done = self.total = 0
+        self._console, self._clock = console, clock
         self._first: int | None = None  # frames already done when the first update came (a resumed job)
-        self._started = time.perf_counter()
+        self._started = clock()
 
     def __enter__(self) -> _Bar:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("frames {task.fields[fps]}"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
+            TextColumn("frames{task.fields[rate]}"),
+            console=self._console or Console(stderr=True),
         )
         self._bar.start()
-        self._task = self._bar.add_task(self.name, total=None, fps="")
+        self._task = self._bar.add_task(self.name, total=None, rate="")
         return self
 
     def update(self, done: int, total: int) -> None:
         if self._first is None:
-            self._first, self._started = done, time.perf_counter()
+            self._first, self._started = done, self._clock()
         self.done, self.total = done, total
-        elapsed = time.perf_counter() - self._started
-        rate = (done - self._first) / elapsed if elapsed > 0 else 0.0
-        self._bar.update(self._task, completed=done, total=total, fps=f"{rate:.2f} fps" if rate else "")
+        self._bar.update(self._task, completed=done, total=total, rate=self.rate_text())
+
+    def rate_text(self) -> str:
+        """ ", 2.50 fps, 0:01:04 left" once a frame of this run is done (empty before)."""
+        elapsed = self._clock() - self._started
+        finished = self.done - (self._first or 0)
+        if finished <= 0 or elapsed <= 0:
+            return ""
+        rate = finished / elapsed
+        left = round((self.total - self.done) / rate)
+        return f", {rate:.2f} fps, {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left"
 
     def __exit__(self, *exc_info) -> None:
         self._bar.stop()

@@ -134,7 +134,7 @@ def decode(
         if wanted[0] != source.pts[0]:
             container.seek(wanted[0], stream=stream, backward=True, any_frame=False)
         try:
-            for frame in _frames(container, stream, av):
+            for frame in libav.decode_skipping(container, stream, _skipped):
                 pts = frame.pts
                 if pts in owed:
                     owed.discard(pts)
@@ -162,10 +162,5 @@ def decode(
         on_lost(sorted(lost))
 
 
-def _frames(container, stream, av) -> Iterator:
-    """Every frame the decoder gives, skipping packets it rejects (damage) instead of stopping."""
-    for packet in container.demux(stream):
-        try:
-            yield from packet.decode()
-        except av.InvalidDataError as exc:
-            log.debug("skipping a damaged packet at %s: %s", packet.pts, exc)
+def _skipped(packet, exc: BaseException) -> None:
+    log.debug("skipping a damaged packet at %s: %s", packet.pts, exc)

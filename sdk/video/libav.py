@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -96,6 +97,18 @@ def timestamp(value: int | None, time_base: Fraction) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{int(hours)}:{int(minutes):02d}:{secs:06.3f}"
+
+
+def decode_skipping(container, stream, skipped: Callable[[object, BaseException], None] | None = None) -> Iterator:
+    """Every frame the decoder gives for ``stream``, skipping the packets it rejects as damaged instead
+    of stopping, as FFmpeg's own tool does; ``skipped`` hears each such (packet, error)."""
+    av = import_av()
+    for packet in container.demux(stream):
+        try:
+            yield from packet.decode()
+        except av.InvalidDataError as exc:
+            if skipped is not None:
+                skipped(packet, exc)
 
 
 @contextlib.contextmanager

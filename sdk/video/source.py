@@ -121,7 +121,7 @@ def probe(path: Path | str) -> VideoSource:
                 f"{path} holds no video stream (it has {', '.join(kinds)}); pass a video file, or an image"
             )
         stream = picture_streams(container)[0]
-        first = _first_frame(container, stream, path)
+        first, damaged_start = _first_frame(container, stream, path)
         # Read everything off the stream while the container is open: PyAV's stream objects point
         # into the container's memory.
         index, codec = stream.index, stream.codec_context.name
@@ -131,7 +131,8 @@ def probe(path: Path | str) -> VideoSource:
         fmt = first.format
         rgb, grey = fmt.is_rgb, len(fmt.components) < 3
         location = None if rgb or grey else _chroma_location(stream, first)
-        pts, keyframes, damage = _scan(container, stream)
+        pts, keyframes, damage = _scan(container, stream, start_known=damaged_start is not None)
+        damage = "; ".join(d for d in (damaged_start, damage) if d) or None
     if not pts:
         raise InputError(f"{path}: its video stream has no frames that can be read{f' ({damage})' if damage else ''}")
     tags = colorimetry.resolve(
@@ -165,19 +166,43 @@ def probe(path: Path | str) -> VideoSource:
     )
 
 
-def _first_frame(container, stream, path: Path):
+def _first_frame(container, stream, path: Path) -> tuple:
+    """(the first frame the decoder gives, where damaged packets before it were skipped or None).
+
+    As FFmpeg does, packets the decoder rejects at the start are skipped until one decodes; only a
+    stream in which nothing decodes is refused."""
     av = libav.import_av()
+    skipped: list = []
+
+    def note(packet, exc: BaseException) -> None:
+        # What the decoder logged ("Invalid NAL unit size ...") says more than the error it returned.
+        said = [message.strip() for _level, _name, message in logs]
+        skipped.append((packet.pts, said[0] if said else libav.reason(exc)))
+        logs.clear()
+
     try:
-        for frame in container.decode(stream):
-            return frame
+        with libav.ffmpeg_errors() as logs:
+            for frame in libav.decode_skipping(container, stream, note):
+                return frame, _skipped_before(skipped, stream.time_base)
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise InputError(f"{path}: its video stream cannot be decoded ({libav.reason(exc)})") from exc
-    raise InputError(f"{path}: its video stream has no frame that can be decoded")
+    found = f" ({skipped[0][1]} at {libav.timestamp(skipped[0][0], stream.time_base)})" if skipped else ""
+    raise InputError(f"{path}: its video stream has no frame that can be decoded{found}")
 
 
-def _scan(container, stream) -> tuple[array.array, list[int], str | None]:
+def _skipped_before(skipped: list, time_base) -> str | None:
+    if not skipped:
+        return None
+    pts, message = skipped[0]
+    return (
+        f"the file is damaged near {libav.timestamp(pts, time_base)} ({message}): {len(skipped)} picture(s) "
+        "there cannot be decoded and the frames that depend on them are lost"
+    )
+
+
+def _scan(container, stream, start_known: bool = False) -> tuple[array.array, list[int], str | None]:
     """(every frame's pts in presentation order, keyframe pts, where a damaged file stops) from the
-    packet headers alone."""
+    packet headers alone. ``start_known``: damage at the start was named already (by the decoder)."""
     av = libav.import_av()
     container.seek(0, stream=stream, backward=True, any_frame=False)
     pts, keyframes, damage = array.array("q"), [], None
@@ -190,7 +215,9 @@ def _scan(container, stream) -> tuple[array.array, list[int], str | None]:
     with libav.ffmpeg_errors() as logs:
         try:
             for packet in container.demux(stream):
-                if logs and damage is None:  # the demuxer skipped over something it could not read
+                if logs and damage is None and start_known and not pts:
+                    logs.clear()  # the parser's view of the damaged first pictures, which the decoder named
+                elif logs and damage is None:  # the demuxer skipped over something it could not read
                     damage = damaged(logs[0][2])
                 if packet.size == 0:
                     continue  # the flushing packet at the end of the stream
