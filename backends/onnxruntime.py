@@ -55,6 +55,13 @@ def session_options(ort, options: Mapping[str, Any], device: Device):
     session_options.log_severity_level = 3  # ORT's placement warnings are noise for our users
     if device.kind == "cpu":
         session_options.intra_op_num_threads = cpu_cores()
+        # ORT's memory pattern allocates, from the second run of a shape on, one block for all of its
+        # activations, beside the arena chunks the first run left: every window shape then cost up to
+        # twice what its activations need (srcnn3 x2, 4 windows of 128x128: 3.9 KB per input pixel
+        # instead of 2.2), more than the memory budget planned. Without it the second run reuses the
+        # first run's chunks; no slower on the build machine (srcnn3 x2 256x256, espcn x3 64x64,
+        # srcnn x3 128x128, interleaved medians within noise).
+        session_options.enable_mem_pattern = False
     for key, value in (options.get("session_config") or {}).items():
         session_options.add_session_config_entry(str(key), str(value))
     for key, value in options.items():

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
 from .errors import Cancelled, InputError
+
+log = logging.getLogger(__name__)
 
 
 class CancelToken:
@@ -48,7 +51,10 @@ class CancelToken:
             self._reason = reason
             watchers = list(self._watchers.values())
         for watcher in watchers:  # outside the lock: a watcher may look at the token
-            watcher()
+            try:
+                watcher()
+            except Exception:  # a plugin's faulty stop must not fail the canceller (a server's event loop)
+                log.exception("a CancelToken watcher failed; the work stops at its next check instead")
 
     @property
     def cancelled(self) -> bool:

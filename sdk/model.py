@@ -79,6 +79,10 @@ class Model:
         self.outputs = tuple(tensor_info(v) for v in proto.graph.output)
         self.opset = opset(proto)
         self.metadata = {p.key: p.value for p in proto.metadata_props}
+        # The pipeline fields the caller declared for this file (Predictor's ``pipeline=``), kept with
+        # it for the engines that prepare inputs of their own (int8 calibration): the file's metadata
+        # alone would have them guess, e.g. 0..255 for a model that takes 0..1.
+        self.declared: dict[str, Any] = {}
 
     @functools.cached_property
     def sha256(self) -> str:

@@ -68,17 +68,23 @@ class Planner:
         tile,
         max_batch: int = MAX_BATCH,
         max_batch_pixels: int | None = None,
+        held: int = 0,
     ) -> Plan:
         """The plan for ``shape`` = (N, H, W) images at ``scale``; arguments already checked (see
-        :meth:`sdk.Predictor.plan`). Raises TooLargeError for what cannot fit, before any engine call."""
+        :meth:`sdk.Predictor.plan`). Raises TooLargeError for what cannot fit, before any engine call.
+
+        The budget bounds the whole call: ``held`` bytes the caller keeps for it (the server: the
+        request's body, its decoded pixels, the encoded answer), the result that windows are stitched
+        into, and one engine call's footprint."""
         n, height, width = shape
         room = memory.available()
         check_result_fits(n, height, width, scale, room)
         found, margin = self._sizing.get(scale) or self.sizing(scale)
-        budget = memory.budget(self.budget, self.device)
+        budget = memory.budget(self.budget, self.device) - held
         static = self.static_size
         if tile == "auto" and static is None and found.peak(n, height, width) <= budget:
-            # The common case, decided first: this runs on every call.
+            # The common case, decided first: this runs on every call. (A whole run's result is the
+            # footprint's: post-processing writes it.)
             return self._whole(n, height, width, found, budget, max_batch, max_batch_pixels)
         if tile == 0 and found.derived and found.peak(n, height, width) > room:
             raise TooLargeError(
@@ -90,20 +96,31 @@ class Planner:
             window = (int(static[0]), int(static[1]))
             if (height, width) == window and n == 1:
                 return self._whole(n, height, width, found, budget, max_batch, max_batch_pixels)
+        elif tile == 0:
+            return self._whole(n, height, width, found, budget, max_batch, max_batch_pixels)
+        # Windows: the result they are stitched into is held beside them for the whole call.
+        result = result_bytes(n, height, width, scale)
+        budget -= result
+        taken = held + result
+        if static is not None:
             if min(window) <= 2 * margin:
                 margin = max(0, (min(window) - 1) // 4)  # a small static tile: keep half of it as core
             batch = self._batch(found, budget, window[0] * window[1], max_batch, max_batch_pixels)
             return Plan(window, margin, batch, exact=True)
-        if tile == 0:
-            return self._whole(n, height, width, found, budget, max_batch, max_batch_pixels)
+        align = max(_ALIGN, self.spec.multiple_of)
         if tile == "auto":
-            largest = _auto_window(found, budget, height, width, margin, max(_ALIGN, self.spec.multiple_of))
+            largest = _auto_window(found, budget, height, width, margin, align, taken)
             # Split each axis evenly: fixed-size windows shifted inwards at the edges would otherwise
             # overlap their neighbours by up to a whole window (59% extra work on a 1024x768 picture).
             k = self.spec.multiple_of
             window = (_even(height, largest[0], margin, k), _even(width, largest[1], margin, k))
         else:
             window = (tile + 2 * margin, tile + 2 * margin)
+            if found.peak(1, min(window[0], height), min(window[1], width)) > budget:
+                # A window the budget cannot hold shrinks to the largest square one it can: the
+                # server's --tile is a size for sharing engine calls, not a licence to exceed memory.
+                side = min(_auto_window(found, budget, window[0], window[1], margin, align, taken))
+                window = (side, side)
         if window[0] >= height and window[1] >= width:
             return self._whole(n, height, width, found, budget, max_batch, max_batch_pixels)  # one window: the image
         # Windows are cut no larger than the image (see tiling.upscale_tiled): size the batch on those.
@@ -127,9 +144,14 @@ class Planner:
         return max(1, min(max_batch, fits))
 
 
+def result_bytes(n: int, height: int, width: int, scale: int) -> int:
+    """The uint8 result of N x H x W images at ``scale``."""
+    return n * height * scale * width * scale * 3
+
+
 def check_result_fits(n: int, height: int, width: int, scale: int, room: int | None = None) -> None:
     """TooLargeError unless the uint8 result of N x H x W images at ``scale`` fits in free memory."""
-    out_bytes = n * height * scale * width * scale * 3
+    out_bytes = result_bytes(n, height, width, scale)
     room = memory.available() if room is None else room
     if out_bytes > room:
         raise TooLargeError(
@@ -152,14 +174,19 @@ def check_size(size) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def _auto_window(found: Footprint, budget: int, height: int, width: int, margin: int, align: int) -> tuple[int, int]:
+def _auto_window(
+    found: Footprint, budget: int, height: int, width: int, margin: int, align: int, taken: int
+) -> tuple[int, int]:
+    """The largest window ``budget`` bytes hold (``taken`` more are the call's own: its result, what
+    the caller holds), or a TooLargeError that says what to raise."""
     pixels = found.pixels_within(budget)
     smallest = 2 * margin + max(2 * margin, align)
     if pixels < smallest * smallest:
-        raise InputError(
-            f"the memory budget ({budget / 2**20:.0f} MiB) is too small for even one {smallest}x{smallest} tile of this "
-            f"model (about {found.peak(1, smallest, smallest) / 2**20:.0f} MiB); raise memory_budget= / "
-            "--memory-budget / $SDK_MEMORY_BUDGET"
+        also = f" once the result and the request take {memory.gib(taken)} of it" if taken else ""
+        raise TooLargeError(
+            f"the memory budget ({memory.gib(budget + taken)}) is too small for even one {smallest}x{smallest} tile of "
+            f"this model (about {memory.gib(found.peak(1, smallest, smallest))}){also}; raise memory_budget= / "
+            "--memory-budget / $SDK_MEMORY_BUDGET, or send a smaller image or scale"
         )
     side = max(smallest, math.isqrt(pixels) // align * align)
     # A long thin picture gets long thin windows: the budget is pixels, not a square.

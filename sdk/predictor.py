@@ -20,7 +20,7 @@ from .images import to_rgb
 from .model import Model
 from .pipeline import Pipeline, Prepared
 from .progress import progress_bar
-from .resolution import resolve, warn_about_guesses
+from .resolution import check_declared, resolve, warn_about_guesses
 from .selection import normalize_name, open_session
 from .spec import PipelineSpec
 from .tiling import Plan
@@ -74,6 +74,7 @@ class Predictor:
         self._budget = memory.parse_size(memory_budget) if memory_budget is not None else None
         self.model = Model(model)
         resolution = resolve(self.model, pipeline)
+        self.model.declared = check_declared(pipeline)
         self.spec = resolution.spec
         self.spec_sources = dict(resolution.sources)  # field -> declared / metadata / inferred / default
         warn_about_guesses(resolution, self.model.name)
@@ -202,6 +203,7 @@ class Predictor:
         count: int = 1,
         max_batch: int | None = None,
         max_batch_pixels: int | None = None,
+        held: int = 0,
     ) -> Plan:
         """How ``count`` images of ``size`` (height, width) run at ``scale``, decided before any engine
         call: whole, or as windows with their margin of context, and how many per engine call.
@@ -212,7 +214,10 @@ class Predictor:
         budget; N: windows of N x N input pixels plus the margin; 0: whole; a static-size model always
         runs windows of exactly its size), the margin derived from the graph at this scale, and
         ``batch`` no more than the budget holds, ``max_batch`` (default 16) and ``max_batch_pixels``
-        input pixels (None: no such cap), 1 without a dynamic batch axis. Run it with
+        input pixels (None: no such cap), 1 without a dynamic batch axis. The memory budget bounds the
+        whole call: ``held`` bytes the caller keeps for it (a server: the request's body, its decoded
+        pixels, the encoded answer), the result the windows are stitched into and one engine call; a
+        window that ``tile`` asks for but the budget cannot hold is made smaller. Run it with
         :meth:`run_plan`, or window by window with :meth:`prepare`, :meth:`run_tensor` and :meth:`finish`.
         """
         height, width = planning.check_size(size)
@@ -220,7 +225,9 @@ class Predictor:
             raise InputError(f"count={count!r}: pass how many images of this size run together (1 or more)")
         limit = planning.MAX_BATCH if max_batch is None else max(1, int(max_batch))
         shape = (int(count), height, width)
-        return self._planner.plan(shape, self.check_scale(scale), tiling.parse_tile(tile), limit, max_batch_pixels)
+        return self._planner.plan(
+            shape, self.check_scale(scale), tiling.parse_tile(tile), limit, max_batch_pixels, max(0, int(held))
+        )
 
     def run_plan(
         self,

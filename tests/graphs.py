@@ -124,13 +124,20 @@ def identity_model() -> onnx.ModelProto:
 def community_fp16_model(scale: int = 2, seed: int = 0) -> onnx.ModelProto:
     """What the community ships (OpenModelDB style): RGB in 0..1, float16 throughout, PReLU, a
     sub-pixel convolution (DepthToSpace) plus a nearest-upscaled residual, opset 17, dynamic sizes."""
+    return community_model(scale, seed, np.float16)
+
+
+def community_model(scale: int = 2, seed: int = 0, dtype=np.float32) -> onnx.ModelProto:
+    """Real-ESRGAN Compact in miniature, as exported (float32 unless ``dtype``): RGB in 0..1, nothing
+    in the file says so, PReLU, a sub-pixel convolution (DepthToSpace) plus a nearest-upscaled
+    residual, opset 17, dynamic sizes."""
     rng = np.random.default_rng(seed)
     features = 16
-    w1 = (rng.standard_normal((features, 3, 3, 3)) * 0.2).astype(np.float16)
-    b1 = (rng.standard_normal(features) * 0.05).astype(np.float16)
-    slope = np.full((features, 1, 1), 0.25, np.float16)
-    w2 = (rng.standard_normal((3 * scale * scale, features, 3, 3)) * 0.02).astype(np.float16)
-    b2 = np.zeros(3 * scale * scale, np.float16)
+    w1 = (rng.standard_normal((features, 3, 3, 3)) * 0.2).astype(dtype)
+    b1 = (rng.standard_normal(features) * 0.05).astype(dtype)
+    slope = np.full((features, 1, 1), 0.25, dtype)
+    w2 = (rng.standard_normal((3 * scale * scale, features, 3, 3)) * 0.02).astype(dtype)
+    b2 = np.zeros(3 * scale * scale, dtype)
     inits = [
         numpy_helper.from_array(w1, "w1"),
         numpy_helper.from_array(b1, "b1"),
@@ -147,11 +154,12 @@ def community_fp16_model(scale: int = 2, seed: int = 0) -> onnx.ModelProto:
         helper.make_node("Resize", ["input", "", "scales"], ["base"], mode="nearest"),
         helper.make_node("Add", ["base", "detail"], ["output"]),
     ]
+    element = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     graph = helper.make_graph(
         nodes,
-        "community-fp16",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT16, ["n", 3, "h", "w"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT16, ["n", 3, "H", "W"])],
+        "community",
+        [helper.make_tensor_value_info("input", element, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("output", element, ["n", 3, "H", "W"])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

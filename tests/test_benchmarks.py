@@ -23,6 +23,7 @@ ELSEWHERE = {
     "quality.py": "tests/test_zoo_quality.py",
     "video.py": "tests/test_bench_video.py",
     "serve_hostile.py": "tests/test_serve_bench_hostile.py",
+    "budget.py": "tests/test_memory_budget.py",  # its child is the measurement of the budget tests
     "gpu/check.py": "tests/test_gpu_check.py",  # and check.sh's no-GPU mode validates its steps
     "gpu/check.sh": "tests/test_gpu_check.py",
     "gpu/carry-wheel.sh": "tests/test_gpu_check.py",
@@ -78,6 +79,12 @@ HERE = {
         (),
     ),
     "photos.py": (["--out", "{out}"], "photos", _photos, ()),
+    "precision_archs.py": (
+        ["--md", "{out}"],
+        "precision_archs.md",
+        lambda out, stdout: "| ort int8 |" in out.read_text() and "scaled to the picture range" in out.read_text(),
+        ("torch", "onnxruntime.quantization", "skimage", "sklearn"),
+    ),
     "scale_out.py": (["--json", "{out}"], "scale_out.json", _scale_out, ("ray",)),
     "serve.py": (["--json", "{out}"], "serve.json", _serve, ("uvicorn", "httpx")),
     # Nothing to shrink: one architecture is its tiny run (run as the module it is, from the checkout).

@@ -128,3 +128,15 @@ def test_raw_runs_take_a_token_too(deep):
             deep.run(feeds, cancel=token)
     assert time.perf_counter() - started < 10
     assert deep.run(feeds, cancel=CancelToken())["output"].shape == (1, 3, 256, 256)
+
+
+def test_a_faulty_watcher_does_not_fail_the_canceller(caplog):
+    token, told = CancelToken(), []
+
+    def broken():
+        raise RuntimeError("a plugin's bug")
+
+    with token.watch(broken), token.watch(lambda: told.append(1)):
+        token.cancel()  # no exception here: the canceller may be a server's event loop
+    assert token.cancelled and told == [1]
+    assert "watcher failed" in caplog.text

@@ -314,3 +314,26 @@ def test_server_options_are_the_backend_s_own_and_optional(monkeypatch, caplog):
         monkeypatch.setattr(sdk.selection, "candidates", lambda name, device, b=backend: [(b, Device("cpu"))])
         assert open_predictor("srcnn3", backend.name) == expected
     assert "plugin bug" in caplog.text
+
+
+def test_a_request_called_off_during_its_last_window_is_not_encoded(monkeypatch):
+    """The work of a timed-out request stops at every step after it: here, the encoding it would
+    still have had ahead (seconds for a large PNG)."""
+    from sdk import Cancelled, Predictor
+    from sdk.serve import coding, create_app, upscaling
+
+    with Predictor("srcnn3", backend="ort-cpu") as p:
+        app = create_app(p, tile=64)
+        try:
+            path = app.state.server.image_path
+            ticket = upscaling._Ticket(path.batcher)
+            finish, encoded = path.runner.finish, []
+            monkeypatch.setattr(path.runner, "finish", lambda *a: (ticket.cancel(), finish(*a))[1])
+            monkeypatch.setattr(coding, "encode", lambda *a: encoded.append(1))
+            header = coding.open_header(encode(picture(40, 40)), 10**8)
+            plan = path.limits.image(40, 40, 2)
+            with pytest.raises(Cancelled):
+                path._upscale_sync(header, 2, None, plan, ticket)
+            assert encoded == []
+        finally:
+            app.state.server.close()

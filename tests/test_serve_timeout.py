@@ -60,7 +60,7 @@ def timed_out(server, kind: str, **request) -> None:
 
 
 def test_an_image_in_windows_stops_between_windows(tmp_path):
-    # 1600x1600 x2 in windows of the default tile: about 19 s of work on the build machine.
+    # 1600x1600 x2 in windows of the default tile: about 10 s of work on the build machine.
     with Server("srcnn3", "--timeout", "1", log_dir=tmp_path) as server:
         body = encode(picture(1600, 1600, seed=4))
         timed_out(server, "windows", url=UPSCALE, params={"scale": 2}, content=body)

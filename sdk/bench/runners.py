@@ -115,10 +115,12 @@ class SdkRunner(Runner):
 def _pipeline_for(model_name: str, declared: dict | None = None):
     from ..model import Model
     from ..pipeline import Pipeline
-    from ..resolution import resolve
+    from ..resolution import check_declared, resolve
 
     model = Model(model_name)
-    return model, Pipeline(resolve(model, declared).spec, model)
+    spec = resolve(model, declared).spec
+    model.declared = check_declared(declared)
+    return model, Pipeline(spec, model)
 
 
 class RawEngineRunner(Runner):

@@ -75,6 +75,7 @@ def optimized_model(model, values: Mapping | None = None, cache_dir: Path | None
         return None
     optimized = Model(cache.paths(key)[0])
     optimized.name = model.name  # messages should name the user's model, not a digest
+    optimized.declared = model.declared
     return optimized
 
 

@@ -103,6 +103,7 @@ class ImagePath:
             )[0]
         finally:
             ticket.end()
+        ticket.token.check()  # timed out during the last window: a large PNG's encoding is seconds more
         body, content_type = coding.encode(out, fmt, decoded)
         return body, content_type, (header.width, header.height), (out.shape[1], out.shape[0])
 
