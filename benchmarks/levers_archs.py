@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -137,24 +136,6 @@ def variants_for(arch: str, x: np.ndarray) -> dict:
     return variants
 
 
-def measure(calls: dict, runs: int, warmup: int) -> tuple[dict, dict]:
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
-    wall = {name: [] for name in calls}
-    cpu = {name: [] for name in calls}
-    names = list(calls)
-    for round_ in range(runs):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            started, used = time.perf_counter(), time.process_time()
-            calls[name]()
-            wall[name].append(time.perf_counter() - started)
-            cpu[name].append(time.process_time() - used)
-            time.sleep(0.1)  # let spinning pools go quiet before the next variant
-    return wall, cpu
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=["compact", "span", "rrdb", "swinir"])
@@ -170,6 +151,7 @@ def main(argv=None) -> int:
     if args.smoke:
         args.arch, args.size, args.runs, args.warmup = ["compact"], 16, 1, 0
     from benchmarks.devkit.archs import ARCHS
+    from benchmarks.devkit.turns import take_turns
 
     x = np.random.default_rng(0).random((1, 3, args.size, args.size), dtype=np.float32)
     load = os.getloadavg()
@@ -187,7 +169,7 @@ def main(argv=None) -> int:
         calls = {name: make() for name, make in makers.items()}
         reference = calls["ort: original"]()
         diffs = {name: float(np.abs(call() - reference).max()) for name, call in calls.items()}
-        wall, cpu = measure(calls, args.runs, args.warmup)
+        wall, cpu = take_turns(calls, args.runs, args.warmup)
         lines += [
             f"### {ARCHS[arch].title}",
             "",

@@ -26,7 +26,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -128,23 +127,6 @@ def floor_call(path: Path, size: int, scale: int, declared: dict) -> tuple[Call,
     return Call(run), flops, flops / (repeats * 2.0 * side**3)
 
 
-def measure(runners: dict, feeds: dict, runs: int) -> tuple[dict, dict]:
-    for runner in runners.values():
-        runner.run(feeds)  # warm-up
-    wall = {name: [] for name in runners}
-    cpu = {name: [] for name in runners}
-    names = list(runners)
-    for round_ in range(runs):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            started, used = time.perf_counter(), time.process_time()
-            runners[name].run(feeds)
-            wall[name].append(time.perf_counter() - started)
-            cpu[name].append(time.process_time() - used)
-            time.sleep(0.1)  # let spinning pools go quiet before the next engine
-    return wall, cpu
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", nargs="+", default=["compact", "span", "rrdb", "swinir"])
@@ -162,6 +144,7 @@ def main(argv=None) -> int:
         args.arch, args.size, args.runs = ["compact"], 16, 1
     from benchmarks.devkit.archs import ARCHS
     from benchmarks.devkit.export import exported
+    from benchmarks.devkit.turns import take_turns
 
     lines = [
         f"{args.size}x{args.size}, batch 1, {args.runs} interleaved calls per engine after 1 warm-up, bare engine "
@@ -184,7 +167,8 @@ def main(argv=None) -> int:
             others["fp32 floor (sgemm)"], flops, factor["fp32 floor (sgemm)"] = floor_call(
                 path, args.size, arch.scale, arch.declared()
             )
-        wall, cpu = measure({**runners, **others}, feeds, args.runs)
+        rows = {**runners, **others}
+        wall, cpu = take_turns({n: (lambda r=r: r.run(feeds)) for n, r in rows.items()}, args.runs, warmup=1)
         wall_p50 = {n: float(np.median(v)) * factor.get(n, 1.0) for n, v in wall.items()}
         cpu_min = {n: min(v) * factor.get(n, 1.0) for n, v in cpu.items()}
         fastest = min(runners, key=cpu_min.__getitem__)

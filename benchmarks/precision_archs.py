@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -125,26 +124,9 @@ def sessions_for(arch: str, x: np.ndarray, picture_range: bool) -> dict:
     return calls
 
 
-def measure(calls: dict, runs: int, warmup: int) -> tuple[dict, dict]:
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
-    wall = {name: [] for name in calls}
-    cpu = {name: [] for name in calls}
-    names = list(calls)
-    for round_ in range(runs):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            started, used = time.perf_counter(), time.process_time()
-            calls[name]()
-            wall[name].append(time.perf_counter() - started)
-            cpu[name].append(time.process_time() - used)
-            time.sleep(0.1)  # let thread pools go quiet before the next variant
-    return wall, cpu
-
-
 def table(arch: str, size: int, runs: int, warmup: int, picture_range: bool) -> list[str]:
     from benchmarks.devkit.archs import ARCHS
+    from benchmarks.devkit.turns import take_turns
     from sdk.bench.inputs import benchmark_images
     from sdk.bench.metrics import compare_images
 
@@ -154,7 +136,7 @@ def table(arch: str, size: int, runs: int, warmup: int, picture_range: bool) -> 
     outputs = {name: call() for name, call in calls.items()}
     reference = outputs["ort fp32"]
     outside = float(np.mean((reference < 0) | (reference > 1)))
-    wall, cpu = measure(calls, runs, warmup)
+    wall, cpu = take_turns(calls, runs, warmup)
     title = ARCHS[arch].title + (", last conv scaled to the picture range" if picture_range else "")
     lines = [
         f"### {title}",

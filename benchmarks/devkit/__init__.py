@@ -1,5 +1,6 @@
-"""What the benchmarks need torch for, and nothing else does: the community's architectures written out
-as PyTorch modules (``archs``), and their ONNX exports (``export``).
+"""What the benchmarks share and nothing else needs: the community's architectures written out as
+PyTorch modules (``archs``), their ONNX exports (``export``), and the side-by-side timing of engine
+sessions (``turns``).
 
 The runtime (``sdk``) never imports this package; ``sdk bench --torch-module FILE.py:NAME`` loads a
 builder from it in the benchmark's torch worker only.
