@@ -109,13 +109,15 @@ def torch_calls(name: str, feeds: dict, compiled: bool) -> dict:
 
 
 def floor_call(path: Path, size: int, scale: int, declared: dict) -> tuple[Call, float, float]:
-    """numpy's float32 matmul on about as many FLOPs as one call of the model (sdk.bench's count):
-    (the call, the model's FLOPs, the model's FLOPs over the call's, to scale its time by)."""
+    """numpy's float32 matmul on about as many FLOPs as one call of the model (sdk.bench's count), at
+    the fastest of sdk.bench.floor's sizes: (the call, the model's FLOPs, the model's FLOPs over the
+    call's, to scale its time by)."""
+    from sdk.bench.floor import fastest_side
     from sdk.bench.flops import model_flops
     from sdk.model import Model
 
     flops = model_flops(Model(str(path)), size, 1, scale, declared)
-    side = 1024
+    side = fastest_side(flops)[0] if flops > 0 else 64
     a = np.ones((side, side), dtype=np.float32)
     out = np.empty_like(a)
     repeats = max(1, round(flops / (2.0 * side**3)))

@@ -324,3 +324,26 @@ def test_reduced_precision_rows_are_shown_not_judged():
         "peak_rss_mb": None,
     }
     assert cells(record, NO_RATIO)["accuracy"] == "not judged (reduced precision)"
+
+
+def test_the_floor_is_the_fastest_sgemm_call_and_rows_are_held_to_it_on_their_fastest_call():
+    """Only the machine's other work slows a call: the floor's rate comes from the sgemm row's fastest
+    call, and a row's fraction of it from the row's own fastest call (sdk.bench.floor), not the means,
+    which counted how many calls of each happened to be slowed."""
+    from sdk.bench.compare import judge
+    from sdk.bench.metrics import Tolerance
+    from sdk.bench.rows import ratios
+    from sdk.bench.runners import Job
+    from sdk.bench.schedule import Measurement
+
+    def measured(kind: str, backend: str, times: list[float]) -> Measurement:
+        job = Job(kind, backend, "m.onnx", "cpu", (), 1, "")
+        return Measurement(job, times=times, has_stages=False, sgemm_flops=2e9 if kind == "floor" else None)
+
+    floor = measured("floor", "sgemm", [0.020, 0.010, 0.018])  # 2 GFLOP: 200 GFLOP/s at best
+    engine = measured("raw", "ort-cpu", [0.050, 0.040, 0.090])
+    records = judge([floor, engine], 64, 1, Tolerance(2, 45), flops=6e9)
+    row = {r["kind"]: r for r in records}
+    assert row["floor"]["sgemm_gflops"] == pytest.approx(200)
+    assert row["floor"]["floor_ms"] == pytest.approx(30.0)  # 6 GFLOP at 200 GFLOP/s
+    assert ratios(records)[id(row["raw"])]["floor"] == pytest.approx(30.0 / 40.0)

@@ -107,7 +107,7 @@ def markdown(document: dict) -> str:
         "- `vs torch` (`eager`) = torch eager mean latency / row mean latency (above 1: faster than PyTorch eager); "
         "`vs compiled` = the same against torch channels_last + torch.compile; `vs best torch` = against the fastest "
         "PyTorch row (eager, channels_last, compiled); `of floor` = the fp32 floor's time "
-        "(model FLOPs at numpy's measured sgemm rate) / the row's; `vs raw` = SDK p50 latency over the bare engine's "
+        "(model FLOPs at the rate of numpy's fastest sgemm call in the run) / the row's fastest call; `vs raw` = SDK p50 latency over the bare engine's "
         "(raw: the backend's own engine call on a prepared tensor, no pre/post)",
         f"- Command: `{config['command']}`",
         "",

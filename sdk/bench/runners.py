@@ -178,41 +178,20 @@ class RawEngineRunner(Runner):
         return self.pipeline.finish(out, self.prepared)
 
 
-# Square matrix sides the floor probes; the largest call is about 0.3 s on the 2-core VM.
-PROBE_SIDES = (1024, 1536, 2048, 3072)
-
-
-def _sgemm_rate(side: int, calls: int = 3) -> float:
-    """FLOP/s of numpy's float32 matmul at ``side``, best of a few calls after one warm-up."""
-    a = np.ones((side, side), dtype=np.float32)
-    out = np.empty_like(a)
-    np.matmul(a, a, out=out)
-    best = min(_timed(lambda: np.matmul(a, a, out=out)) for _ in range(calls))
-    return 2.0 * side**3 / best
-
-
-def _timed(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
-
-
 class FloorRunner(Runner):
-    """numpy's float32 matrix product on as many FLOPs as one call of the model: the time an engine
-    running at the machine's sgemm rate would take. Timed interleaved with the other rows, so the
-    floor is measured under the same noise."""
+    """numpy's float32 matrix product, timed as a row interleaved with the others: its fastest call
+    gives the machine's sgemm rate in this run, the model's FLOPs at that rate the fp32 floor."""
 
     has_stages = False
 
     def load(self) -> None:
+        from .floor import fastest_side
+
         if self.job.flops <= 0:
             raise BackendUnavailableError("the model's FLOPs could not be counted from its graph")
-        # The floor is the machine's sgemm rate, not one shape's: numpy's BLAS is not equally fast at
-        # every size (on the 2-core AVX-512 VM, from about 200 GFLOP/s at 1024-2300 to about 260 at
-        # some larger sizes), so a few square sizes are probed and the fastest is the one timed. The
-        # row's time is then scaled to the model's FLOPs (compare.py), whatever the size.
-        model_side = max(64, int(round((self.job.flops / 2) ** (1 / 3))))
-        side = max(sorted({model_side, *PROBE_SIDES}), key=_sgemm_rate)
+        # The fastest of a few square sizes is the one timed; the row's fastest call then gives the
+        # rate and compare.py scales it to the model's FLOPs, whatever the size (sdk.bench.floor).
+        side, probed = fastest_side(self.job.flops)
         rng = np.random.default_rng(0)
         self.a = rng.standard_normal((side, side), dtype=np.float32)
         self.b = rng.standard_normal((side, side), dtype=np.float32)
@@ -220,7 +199,7 @@ class FloorRunner(Runner):
         self.sgemm_flops = 2.0 * side**3
         self.source = (
             f"numpy {np.__version__} float32 matmul {side}x{side} @ {side}x{side} (the fastest of "
-            f"{sorted({model_side, *PROBE_SIDES})} in a probe)"
+            f"{probed} in a probe; the rate of its fastest call in the run)"
         )
 
     def call(self):
