@@ -333,7 +333,7 @@ def test_a_request_called_off_during_its_last_window_is_not_encoded(monkeypatch)
             header = coding.open_header(encode(picture(40, 40)), 10**8)
             plan = path.limits.image(40, 40, 2)
             with pytest.raises(Cancelled):
-                path._upscale_sync(header, 2, None, plan, ticket)
+                path._upscale_sync(header, 2, "png", plan, ticket)
             assert encoded == []
         finally:
             app.state.server.close()
