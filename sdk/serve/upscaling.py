@@ -97,13 +97,17 @@ class ImagePath:
         ticket.begin()  # decoding: this request will submit soon, so a forming batch may wait for it
         try:
             decoded = self._decoded(header, scale, fmt)
-            out = tiling.upscale_tiled(
-                decoded.pixels[None],
-                scale,
-                plan,
-                lambda windows: self._run_windows(windows, scale, plan.batch, ticket),
-                cancel=ticket.token,
-            )[0]
+            pixels = decoded.pixels[None]
+            if plan.tiled:
+                out = tiling.upscale_tiled(
+                    pixels,
+                    scale,
+                    plan,
+                    lambda windows: self._run_windows(windows, scale, plan.batch, ticket),
+                    cancel=ticket.token,
+                )[0]
+            else:  # whole: the finished result is the answer's pixels (stitching would copy it whole)
+                out = self._run_windows(pixels, scale, plan.batch, ticket)[0]
         finally:
             ticket.end()
         ticket.token.check()  # timed out during the last window: a large PNG's encoding is seconds more
