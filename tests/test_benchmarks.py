@@ -85,6 +85,12 @@ HERE = {
         lambda out, stdout: "| ort int8 |" in out.read_text() and "scaled to the picture range" in out.read_text(),
         ("torch", "onnxruntime.quantization", "skimage", "sklearn"),
     ),
+    "profile_archs.py": (
+        ["--md", "{out}"],
+        "profile_archs.md",
+        lambda out, stdout: "convolutions by shape" in out.read_text() and "| Conv |" in out.read_text(),
+        ("torch",),
+    ),
     "scale_out.py": (["--json", "{out}"], "scale_out.json", _scale_out, ("ray",)),
     "serve.py": (["--json", "{out}"], "serve.json", _serve, ("uvicorn", "httpx")),
     # Nothing to shrink: one architecture is its tiny run (run as the module it is, from the checkout).

@@ -13,28 +13,40 @@ import numpy as np
 def model_flops(model, size: int, batch: int, scale: int, declared: dict | None = None) -> float:
     """FLOPs of one call on ``batch`` images of ``size`` x ``size`` at ``scale``; 0 when the graph's
     shapes cannot be inferred. ``declared``: the pipeline fields given on the command line."""
+    found = node_flops(model, size, batch, scale, declared)
+    return 0.0 if found is None else sum(found.values())
+
+
+def node_flops(model, size: int, batch: int, scale: int, declared: dict | None = None) -> dict[str, float] | None:
+    """FLOPs of each convolution and matrix product of one call, by node name (its first output's
+    name where it has none); None when a shape they need cannot be inferred."""
     found = graph_shapes(model, size, batch, scale, declared)
     if found is None:
-        return 0.0
+        return None
     graph, shapes, weights = found
-    total = 0.0
+    counted = {}
     for node in graph.node:
         if node.op_type == "Conv":
             out = shapes.get(node.output[0])
             kernel = weights.get(node.input[1]) or shapes.get(node.input[1])
             if not out or not kernel or 0 in out:
-                return 0.0
+                return None
             # kernel: Cout x Cin/group x kh x kw; every output value is Cin/group*kh*kw multiply-adds.
-            total += 2.0 * float(np.prod(out)) * float(np.prod(kernel[1:]))
+            counted[_key(node, counted)] = 2.0 * float(np.prod(out)) * float(np.prod(kernel[1:]))
         elif node.op_type in ("MatMul", "Gemm"):
             a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
             if not a or not out or 0 in a or 0 in out:
-                return 0.0
+                return None
             inner = (
                 a[-2] if node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute) else a[-1]
             )
-            total += 2.0 * float(np.prod(out)) * inner
-    return total
+            counted[_key(node, counted)] = 2.0 * float(np.prod(out)) * inner
+    return counted
+
+
+def _key(node, taken: dict) -> str:
+    name = node.name or node.output[0]
+    return name if name not in taken else f"{name}:{node.output[0]}"
 
 
 def graph_shapes(model, size: int, batch: int, scale: int, declared: dict | None = None):
