@@ -15,8 +15,9 @@ SDK (``benchmarks/compare.py`` does that).
 Variants: ONNX Runtime on the original export, on the SDK's optimised graph (sdk.optimize), on the
 optimised graph without the Mul -> BatchNormalization rewrite, with PReLU written as BatchNormalizations
 around a Relu (the NCHWc-friendly form, measured and rejected), without its NCHWc layout
-(ORT_ENABLE_EXTENDED), with one thread; OpenVINO (LATENCY, f32) on the original and the optimised
-graph, THROUGHPUT, bf16; MNN (sdk-mnn's conversion) when installed. Outputs are compared with the
+(ORT_ENABLE_EXTENDED), with one thread, with denormals as zero; OpenVINO (LATENCY, f32) on the
+original and the optimised graph, THROUGHPUT, bf16, one stream on all cores with its threads pinned,
+denormals flushed; MNN (sdk-mnn's conversion) when installed. Outputs are compared with the
 original graph on ONNX Runtime (max abs diff, in the model's output units).
 """
 
@@ -86,12 +87,14 @@ def variants_for(arch: str, x: np.ndarray) -> dict:
     threads = cpu_cores()
     feeds = {"input": x}
 
-    def onnxruntime(graph, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, intra=threads):
+    def onnxruntime(graph, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, intra=threads, config=None):
         options = ort.SessionOptions()
         options.graph_optimization_level = level
         options.intra_op_num_threads = intra
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        for key, value in (config or {}).items():
+            options.add_session_config_entry(key, value)
         session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         return lambda: session.run(None, feeds)[0]
 
@@ -100,6 +103,9 @@ def variants_for(arch: str, x: np.ndarray) -> dict:
         graphs["optimised"], ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     )
     variants["ort: optimised, 1 thread"] = lambda: onnxruntime(graphs["optimised"], intra=1)
+    variants["ort: optimised, denormals as zero"] = lambda: onnxruntime(
+        graphs["optimised"], config={"session.set_denormal_as_zero": "1"}
+    )
     try:
         import openvino as ov
 
@@ -116,6 +122,12 @@ def variants_for(arch: str, x: np.ndarray) -> dict:
             graphs["optimised"], PERFORMANCE_HINT="THROUGHPUT"
         )
         variants["openvino: optimised, bf16"] = lambda: openvino(graphs["optimised"], INFERENCE_PRECISION_HINT="bf16")
+        variants["openvino: optimised, 1 stream x all cores, pinned"] = lambda: openvino(
+            graphs["optimised"], NUM_STREAMS=1, INFERENCE_NUM_THREADS=threads, ENABLE_CPU_PINNING=True
+        )
+        variants["openvino: optimised, denormals flushed"] = lambda: openvino(
+            graphs["optimised"], CPU_DENORMALS_OPTIMIZATION=True
+        )
     except ImportError:
         print("openvino is not installed: its variants are skipped (pip install examples/sdk-openvino)")
     try:
