@@ -195,10 +195,10 @@ def main(argv=None) -> int:
         print("openvino is not installed: its variants are skipped (pip install examples/sdk-openvino)")
     if args.only:
         variants = {k: v for k, v in variants.items() if any(o in k for o in args.only)}
-    from benchmarks.levers_archs import measure
+    from benchmarks.devkit.turns import take_turns
 
     calls = {name: make() for name, make in variants.items()}
-    times, _ = measure(calls, args.runs, args.warmup)  # rotating order, 0.1 s between calls
+    times, _ = take_turns(calls, args.runs, args.warmup)  # rotating order, 0.1 s between calls
     names = list(calls)
     base_ort = np.median(times[names[0]])
     base_ov = next((np.median(times[n]) for n in names if n.startswith("openvino: as")), None)
