@@ -127,10 +127,17 @@ class Pipeline:
             yield batch
 
     def _run(self, stage: Stage, inbox: queue.Queue, outbox: queue.Queue) -> None:
-        try:
+        def work() -> Iterator:
             for batch in self._batches(stage, inbox):
-                for result in [batch] if isinstance(batch, Marker) else stage.work(batch):
-                    self._put(outbox, result)
+                yield from [batch] if isinstance(batch, Marker) else stage.work(batch)
+
+        self._hand_on(work(), outbox)
+
+    def _hand_on(self, results: Iterator, outbox: queue.Queue) -> None:
+        """Put ``results`` into ``outbox`` and then the end; a stop ends quietly, an error stops all."""
+        try:
+            for result in results:
+                self._put(outbox, result)
         except _Stopped:
             return
         except BaseException as exc:
@@ -163,29 +170,26 @@ class Pipeline:
 
     def _collect(self, pending: queue.Queue, outbox: queue.Queue) -> None:
         """Hand each call's results on in the order the calls were submitted."""
-        try:
+
+        def results() -> Iterator:
             while True:
                 future = self._get(pending)
                 if future is _END:
-                    break
-                while True:
-                    if self._stop.is_set():
-                        raise _Stopped
-                    try:
-                        results = future.result(timeout=_POLL_S)
-                        break
-                    except FutureTimeout:
-                        continue
-                    except CancelledError:  # dropped by a stop
-                        raise _Stopped from None
-                for result in results:
-                    self._put(outbox, result)
-        except _Stopped:
-            return
-        except BaseException as exc:
-            self._fail(exc)
-            return
-        self._put_end(outbox)
+                    return
+                yield from self._wait(future)
+
+        self._hand_on(results(), outbox)
+
+    def _wait(self, future: Future) -> list:
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                return future.result(timeout=_POLL_S)
+            except FutureTimeout:
+                continue
+            except CancelledError:  # dropped by a stop
+                raise _Stopped from None
 
     # -- queues that give way to a stop -------------------------------------------------------------
 
