@@ -290,6 +290,34 @@ def test_bitmap_subtitles_are_copied_packet_for_packet_and_refused_where_they_ca
     assert not webm.exists() and not work_folder(webm).exists()
 
 
+def test_blu_ray_pgs_subtitles_are_copied_packet_for_packet_and_refused_by_mp4_and_webm(tmp_path, doubler):
+    """PGS (Blu-ray bitmap) subtitles: tests/pgs.py writes their segments; FFmpeg's decoder reads the
+    source's pictures back as written, the Matroska output holds the same packets at the same times,
+    and MP4 and WebM, which cannot hold them, are refused before any work with a container named."""
+    subtitles = [(0, 200, _subtitle_bitmap(0)), (240, 160, _subtitle_bitmap(1))]
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=12, keyint=4, pgs_subtitles=subtitles))
+    with av.open(str(source)) as container:
+        stream = container.streams.subtitles[0]
+        assert stream.codec_context.name == "pgssub"
+        shown = [s for p in container.demux(stream) if p.size for s in [stream.decode2(p)] if s and s.rects]
+    for subtitle, (_, _, bitmap) in zip(shown, subtitles, strict=True):
+        rect = subtitle.rects[0]
+        assert (rect.x, rect.y, rect.width, rect.height) == (*clips.BITMAP_AT, 64, 12)
+        assert np.array_equal(np.frombuffer(bytes(rect.planes[0]), np.uint8).reshape(12, -1)[:, :64], bitmap)
+    out = tmp_path / "out.mkv"
+    upscale_video(doubler, source, out, scale=2, segment_seconds=0.1)
+    copied = clips.packets(out, "subtitles")
+    assert copied == clips.packets(source, "subtitles") and len(copied) >= 2 * len(subtitles)
+    for suffix in ("mp4", "webm"):
+        target = tmp_path / f"out.{suffix}"
+        container = f"the output container \\({suffix}\\)"
+        with pytest.raises(
+            sdk.InputError, match=container + r" cannot hold stream #1 subtitle pgssub \(jpn\): write \.mkv"
+        ):
+            upscale_video(doubler, source, target, scale=2)
+        assert not target.exists() and not work_folder(target).exists()
+
+
 def test_what_is_not_a_video_gets_a_clear_error(tmp_path, doubler, photo):
     from PIL import Image
 
