@@ -214,6 +214,35 @@ def test_svt_av1_carries_hdr10_metadata_too(tmp_path, identity):
     assert after.display.max_luminance == 1000 and float(after.display.min_luminance) == pytest.approx(0.005, abs=1e-4)
 
 
+def test_hdr10_side_data_that_cannot_be_read_is_named_in_a_warning_not_dropped_silently(caplog):
+    """A truncated content light level (4 of its 8 bytes) or a mastering display without its
+    luminance is left out with a warning that says which and why; what can be read is still written."""
+    import struct
+    from types import SimpleNamespace
+
+    from sdk.video import encoder, hdr
+
+    primaries = [34000, 50000, 16000, 50000, 13250, 50000, 34500, 50000, 7500, 50000, 3000, 50000]
+    display = struct.pack("<22i", *primaries, 15635, 50000, 16450, 50000, 50, 10000, 1000, 1, 1, 1)
+    source = SimpleNamespace(
+        path="hdr.mkv", hdr_side_data=((hdr.MASTERING, display), (hdr.LIGHT_LEVEL, b"\xe8\x03\0\0"))
+    )
+    found = hdr.parse(source.hdr_side_data)
+    assert found.display and found.display.max_luminance == 1000 and found.max_cll is None
+    assert found.unread == ("the content light level (truncated: 4 of 8 bytes)",)
+    written = encoder._hdr_options(source, "libx265")["x265-params"]
+    assert written.startswith("master-display=G(") and "max-cll" not in written
+    assert (
+        "hdr.mkv: HDR10 metadata left out, the output goes without it: the content light level (truncated"
+        in caplog.text
+    )
+    no_luminance = display[:80] + struct.pack("<2i", 1, 0)  # has_primaries, not has_luminance
+    found = hdr.parse(((hdr.MASTERING, no_luminance),))
+    assert not found and found.unread == (
+        "the mastering display (incomplete: it gives the primaries or the luminance, not both)",
+    )
+
+
 def test_a_rotated_phone_video_keeps_its_rotation(tmp_path, doubler):
     source = clips.make(tmp_path / "phone.mp4", clips.Clip(frames=4, rotation=90, audio="aac"))
     upscale_video(doubler, source, tmp_path / "out.mp4", scale=2)
