@@ -7,9 +7,11 @@ import os
 import random
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,15 @@ def encode(array: np.ndarray, fmt: str = "PNG", **options) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def padded(png: bytes, size: int) -> bytes:
+    """``png`` with a private ancillary chunk of ``size`` bytes after its header: a large body around a
+    small picture (Pillow reads past the chunk, and keeps a copy of it)."""
+    end = 8 + 4 + 4 + 13 + 4  # the signature, then IHDR: length, type, 13 bytes, CRC
+    payload = bytes(size)
+    chunk = struct.pack(">I", size) + b"prVt" + payload + struct.pack(">I", zlib.crc32(b"prVt" + payload))
+    return png[:end] + chunk + png[end:]
 
 
 def decode(data: bytes) -> np.ndarray:

@@ -186,6 +186,22 @@ def test_the_inference_routes_answer_alike_straight_or_through_the_router():
     assert ("POST", "/sr/v1/models/srcnn3/upscale") in routed and ("POST", "/v1/models/srcnn3/upscale") not in routed
 
 
+def test_an_image_that_runs_whole_in_a_worker_is_not_stitched(monkeypatch):
+    """A whole image's finished result is the answer's pixels: stitching it (a copy of the whole result
+    into a new array, and of the input into a stack of one) is for windows only."""
+    from sdk import Predictor, tiling
+
+    def no_stitching(*args, **kwargs):
+        raise AssertionError("a whole image went through tiling.upscale_tiled")
+
+    image = picture(200, 180, seed=6)  # its x2 result is over LOOP_PIXELS: a worker thread, one window
+    with Predictor("srcnn3", backend="ort-cpu") as p, client_for(p) as client:
+        monkeypatch.setattr(tiling, "upscale_tiled", no_stitching)
+        answer = client.post("/v1/models/srcnn3/upscale?scale=2", content=encode(image))
+        assert answer.status_code == 200, answer.text
+        assert max_diff(decode(answer.content), p(image, scale=2)) == 0
+
+
 def test_a_small_image_runs_on_the_event_loop_and_a_timeout_still_gives_its_place_up(monkeypatch):
     """Small images skip the worker threads (decoding, pre/post and encoding on the loop); a request
     waiting on a busy engine is still answered 504 in time, and its job is dropped unrun."""
@@ -333,7 +349,7 @@ def test_a_request_called_off_during_its_last_window_is_not_encoded(monkeypatch)
             header = coding.open_header(encode(picture(40, 40)), 10**8)
             plan = path.limits.image(40, 40, 2)
             with pytest.raises(Cancelled):
-                path._upscale_sync(header, 2, None, plan, ticket)
+                path._upscale_sync(header, 2, "png", plan, ticket)
             assert encoded == []
         finally:
             app.state.server.close()

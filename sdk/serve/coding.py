@@ -85,6 +85,48 @@ def open_header(data: bytes, max_pixels: int) -> Header:
     return Header(img, _FROM_PILLOW.get(img.format or ""))
 
 
+# What an image request holds besides the engine's windows and the stitched result (those are
+# Predictor.plan's own), in bytes per input pixel and per result pixel. Decoding: Pillow's picture (it
+# stores RGB as 4-byte pixels, and the request keeps it until the answer is sent), our RGB copy (3)
+# and an alpha plane (1). Encoding: Pillow's 4-byte copy of the result where Pillow writes the answer.
+DECODED_BYTES_PER_PIXEL = 4 + 3 + 1
+PILLOW_BYTES_PER_PIXEL = 4
+
+
+def held_bytes(request_bytes: int, data_bytes: int, header: Header, scale: int, fmt: str) -> int:
+    """Bytes an image request holds while it runs besides what :meth:`sdk.Predictor.plan` counts (the
+    engine's windows and the stitched result): what the server passes to the plan as ``held``, so that
+    an image tiles smaller, or is refused with 413 before decoding, when the whole does not fit the
+    memory budget. ``request_bytes``: the request's body where it carries more than this image (a /v2
+    request), else 0; ``data_bytes``: this image's encoded bytes.
+
+    - the encoded image, and as much again for what the decoder keeps of it besides pixels (Pillow
+      keeps a PNG's private chunks and a JPEG's APP segments; the profile and EXIF go on to the answer);
+    - the decoded picture (DECODED_BYTES_PER_PIXEL);
+    - the answer: at most the raw result and its container (a PNG of noise is the raw bytes, a filter
+      byte a row and zlib's stored-block headers: well under 1/64 more), plus Pillow's copy of the result
+      where Pillow writes it (JPEG, WebP, and a PNG that carries a profile, EXIF or alpha, or when fpng
+      is not installed).
+    """
+    result = header.height * header.width * scale * scale
+    answer = 3 * result + 3 * result // 64
+    if not (fmt == "png" and _fpng() is not None and not _header_carries_metadata(header)):
+        answer += PILLOW_BYTES_PER_PIXEL * result
+    return request_bytes + 2 * data_bytes + DECODED_BYTES_PER_PIXEL * header.height * header.width + answer
+
+
+def _header_carries_metadata(header: Header) -> bool:
+    """Whether the answer may carry a profile, EXIF or alpha (as _carries_metadata will say once the
+    image is decoded), told from the header alone."""
+    info = header.image.info
+    return bool(
+        info.get("icc_profile")
+        or info.get("exif")
+        or "transparency" in info
+        or header.image.mode in ("RGBA", "LA", "PA")
+    )
+
+
 def load(header: Header) -> images.Decoded:
     """The pixels (and orientation, profile, EXIF, alpha) of an image whose header passed."""
     from PIL import Image

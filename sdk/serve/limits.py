@@ -60,10 +60,11 @@ class Limits:
 
     # -- an image's result ---------------------------------------------------------------------------
 
-    def image(self, height: int, width: int, scale: int, count: int = 1) -> Plan:
+    def image(self, height: int, width: int, scale: int, count: int = 1, held: int = 0) -> Plan:
         """How ``count`` images of height x width run at ``scale`` (sdk.Predictor.plan with --tile windows
         and --max-batch), or a 413 unless they fit --max-pixels and memory (the plan's rule: the result
-        must fit in free memory, windows within the budget)."""
+        must fit in free memory; ``held`` bytes the request keeps besides (coding.held_bytes), the
+        stitched result and one engine call within the budget)."""
         out_pixels = height * width * scale * scale
         if out_pixels > self.settings.max_pixels:
             raise too_large(
@@ -72,17 +73,18 @@ class Limits:
             )
         try:
             return self.predictor.plan(
-                (height, width), scale, self.settings.tile, count=count, max_batch=self.settings.max_batch
+                (height, width), scale, self.settings.tile, count=count, max_batch=self.settings.max_batch, held=held
             )
         except TooLargeError as exc:
             raise too_large(str(exc)) from None
 
     # -- raw tensors (/v2 without images) ----------------------------------------------------------
 
-    def raw_feeds(self, feeds: dict[str, np.ndarray]) -> None:
+    def raw_feeds(self, feeds: dict[str, np.ndarray], held: int = 0) -> None:
         """Before the engine runs raw tensors: no empty axis, a runtime factor the pipeline itself
         would send (finite, whole, 1..--max-scale), and a whole run that fits --max-pixels and the
-        memory budget (raw tensors cannot be cut into windows)."""
+        memory budget (raw tensors cannot be cut into windows) beside the ``held`` bytes of the request
+        (its body) and the feeds themselves."""
         for name, value in feeds.items():
             if value.size == 0:
                 raise bad_request(f"input {name!r} has shape {list(value.shape)}: every axis needs at least 1 element")
@@ -97,8 +99,12 @@ class Limits:
         n, height, width = (
             (image.shape[0], *image.shape[1:3]) if spec.layout == "NHWC" else (image.shape[0], *image.shape[2:])
         )
-        self.image(height, width, scale, n)
-        plan = self.predictor.plan((height, width), scale, "auto", count=n)
+        held += sum(value.nbytes for value in feeds.values())
+        self.image(height, width, scale, n, held)
+        try:
+            plan = self.predictor.plan((height, width), scale, "auto", count=n, held=held)
+        except TooLargeError as exc:
+            raise too_large(str(exc)) from None
         if plan.tiled and not plan.exact:
             raise too_large(
                 f"{n} x {height}x{width} at x{scale} needs more memory than this server's budget to run in one piece, "

@@ -44,19 +44,25 @@ class ImagePath:
         self.runner = runner
         self.in_worker = in_worker  # async fn(callable, *args): runs it in the server's worker pool
 
-    async def upscale_bytes(self, data: bytes, scale: int, fmt_name: str | None) -> tuple[bytes, str, tuple, tuple]:
+    async def upscale_bytes(
+        self, data: bytes, scale: int, fmt_name: str | None, request_bytes: int = 0
+    ) -> tuple[bytes, str, tuple, tuple]:
         """Encoded image -> (encoded result, content type, (w, h) in, (w, h) out): a small one on the
-        event loop, any other in a worker thread; either way its windows run with other requests'."""
+        event loop, any other in a worker thread; either way its windows run with other requests'.
+        ``request_bytes``: the body of a request that carries more than this image (/v2), else 0."""
         header = coding.open_header(data, self.settings.max_pixels)
+        fmt = coding.output_format(fmt_name, header.source_format)
         # --max-pixels and memory, before decoding; then the Predictor's own plan for this image: whole
         # when it fits one --tile window, else windows of one shape at this scale (requests share engine
-        # calls), with the margin this scale needs and a static-size model's own windows.
-        plan = self.limits.image(header.height, header.width, scale)
+        # calls), with the margin this scale needs and a static-size model's own windows. The budget
+        # counts what the request holds besides: its bytes, the decoded picture and the answer.
+        held = coding.held_bytes(request_bytes, len(data), header, scale, fmt)
+        plan = self.limits.image(header.height, header.width, scale, held=held)
         if self._on_loop(header, scale, plan):
-            return await self._upscale_on_loop(header, scale, fmt_name, plan)
+            return await self._upscale_on_loop(header, scale, fmt, plan)
         ticket = _Ticket(self.batcher)
         try:
-            return await self.in_worker(self._upscale_sync, header, scale, fmt_name, plan, ticket)
+            return await self.in_worker(self._upscale_sync, header, scale, fmt, plan, ticket)
         except asyncio.CancelledError:
             ticket.cancel()  # its queued tiles are dropped before they reach the engine
             raise
@@ -69,8 +75,8 @@ class ImagePath:
         thread, with other requests' windows; only the millisecond around it stays on the loop."""
         return not plan.tiled and header.height * header.width * scale * scale <= LOOP_PIXELS
 
-    async def _upscale_on_loop(self, header: coding.Header, scale: int, fmt_name: str | None, plan: tiling.Plan):
-        decoded, fmt = self._decoded(header, scale, fmt_name)
+    async def _upscale_on_loop(self, header: coding.Header, scale: int, fmt: str, plan: tiling.Plan):
+        decoded = self._decoded(header, scale, fmt)
         pixels = decoded.pixels[None]
         tensor, prepared = self.runner.prepare(pixels, scale)
         limit = self._window_limit(pixels, plan.batch)
@@ -82,25 +88,26 @@ class ImagePath:
             body, content_type = await self.in_worker(coding.encode, out, fmt, decoded)
         return body, content_type, (header.width, header.height), (out.shape[1], out.shape[0])
 
-    def _decoded(self, header: coding.Header, scale: int, fmt_name: str | None) -> tuple[images.Decoded, str]:
-        """The pixels, and the answer's format, once the answer is known to fit its format and memory."""
-        fmt = coding.output_format(fmt_name, header.source_format)
+    def _decoded(self, header: coding.Header, scale: int, fmt: str) -> images.Decoded:
+        """The pixels, once the answer is known to fit its format and memory."""
         coding.check_size(fmt, header.height * scale, header.width * scale)
-        return coding.load(header), fmt
+        return coding.load(header)
 
-    def _upscale_sync(
-        self, header: coding.Header, scale: int, fmt_name: str | None, plan: tiling.Plan, ticket: _Ticket
-    ):
+    def _upscale_sync(self, header: coding.Header, scale: int, fmt: str, plan: tiling.Plan, ticket: _Ticket):
         ticket.begin()  # decoding: this request will submit soon, so a forming batch may wait for it
         try:
-            decoded, fmt = self._decoded(header, scale, fmt_name)
-            out = tiling.upscale_tiled(
-                decoded.pixels[None],
-                scale,
-                plan,
-                lambda windows: self._run_windows(windows, scale, plan.batch, ticket),
-                cancel=ticket.token,
-            )[0]
+            decoded = self._decoded(header, scale, fmt)
+            pixels = decoded.pixels[None]
+            if plan.tiled:
+                out = tiling.upscale_tiled(
+                    pixels,
+                    scale,
+                    plan,
+                    lambda windows: self._run_windows(windows, scale, plan.batch, ticket),
+                    cancel=ticket.token,
+                )[0]
+            else:  # whole: the finished result is the answer's pixels (stitching would copy it whole)
+                out = self._run_windows(pixels, scale, plan.batch, ticket)[0]
         finally:
             ticket.end()
         ticket.token.check()  # timed out during the last window: a large PNG's encoding is seconds more

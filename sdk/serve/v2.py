@@ -43,7 +43,7 @@ class InferRoute:
         body = await admission.read_body(request)  # a slow upload holds no place in the queue
         async with admission.place():
             parsed = await self._parse(body, request.headers.get(protocol.HEADER_LENGTH))
-            outputs = await admission.guarded(request, self._outputs(parsed))
+            outputs = await admission.guarded(request, self._outputs(parsed, len(body)))
         if only_bytes_to_copy(parsed, outputs):  # a copy of a few bytes: cheaper here than a thread hop
             data, headers = protocol.encode_response(server.name, parsed, outputs)
         else:
@@ -58,10 +58,11 @@ class InferRoute:
             return protocol.parse_request(*args)
         return await self.server.in_worker(protocol.parse_request, *args)
 
-    async def _outputs(self, parsed: protocol.InferRequest) -> list[protocol.InferOutput]:
+    async def _outputs(self, parsed: protocol.InferRequest, body_bytes: int) -> list[protocol.InferOutput]:
+        """The outputs; ``body_bytes``, the request's body, counts in the memory budget as held."""
         images = [i for i in parsed.inputs if i.datatype == "BYTES"]
         if images:
-            return await self._images(parsed, images)
+            return await self._images(parsed, images, body_bytes)
         predictor, batcher = self.server.predictor, self.server.batcher
         feeds: dict[str, Any] = {i.name: i.data for i in parsed.inputs}
         try:
@@ -70,7 +71,7 @@ class InferRoute:
             check_feeds(feeds, predictor.inputs)
         except InputError as exc:
             raise bad_request(str(exc)) from None
-        self.server.limits.raw_feeds(feeds)  # before any engine runs: the factor, the result's size
+        self.server.limits.raw_feeds(feeds, body_bytes)  # before any engine runs: the factor, the result's size
         batched = self._raw_batched  # (check_feeds made sure each of these has its batch axis)
         # Cancelling the awaiting task (timeout, hang-up) cancels the job before it runs, and the token
         # stops its engine call once it runs (when no other request shares the call).
@@ -99,7 +100,7 @@ class InferRoute:
         per_item = max(math.prod(feeds[n].shape[1:]) for n in batched)
         return max(1, min(self.server.settings.max_batch, 3 * CPU_BATCH_PIXELS // max(1, per_item)))
 
-    async def _images(self, parsed, images) -> list[protocol.InferOutput]:
+    async def _images(self, parsed, images, body_bytes: int) -> list[protocol.InferOutput]:
         if len(parsed.inputs) != 1:
             raise bad_request(
                 "an image request has one BYTES input (the encoded images) and nothing else; "
@@ -117,7 +118,7 @@ class InferRoute:
             coding.output_format(fmt, None)
         if parsed.outputs and [o.get("name") for o in parsed.outputs] != ["image"]:
             raise bad_request("an image request has one output, 'image' (the encoded results)")
-        encoded = await asyncio.gather(*(image_path.upscale_bytes(e, scale, fmt) for e in images[0].data))
+        encoded = await asyncio.gather(*(image_path.upscale_bytes(e, scale, fmt, body_bytes) for e in images[0].data))
         return [protocol.InferOutput("image", [e[0] for e in encoded], shape=images[0].shape)]
 
 
