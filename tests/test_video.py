@@ -513,6 +513,34 @@ def test_the_cli_upscales_a_video_and_a_folder_of_videos_and_images(tmp_path, ru
     assert "no such encoder" in capsys.readouterr().err
 
 
+def test_images_beside_videos_get_an_engine_with_all_cores(tmp_path, runtime_model, photo, monkeypatch):
+    """The videos' engine runs one single-threaded call per core (sdk.video.engine); the images of
+    the same command, which make one call at a time, get an engine opened with all the cores."""
+    from PIL import Image
+
+    import sdk.predictor
+    from sdk import cli
+
+    opened = []
+
+    class Recorded(sdk.predictor.Predictor):
+        def __init__(self, *args, **options):
+            super().__init__(*args, **options)
+            opened.append((options, self))
+
+    monkeypatch.setattr(sdk.predictor, "Predictor", Recorded)
+    monkeypatch.setattr("sdk.video.engine.engine_calls", lambda: 2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    clips.make(folder / "a.mkv", clips.Clip(frames=3))
+    Image.fromarray(photo).save(folder / "b.png")
+    args = ["--model", runtime_model, "--scale", "2", "--backend", "ort-cpu", "--preset", "veryfast"]
+    assert cli.main(["upscale", str(folder), "-o", str(tmp_path / "out"), *args]) == 0
+    assert [p.concurrent_calls for _, p in opened] == [2, 1]
+    assert "intra_op_num_threads" in opened[0][0] and "intra_op_num_threads" not in opened[1][0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mkv", "b.png"]
+
+
 def test_the_cli_bar_shows_frames_done_of_the_total_the_rate_and_the_time_left(
     tmp_path, runtime_model, capsys, monkeypatch
 ):
