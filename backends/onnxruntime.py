@@ -312,6 +312,11 @@ class OrtCpuBackend(_OrtBackend):
     def server_options(self, device: Device) -> Mapping[str, Any]:
         return {"session_config": dict(SERVER_SESSION_CONFIG)}
 
+    def concurrent_options(self, device: Device, calls: int) -> Mapping[str, Any]:
+        # One session runs concurrent calls (InferenceSession.run is thread-safe); each call's ops use
+        # the session's intra-op threads, so ``calls`` calls share the cores by their thread count.
+        return {"intra_op_num_threads": max(1, cpu_cores() // max(1, calls))}
+
     def raw_runner(self, model, device: Device, options: Mapping[str, Any]) -> RawRunner:
         ort = _import_ort()
         return _raw(

@@ -12,8 +12,11 @@ panned photograph (no downloads).
 
 - pipeline: ``sdk.video.upscale_video`` file to file (decode, RGB, engine, YCbCr, encode in threads);
 - stages alone, on the same frames: decode (PyAV + conversion to RGB), engine (the Predictor on
-  frames in memory, batches of 4 as the pipeline gives it), encode (conversion to YCbCr + x264);
-  each with its CPU seconds per frame;
+  frames in memory, run as the pipeline runs it: the same plan, the same engine calls at once through
+  the same stage), encode (conversion to YCbCr + x264); each with its CPU seconds per frame;
+- one call at a time: the pipeline and its engine stage with the engine opened as before engine
+  workers (one call at a time over all cores), side by side with the default (one single-threaded
+  call per core, ``sdk.video.open_predictor``), so the lever is measured in every run;
 - bound: the lower of the slowest stage's rate and cores / (CPU seconds per frame of all stages),
   since on a CPU machine the stages share the cores (on a GPU machine the slowest stage alone);
 - pipe loop: ffmpeg decodes to rgb24 on a pipe, Python runs the Predictor one frame at a time and
@@ -114,13 +117,20 @@ def stage_decode(clip: Path) -> tuple[Clock, list]:
 
 
 def stage_engine(predictor, frames: list, scale: int) -> tuple[Clock, list]:
-    from sdk.video import job
+    """The engine stage alone, as the pipeline runs it (sdk.video.job): its plan, its batch, its
+    engine calls at once, through the same Stage."""
+    from sdk.video import job, stages
 
-    batch = job.CPU_BATCH if predictor.device == "cpu" else job.BATCH  # as the pipeline gives it
-    outs = []
-    with Clock() as clock:
-        for start in range(0, len(frames), batch):
-            outs += predictor.predict_batch(frames[start : start + batch], scale=scale, batch_size=batch)
+    batch = job.CPU_BATCH if predictor.device == "cpu" else job.BATCH
+    plan, calls = job.engine_plan(predictor, frames[0].shape[:2], scale, "auto", batch)
+    per_call = 1 if plan.tiled else plan.batch
+
+    def engine(items):
+        return list(predictor.run_plan(np.stack(items), scale, plan))
+
+    stage = stages.Stage("engine", engine, batch=per_call, workers=calls)
+    with Clock() as clock, stages.Pipeline(iter(frames), [stage]) as run:
+        outs = list(run)
     return clock, outs
 
 
@@ -195,6 +205,7 @@ def peak_rss(model: str, scale: int, clip: Path, out: Path) -> int:
 
 def measure(args) -> dict:
     import sdk
+    from sdk.sharing import open_predictor as open_shared
     from sdk.video import open_predictor
 
     cores = os.cpu_count() or 1
@@ -213,13 +224,15 @@ def measure(args) -> dict:
     try:
         for name in args.cases:
             model, scale = CASES[name]
-            # The pipeline and its stages get the Predictor `sdk upscale` opens for videos; the pipe
-            # loop the one users open today (the defaults).
+            # The pipeline and its stages get the Predictor `sdk upscale` opens for videos; the "one
+            # call" arms the same without engine workers; the pipe loop the one users open today.
             with (
                 open_predictor(model, backend=args.backend) as predictor,
+                open_shared(model, backend=args.backend, calls=1) as single,
                 sdk.Predictor(model, backend=args.backend) as plain,
             ):
-                case = measure_case(predictor, plain, clip, work, scale, width, height, args, ffmpeg, cores)
+                engines = {"": predictor, "one_call_": single, "plain": plain}
+                case = measure_case(engines, clip, work, scale, width, height, args, ffmpeg, cores)
             report["cases"][f"{name} x{scale} from {width}x{height}"] = case
             print(json.dumps({name: case["summary"]}, indent=1), flush=True)
         if args.rss_frames:
@@ -243,18 +256,22 @@ def measure(args) -> dict:
     return report
 
 
-def measure_case(predictor, plain, clip, work, scale, width, height, args, ffmpeg, cores) -> dict:
+def measure_case(engines, clip, work, scale, width, height, args, ffmpeg, cores) -> dict:
     frames = args.frames
+    predictor, single, plain = engines[""], engines["one_call_"], engines["plain"]
     # Warm the engines (sessions, optimised model caches) before anything is timed.
-    for engine in (predictor, plain):
+    for engine in engines.values():
         engine.predict_batch([np.zeros((height, width, 3), np.uint8)] * 2, scale=scale, batch_size=4)
-    rounds = {"pipeline": [], "pipe_loop": [], "decode": [], "engine": [], "encode": []}
+    names = ("pipeline", "one_call_pipeline", "pipe_loop", "decode", "engine", "one_call_engine", "encode")
+    rounds: dict[str, list] = {name: [] for name in names}
     for _ in range(args.rounds):  # interleaved: every arm once per round
         rounds["pipeline"].append(run_pipeline(predictor, clip, work / "out.mkv", scale))
+        rounds["one_call_pipeline"].append(run_pipeline(single, clip, work / "out.mkv", scale))
         if ffmpeg:
             rounds["pipe_loop"].append(run_pipe_loop(ffmpeg, plain, clip, work / "loop.mkv", scale, width, height))
         clock, decoded = stage_decode(clip)
         rounds["decode"].append(clock)
+        rounds["one_call_engine"].append(stage_engine(single, decoded, scale)[0])
         clock, results = stage_engine(predictor, decoded, scale)
         rounds["engine"].append(clock)
         del decoded
@@ -284,9 +301,20 @@ def measure_case(predictor, plain, clip, work, scale, width, height, args, ffmpe
         "pipe_loop_fps": loop and round(loop, 3),
         "pipeline_over_pipe_loop": loop and round(fps / loop, 3),
         "goal_over_pipe_loop": 1.0,
+        "engine_calls_at_once": predictor.concurrent_calls,
     }
+    one_call = 1 / per_frame(rounds["one_call_pipeline"], "wall")
     return {
         "summary": summary,
+        # The same pipeline and engine stage with one engine call at a time over all cores (the setting
+        # before engine workers), measured in the same rounds.
+        "one_call_at_a_time": {
+            "pipeline_fps": round(one_call, 3),
+            "pipeline_over_it": round(fps / one_call, 3),
+            "engine_fps": round(1 / per_frame(rounds["one_call_engine"], "wall"), 3),
+            "engine_cpu_s_per_frame": round(per_frame(rounds["one_call_engine"], "cpu"), 4),
+            "pipeline_cpu_s_per_frame": round(per_frame(rounds["one_call_pipeline"], "cpu"), 4),
+        },
         "stages": {k: {m: round(x, 4) for m, x in v.items()} for k, v in stages.items()},
         "stage_fps": {k: round(1 / v["s_per_frame"], 3) for k, v in stages.items()},
         "pipeline_cpu_s_per_frame": round(per_frame(rounds["pipeline"], "cpu"), 4),
@@ -322,6 +350,22 @@ def write_md(report: dict, path: Path) -> None:
     for name, case in report["cases"].items():
         for stage, values in case["stages"].items():
             lines.append(f"| {name} | {stage} | {case['stage_fps'][stage]} | {values['cpu_s_per_frame']} |")
+    lines += [
+        "",
+        "Engine calls at once (default: one single-threaded call per core) against one call at a time over all "
+        "cores, same rounds:",
+        "",
+        "| case | calls at once | pipeline fps | one call: pipeline fps | ratio | CPU s / frame (pipeline, one call) "
+        "| engine fps alone (workers, one call) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, case in report["cases"].items():
+        c, one = case["summary"], case["one_call_at_a_time"]
+        lines.append(
+            f"| {name} | {c['engine_calls_at_once']} | {c['pipeline_fps']} | {one['pipeline_fps']} "
+            f"| {one['pipeline_over_it']} | {case['pipeline_cpu_s_per_frame']}, {one['pipeline_cpu_s_per_frame']} "
+            f"| {case['stage_fps']['engine']}, {one['engine_fps']} |"
+        )
     if "rss" in report:
         r = report["rss"]
         shown = ", ".join(f"{k} frames {v / 2**20:.0f} MiB" for k, v in r["bytes"].items())

@@ -163,6 +163,16 @@ class Backend(ABC):
         ``accepts``."""
         return {}
 
+    def concurrent_options(self, device: Device, calls: int) -> Mapping[str, Any] | None:
+        """Options for ``create_session`` under which ``calls`` engine calls (``Session.run`` from as
+        many threads) run at once on ``device``, each on its share of it, or None (the default): this
+        backend runs one call at a time. A video job asks for one call per core on the CPU
+        (``sdk.video.open_predictor``), where one single-threaded call per core keeps the cores busier
+        beside the codecs than one call split over all of them; it opens the backend with these options
+        on top of :meth:`server_options`, and makes one call at a time when this returns None. Every
+        option named must be one this backend ``accepts``."""
+        return None
+
     def raw_runner(self, model: Model, device: Device, options: Mapping[str, Any]) -> RawRunner | None:
         """The bare engine on ``model`` for the benchmark's raw row, or None (the default) when the
         backend offers no such baseline. ``model`` is the file the backend's Session would get (the

@@ -223,21 +223,19 @@ def cmd_upscale(args) -> int:
     from .video.engine import open_predictor as open_for_video
 
     opener = open_for_video if video_pairs else Predictor
-    predictor = opener(
-        args.model,
-        backend=args.backend,
-        device=args.device,
-        memory_budget=args.memory_budget,
-        pipeline=pipeline_from_args(args),
-    )
+    opening = {"backend": args.backend, "device": args.device, "memory_budget": args.memory_budget}
+    predictor = opener(args.model, **opening, pipeline=pipeline_from_args(args))
     scale = predictor.check_scale(args.scale)  # a bad --scale fails before any work
     code = 0
     if video_pairs:
         with jobs.stop_on_signals():
             code = video.upscale_videos(args, predictor, video_pairs, scale)
+        if code > 1 or not pairs or predictor.concurrent_calls > 1:
+            predictor.close()  # one opened with its cores split between calls: images get one with all
         if code > 1 or not pairs:
-            predictor.close()
             return code
+        if predictor.concurrent_calls > 1:
+            predictor = Predictor(args.model, **opening, pipeline=pipeline_from_args(args))
     with jobs.stop_on_signals(), predictor, jobs.JobProgress(len(pairs)) as progress:
         summary = jobs.run(
             predictor,

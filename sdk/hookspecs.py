@@ -15,7 +15,8 @@ and that module implements::
 
 The hook is the only one: everything else a plugin says, it says through its ``Backend``, whose
 optional methods have defaults (``raw_runner`` for the benchmark's raw row, ``server_options`` for
-the settings it wants in ``sdk serve``), so a plugin written before them keeps working.
+the settings it wants in ``sdk serve``, ``concurrent_options`` for running several engine calls at
+once), so a plugin written before them keeps working.
 """
 
 from __future__ import annotations

@@ -85,6 +85,7 @@ class Predictor:
         # auto's measured ranking (sdk.tuning): fastest first, with each engine's trial time; None when
         # the backend was named, only one could run, or tune=False.
         self.ranking = chosen.ranking
+        self.concurrent_calls = 1  # engine calls its session was opened to run at once (sdk.sharing)
         image = self._input(self.spec.image_input)
         self._dynamic_batch = not isinstance(image.shape[0], int)
         self.memory_budget = memory_budget

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pgs
 import spu
 
 WIDTH, HEIGHT = 64, 48
@@ -44,6 +45,7 @@ class Clip:
     audio: str | None = None  # "aac", "libopus", "pcm_s16le"
     subtitles: str | None = None  # SRT text
     bitmap_subtitles: list[tuple[int, int, np.ndarray]] | None = None  # DVD subtitles: (start, duration, bitmap)
+    pgs_subtitles: list[tuple[int, int, np.ndarray]] | None = None  # Blu-ray (PGS): (start ms, duration ms, bitmap)
     attachment: tuple[str, str, bytes] | None = None  # (name, mimetype, data)
     rotation: int = 0
     language: str | None = None
@@ -114,6 +116,14 @@ def make(path: Path, clip: Clip, container: str | None = None) -> Path:
             subtitle_stream = out.add_stream_from_template(subtitle_source.streams.subtitles[0])
             subtitle_stream.metadata["language"] = "deu"
         bitmaps = _bitmap_stream(out, clip) if clip.bitmap_subtitles else None
+        pgs_source = pgs_stream = None
+        if clip.pgs_subtitles:
+            sup = pgs.write_sup(
+                path.with_suffix(".sup"), clip.pgs_subtitles, BITMAP_AT, (clip.width, clip.height), PGS_PALETTE
+            )
+            pgs_source = av.open(str(sup))
+            pgs_stream = out.add_stream_from_template(pgs_source.streams.subtitles[0])
+            pgs_stream.metadata["language"] = "jpn"
         if clip.attachment:
             out.add_attachment(*clip.attachment)
         for index, pts in enumerate(timestamps(clip)):
@@ -125,11 +135,7 @@ def make(path: Path, clip: Clip, container: str | None = None) -> Path:
         if audio is not None:
             _write_audio(av, out, audio, timestamps(clip)[-1] * clip.time_base + Fraction(1, 25))
         if subtitle_source is not None:
-            for packet in subtitle_source.demux(subtitle_source.streams.subtitles[0]):
-                if packet.size:
-                    packet.stream = subtitle_stream
-                    out.mux(packet)
-            subtitle_source.close()
+            _remux(subtitle_source, out, subtitle_stream)
         for start, duration, bitmap in clip.bitmap_subtitles or ():
             packet = av.Packet(spu.packet(bitmap, *BITMAP_AT, int(duration * clip.time_base * 1000)))
             packet.stream = bitmaps
@@ -137,10 +143,23 @@ def make(path: Path, clip: Clip, container: str | None = None) -> Path:
             packet.pts = packet.dts = start
             packet.duration = duration
             out.mux(packet)
+        if pgs_source is not None:
+            _remux(pgs_source, out, pgs_stream)
     return path
 
 
+def _remux(source, out, stream) -> None:
+    """Every packet of ``source``'s subtitle track into ``stream`` of ``out``; ``source`` is closed."""
+    for packet in source.demux(source.streams.subtitles[0]):
+        if packet.size:
+            packet.stream = stream
+            out.mux(packet)
+    source.close()
+
+
 BITMAP_AT = (8, 30)  # where the bitmap subtitles sit in the picture (x, y)
+# PGS palette entries: index, Y, Cr, Cb, alpha (0 transparent; 1..3 opaque white, red, blue).
+PGS_PALETTE = [(0, 16, 128, 128, 0), (1, 235, 128, 128, 255), (2, 81, 240, 90, 255), (3, 41, 110, 240, 255)]
 # The DVD subtitle track's 16 colours: black, white, a grey and a yellow for the four pixel values,
 # then greys.
 PALETTE = [(0, 0, 0), (255, 255, 255), (128, 128, 128), (255, 224, 0)] + [

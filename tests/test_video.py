@@ -214,6 +214,35 @@ def test_svt_av1_carries_hdr10_metadata_too(tmp_path, identity):
     assert after.display.max_luminance == 1000 and float(after.display.min_luminance) == pytest.approx(0.005, abs=1e-4)
 
 
+def test_hdr10_side_data_that_cannot_be_read_is_named_in_a_warning_not_dropped_silently(caplog):
+    """A truncated content light level (4 of its 8 bytes) or a mastering display without its
+    luminance is left out with a warning that says which and why; what can be read is still written."""
+    import struct
+    from types import SimpleNamespace
+
+    from sdk.video import encoder, hdr
+
+    primaries = [34000, 50000, 16000, 50000, 13250, 50000, 34500, 50000, 7500, 50000, 3000, 50000]
+    display = struct.pack("<22i", *primaries, 15635, 50000, 16450, 50000, 50, 10000, 1000, 1, 1, 1)
+    source = SimpleNamespace(
+        path="hdr.mkv", hdr_side_data=((hdr.MASTERING, display), (hdr.LIGHT_LEVEL, b"\xe8\x03\0\0"))
+    )
+    found = hdr.parse(source.hdr_side_data)
+    assert found.display and found.display.max_luminance == 1000 and found.max_cll is None
+    assert found.unread == ("the content light level (truncated: 4 of 8 bytes)",)
+    written = encoder._hdr_options(source, "libx265")["x265-params"]
+    assert written.startswith("master-display=G(") and "max-cll" not in written
+    assert (
+        "hdr.mkv: HDR10 metadata left out, the output goes without it: the content light level (truncated"
+        in caplog.text
+    )
+    no_luminance = display[:80] + struct.pack("<2i", 1, 0)  # has_primaries, not has_luminance
+    found = hdr.parse(((hdr.MASTERING, no_luminance),))
+    assert not found and found.unread == (
+        "the mastering display (incomplete: it gives the primaries or the luminance, not both)",
+    )
+
+
 def test_a_rotated_phone_video_keeps_its_rotation(tmp_path, doubler):
     source = clips.make(tmp_path / "phone.mp4", clips.Clip(frames=4, rotation=90, audio="aac"))
     upscale_video(doubler, source, tmp_path / "out.mp4", scale=2)
@@ -288,6 +317,34 @@ def test_bitmap_subtitles_are_copied_packet_for_packet_and_refused_where_they_ca
     with pytest.raises(sdk.InputError, match=r"cannot hold stream #1 subtitle dvdsub \(eng\): write \.mkv instead"):
         upscale_video(doubler, source, webm, scale=2)
     assert not webm.exists() and not work_folder(webm).exists()
+
+
+def test_blu_ray_pgs_subtitles_are_copied_packet_for_packet_and_refused_by_mp4_and_webm(tmp_path, doubler):
+    """PGS (Blu-ray bitmap) subtitles: tests/pgs.py writes their segments; FFmpeg's decoder reads the
+    source's pictures back as written, the Matroska output holds the same packets at the same times,
+    and MP4 and WebM, which cannot hold them, are refused before any work with a container named."""
+    subtitles = [(0, 200, _subtitle_bitmap(0)), (240, 160, _subtitle_bitmap(1))]
+    source = clips.make(tmp_path / "in.mkv", clips.Clip(frames=12, keyint=4, pgs_subtitles=subtitles))
+    with av.open(str(source)) as container:
+        stream = container.streams.subtitles[0]
+        assert stream.codec_context.name == "pgssub"
+        shown = [s for p in container.demux(stream) if p.size for s in [stream.decode2(p)] if s and s.rects]
+    for subtitle, (_, _, bitmap) in zip(shown, subtitles, strict=True):
+        rect = subtitle.rects[0]
+        assert (rect.x, rect.y, rect.width, rect.height) == (*clips.BITMAP_AT, 64, 12)
+        assert np.array_equal(np.frombuffer(bytes(rect.planes[0]), np.uint8).reshape(12, -1)[:, :64], bitmap)
+    out = tmp_path / "out.mkv"
+    upscale_video(doubler, source, out, scale=2, segment_seconds=0.1)
+    copied = clips.packets(out, "subtitles")
+    assert copied == clips.packets(source, "subtitles") and len(copied) >= 2 * len(subtitles)
+    for suffix in ("mp4", "webm"):
+        target = tmp_path / f"out.{suffix}"
+        container = f"the output container \\({suffix}\\)"
+        with pytest.raises(
+            sdk.InputError, match=container + r" cannot hold stream #1 subtitle pgssub \(jpn\): write \.mkv"
+        ):
+            upscale_video(doubler, source, target, scale=2)
+        assert not target.exists() and not work_folder(target).exists()
 
 
 def test_what_is_not_a_video_gets_a_clear_error(tmp_path, doubler, photo):
@@ -454,6 +511,34 @@ def test_the_cli_upscales_a_video_and_a_folder_of_videos_and_images(tmp_path, ru
     assert "upscaled" in capsys.readouterr().err
     assert cli.main(["upscale", str(folder / "a.mkv"), "-o", str(tmp_path / "x.mkv"), *args, "--codec", "nope"]) == 1
     assert "no such encoder" in capsys.readouterr().err
+
+
+def test_images_beside_videos_get_an_engine_with_all_cores(tmp_path, runtime_model, photo, monkeypatch):
+    """The videos' engine runs one single-threaded call per core (sdk.video.engine); the images of
+    the same command, which make one call at a time, get an engine opened with all the cores."""
+    from PIL import Image
+
+    import sdk.predictor
+    from sdk import cli
+
+    opened = []
+
+    class Recorded(sdk.predictor.Predictor):
+        def __init__(self, *args, **options):
+            super().__init__(*args, **options)
+            opened.append((options, self))
+
+    monkeypatch.setattr(sdk.predictor, "Predictor", Recorded)
+    monkeypatch.setattr("sdk.video.engine.engine_calls", lambda: 2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    clips.make(folder / "a.mkv", clips.Clip(frames=3))
+    Image.fromarray(photo).save(folder / "b.png")
+    args = ["--model", runtime_model, "--scale", "2", "--backend", "ort-cpu", "--preset", "veryfast"]
+    assert cli.main(["upscale", str(folder), "-o", str(tmp_path / "out"), *args]) == 0
+    assert [p.concurrent_calls for _, p in opened] == [2, 1]
+    assert "intra_op_num_threads" in opened[0][0] and "intra_op_num_threads" not in opened[1][0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.mkv", "b.png"]
 
 
 def test_the_cli_bar_shows_frames_done_of_the_total_the_rate_and_the_time_left(

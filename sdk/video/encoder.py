@@ -147,6 +147,8 @@ def _pixel_format(source: VideoSource, formats: list[str], codec: str) -> str:
 def _hdr_options(source: VideoSource, codec: str) -> dict[str, str]:
     """HDR10's static metadata in the encoder's own parameters, or a warning that it cannot carry it."""
     found = hdr.parse(source.hdr_side_data)
+    for what in found.unread:
+        log.warning("%s: HDR10 metadata left out, the output goes without it: %s", source.path, what)
     if not found:
         return {}
     written = hdr.encoder_options(found, codec)

@@ -1,5 +1,6 @@
 """The Predictor a video job opens: with the options its backend asks for when the engine shares the
-CPU with other work (``Backend.server_options``, as a server opens it).
+CPU with other work, and, where the backend can, for one engine call per core at once
+(:mod:`sdk.sharing`: ``Backend.server_options`` and ``Backend.concurrent_options``).
 
 In a video job the engine's runs alternate with decoding, colour conversion and x264 on the same
 cores. ONNX Runtime's intra-op threads spin-wait after each run to answer the next one sooner, and
@@ -8,47 +9,31 @@ srcnn3 x2 from 640x360, 24 frames, 3 interleaved rounds, load 10-13), one frame 
 more CPU per frame than four with spinning on, and the same as four with it off. So the CPU path
 runs one frame at a time (see :data:`sdk.video.job.CPU_BATCH`), which halves the peak memory, with
 spinning off.
+
+And one frame per call, each call on one thread, with as many calls at once as there are cores
+(the engine stage's workers, :class:`sdk.video.stages.Stage`), rather than one call split over all
+cores: ONNX Runtime splits each convolution statically between its threads, so when x264 takes one
+core for a moment the other thread finishes its half and waits, and in the pipeline the cores sat
+idle 10% of the time (idle machine, 48 frames: 1.79 of 2 cores busy). Measured side by side on the
+idle 2-core machine (48 frames from 640x360, medians of 3 interleaved rounds): the pipeline went from
+3.41 to 3.76 fps for espcn x3 and from 3.44 to 4.19 fps for srcnn3 x2; the engine alone from 4.84 to
+6.13 and from 4.49 to 5.19 fps (benchmarks/video.py prints both settings).
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
 
-log = logging.getLogger(__name__)
+def engine_calls() -> int:
+    """Engine calls a video job asks to run at once: one per core (the backend may run fewer)."""
+    from ..devices import cpu_cores
 
-
-def shared_cpu_options(backend: str, device: str) -> dict[str, Any]:
-    """The options the first backend to try asks for when its engine shares the CPU (none when it asks
-    for none, or when the choice fails: the Predictor then says what is wrong)."""
-    from ..devices import parse_device
-    from ..errors import SDKError
-    from ..selection import candidates
-
-    try:
-        first, chosen = candidates(backend, parse_device(device))[0]
-    except SDKError:
-        return {}
-    try:
-        return {k: v for k, v in dict(first.server_options(chosen)).items() if first.accepts(k)}
-    except Exception as exc:  # a plugin's bug costs it these settings, not the job
-        log.warning(
-            "backend %s: server_options failed (%s: %s); opened without them", first.name, type(exc).__name__, exc
-        )
-        return {}
+    return cpu_cores()
 
 
 def open_predictor(model, backend: str = "auto", device: str = "auto", **kwargs):
-    """``Predictor(model, backend, device, **kwargs)`` with :func:`shared_cpu_options`; when those
-    narrow "auto" to backends of which none starts, opened again without them."""
-    from ..errors import BackendUnavailableError
-    from ..predictor import Predictor
+    """``Predictor(model, backend, device, **kwargs)`` opened to share the CPU with the codecs, for
+    :func:`engine_calls` engine calls at once where its backend can run them
+    (:func:`sdk.sharing.open_predictor`)."""
+    from ..sharing import open_predictor as open_shared
 
-    options = shared_cpu_options(backend, device)
-    if options:
-        try:
-            return Predictor(model, backend=backend, device=device, **kwargs, **options)
-        except BackendUnavailableError:
-            if backend != "auto":
-                raise
-    return Predictor(model, backend=backend, device=device, **kwargs)
+    return open_shared(model, backend, device, calls=engine_calls(), **kwargs)

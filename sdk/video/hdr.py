@@ -47,6 +47,7 @@ class HDR10:
     display: Display | None = None
     max_cll: int | None = None  # cd/m²
     max_fall: int | None = None
+    unread: tuple[str, ...] = ()  # side data the source has but that could not be read, and why
 
     def __bool__(self) -> bool:
         return self.display is not None or self.max_cll is not None
@@ -54,17 +55,25 @@ class HDR10:
 
 def parse(side_data: tuple[tuple[str, bytes], ...]) -> HDR10:
     """The HDR10 metadata in (side data name, bytes) pairs, as sdk.video.source reads them off a frame."""
-    display, light = None, (None, None)
+    display, light, unread = None, (None, None), []
     for name, raw in side_data:
-        if name == MASTERING and len(raw) >= _MASTERING.size:
+        layout = {MASTERING: _MASTERING, LIGHT_LEVEL: _LIGHT}.get(name)
+        if layout is not None and len(raw) < layout.size:
+            unread.append(f"{_NAMES[name]} (truncated: {len(raw)} of {layout.size} bytes)")
+        elif name == MASTERING:
             v = _MASTERING.unpack_from(raw)
             # The encoders take the display whole (primaries and luminance) or not at all.
             if v[20] and v[21] and all(v[i] for i in range(1, 20, 2)):
                 r = [Fraction(v[i], v[i + 1]) for i in range(0, 20, 2)]
                 display = Display((r[0], r[1]), (r[2], r[3]), (r[4], r[5]), (r[6], r[7]), r[8], r[9])
-        elif name == LIGHT_LEVEL and len(raw) >= _LIGHT.size:
+            else:
+                unread.append(f"{_NAMES[name]} (incomplete: it gives the primaries or the luminance, not both)")
+        elif name == LIGHT_LEVEL:
             light = _LIGHT.unpack_from(raw)
-    return HDR10(display, *light)
+    return HDR10(display, *light, unread=tuple(unread))
+
+
+_NAMES = {MASTERING: "the mastering display", LIGHT_LEVEL: "the content light level"}
 
 
 @dataclass(frozen=True)

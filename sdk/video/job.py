@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import memory
 from ..errors import InputError
 from . import encoder, frames, libav, segments, source, stages, streams
 from .encoder import EncoderSettings
@@ -153,6 +154,24 @@ def _count(text: str) -> int:
     return int(text.split(" ", 1)[0])
 
 
+def engine_plan(predictor, size: tuple[int, int], scale: int, tile, batch: int):
+    """The plan for the job's frames, and how many engine calls run at once.
+
+    Every frame has the source's size, so one plan serves the job: frames whole, as many per engine
+    call as the memory budget holds (up to ``batch``, with a dynamic batch axis), or each tiled
+    exactly as an image of its size is. A Predictor opened for N calls at once
+    (``predictor.concurrent_calls``, :mod:`sdk.video.engine`) runs N one-frame calls at once, each
+    planned within 1/N of the memory budget (the rest is ``held`` for the others), so that together
+    they stay within it: whole frames where they fit, else tiled.
+    """
+    calls = max(1, int(getattr(predictor, "concurrent_calls", 1)))
+    if calls == 1:
+        return predictor.plan(size, scale, tile, max_batch=batch), 1
+    own = predictor.memory_budget
+    budget = memory.budget(None if own is None else memory.parse_size(own), predictor.device)
+    return predictor.plan(size, scale, tile, max_batch=1, held=budget - budget // calls), calls
+
+
 def encode_segments(predictor, job: Job, todo, space, tile, batch, counted, lost: list[str]) -> None:
     """Run ``todo`` segments through the pipeline into the workspace's segment files."""
     source_ = job.source
@@ -173,10 +192,7 @@ def encode_segments(predictor, job: Job, todo, space, tile, batch, counted, lost
         return [_Picture(p.pts, p.duration, frames.to_pixels(p.data, source_)) for p in batch_]
 
     scale = job.scale
-    # Every frame has the source's size, so one plan serves the job: frames whole, as many per engine
-    # call as the memory budget holds (up to ``batch``, with a dynamic batch axis), or each tiled
-    # exactly as an image of its size is.
-    plan = predictor.plan((source_.height, source_.width), scale, tile, max_batch=batch)
+    plan, calls = engine_plan(predictor, (source_.height, source_.width), scale, tile, batch)
     per_call = 1 if plan.tiled else plan.batch
 
     def engine(batch_):
@@ -196,7 +212,7 @@ def encode_segments(predictor, job: Job, todo, space, tile, batch, counted, lost
         items(),
         [
             stages.Stage("rgb", to_rgb),
-            stages.Stage("engine", engine, batch=per_call),
+            stages.Stage("engine", engine, batch=per_call, workers=calls),
             stages.Stage("yuv", to_yuv),
         ],
     )

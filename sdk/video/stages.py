@@ -5,9 +5,15 @@ batch size) and hands its results on. The queues hold a few items each, so a slo
 others back instead of letting memory grow, and every stage works while the others do: PyAV and
 ONNX Runtime release the GIL while they decode, run and encode, and numpy while it converts.
 
+A stage with ``workers`` > 1 runs that many calls of its work at once (the engine on the CPU: one
+single-threaded engine call per core, see :mod:`sdk.video.engine`) and still hands its results on in
+the order the items came: a dispatching thread submits the calls, a collecting thread waits for each
+in turn. Calls in flight are bounded by the workers (plus one waiting), so memory stays flat.
+
 Markers (anything that is a :class:`Marker`) pass through every stage unchanged and in order; a
-batching stage never batches across one (a segment's frames are never batched with the next's). The first error in any stage stops all of them and is
-raised to the consumer; so is a stop asked by the consumer (an interrupted job).
+batching stage never batches across one (a segment's frames are never batched with the next's). The
+first error in any stage (or any worker) stops all of them and is raised to the consumer; so is a stop
+asked by the consumer (an interrupted job).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 _POLL_S = 0.1  # how often a blocked stage looks whether the job was stopped
@@ -26,11 +34,13 @@ class Marker:
 
 @dataclass
 class Stage:
-    """``work(items) -> results`` on lists of up to ``batch`` items (1: one at a time)."""
+    """``work(items) -> results`` on lists of up to ``batch`` items (1: one at a time), with up to
+    ``workers`` calls of ``work`` running at once (``work`` must then be safe to call from threads)."""
 
     name: str
     work: Callable[[list], list]
     batch: int = 1
+    workers: int = 1
 
 
 class _Stopped(Exception):
@@ -46,11 +56,16 @@ class Pipeline:
         self._queues: list[queue.Queue] = [queue.Queue(maxsize=depth) for _ in range(len(stages) + 1)]
         self._threads = [threading.Thread(target=self._feed, args=(items,), name="sdk-video-source", daemon=True)]
         for i, stage in enumerate(stages):
+            inbox, outbox, name = self._queues[i], self._queues[i + 1], f"sdk-video-{stage.name}"
+            if stage.workers <= 1:
+                self._threads.append(threading.Thread(target=self._run, args=(stage, inbox, outbox), name=name))
+                continue
+            # Futures in the order of their items, at most ``workers`` waiting beside the one collected.
+            pending: queue.Queue = queue.Queue(maxsize=stage.workers)
             self._threads.append(
-                threading.Thread(
-                    target=self._run, args=(stage, self._queues[i], self._queues[i + 1]), name=f"sdk-video-{stage.name}"
-                )
+                threading.Thread(target=self._dispatch, args=(stage, inbox, pending), name=f"{name}-dispatch")
             )
+            self._threads.append(threading.Thread(target=self._collect, args=(pending, outbox), name=name))
         for thread in self._threads:
             thread.daemon = True
             thread.start()
@@ -88,35 +103,93 @@ class Pipeline:
             self._fail(exc)
         self._put_end(self._queues[0])
 
-    def _run(self, stage: Stage, inbox: queue.Queue, outbox: queue.Queue) -> None:
+    def _batches(self, stage: Stage, inbox: queue.Queue) -> Iterator:
+        """The stage's input as markers and lists of up to ``stage.batch`` items, never across a marker."""
         held = None  # an item taken while gathering a batch that did not fit it
-        try:
-            while True:
-                item = held if held is not None else self._get(inbox)
-                held = None
-                if item is _END:
+        while True:
+            item = held if held is not None else self._get(inbox)
+            held = None
+            if item is _END:
+                return
+            if isinstance(item, Marker):
+                yield item
+                continue
+            batch = [item]
+            while len(batch) < stage.batch:
+                try:
+                    extra = inbox.get_nowait()
+                except queue.Empty:
                     break
-                if isinstance(item, Marker):
-                    self._put(outbox, item)
-                    continue
-                batch = [item]
-                while len(batch) < stage.batch:
-                    try:
-                        extra = inbox.get_nowait()
-                    except queue.Empty:
-                        break
-                    if extra is _END or isinstance(extra, Marker):
-                        held = extra
-                        break
-                    batch.append(extra)
-                for result in stage.work(batch):
-                    self._put(outbox, result)
+                if extra is _END or isinstance(extra, Marker):
+                    held = extra
+                    break
+                batch.append(extra)
+            yield batch
+
+    def _run(self, stage: Stage, inbox: queue.Queue, outbox: queue.Queue) -> None:
+        def work() -> Iterator:
+            for batch in self._batches(stage, inbox):
+                yield from [batch] if isinstance(batch, Marker) else stage.work(batch)
+
+        self._hand_on(work(), outbox)
+
+    def _hand_on(self, results: Iterator, outbox: queue.Queue) -> None:
+        """Put ``results`` into ``outbox`` and then the end; a stop ends quietly, an error stops all."""
+        try:
+            for result in results:
+                self._put(outbox, result)
         except _Stopped:
             return
         except BaseException as exc:
             self._fail(exc)
             return
         self._put_end(outbox)
+
+    def _dispatch(self, stage: Stage, inbox: queue.Queue, pending: queue.Queue) -> None:
+        """Submit the stage's calls to its workers; their futures go to the collector in input order."""
+        pool = ThreadPoolExecutor(stage.workers, thread_name_prefix=f"sdk-video-{stage.name}")
+        try:
+            for batch in self._batches(stage, inbox):
+                if isinstance(batch, Marker):
+                    done: Future = Future()
+                    done.set_result([batch])
+                    self._put(pending, done)
+                else:
+                    self._put(pending, pool.submit(stage.work, batch))
+        except _Stopped:
+            pass
+        except BaseException as exc:
+            self._fail(exc)
+        else:
+            pool.shutdown(wait=False)  # the calls submitted last still run; the collector waits for them
+            self._put_end(pending)
+            return
+        # Stopped: the calls not yet started are dropped, and the running ones finish before stop()
+        # returns, as a one-worker stage's call does.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    def _collect(self, pending: queue.Queue, outbox: queue.Queue) -> None:
+        """Hand each call's results on in the order the calls were submitted."""
+
+        def results() -> Iterator:
+            while True:
+                future = self._get(pending)
+                if future is _END:
+                    return
+                yield from self._wait(future)
+
+        self._hand_on(results(), outbox)
+
+    def _wait(self, future: Future) -> list:
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                return future.result(timeout=_POLL_S)
+            except FutureTimeout:
+                continue
+            except CancelledError:  # dropped by a stop
+                raise _Stopped from None
 
     # -- queues that give way to a stop -------------------------------------------------------------
 
