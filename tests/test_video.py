@@ -630,6 +630,29 @@ def test_kill_9_midway_then_resume_gives_the_uninterrupted_result(tmp_path, runt
     assert not work_folder(out).exists()
 
 
+def test_a_signal_while_a_segment_file_is_being_opened_leaves_no_part_file(tmp_path, monkeypatch):
+    """The window CI once hit: SIGTERM right after a segment finished lands while the next one's part
+    file is being created (inside PacketWriter, before the writer holds it); the file still goes."""
+    from types import SimpleNamespace
+
+    from sdk.jobs import Interrupted
+    from sdk.video import job as video_job
+    from sdk.video.segments import Segment, Workspace
+
+    class CutOffWriter:
+        def __init__(self, path, *_):
+            path.write_bytes(b"half a header")
+            raise Interrupted(15)
+
+    monkeypatch.setattr(video_job.encoder, "open_encoder", lambda *_: SimpleNamespace(extradata=None))
+    monkeypatch.setattr(video_job, "PacketWriter", CutOffWriter)
+    space = Workspace(tmp_path / "out.mkv", {"job": 1}).open()
+    job = SimpleNamespace(plan=None, source=SimpleNamespace(time_base=Fraction(1, 1000)))
+    with pytest.raises(Interrupted), video_job._SegmentWriter(job, space) as writer:
+        writer.begin(Segment(1, 10, 20, 10))
+    assert not list(space.folder.glob(".*.part"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_signal_stops_the_cli_with_a_summary_and_the_same_command_goes_on(tmp_path, runtime_model, name, code):

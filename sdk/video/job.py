@@ -255,6 +255,8 @@ class _SegmentWriter:
         self.segment: Any = None
 
     def begin(self, segment) -> None:
+        # Set before the part file exists: a signal that lands while it is being created (inside
+        # PacketWriter, before self.packets is set) still finds the segment to clean up.
         self.segment = segment
         self.encoder = encoder.open_encoder(self.job.plan, self.job.source)
         self.packets = PacketWriter(self.space.part_path(segment), self.job.source.time_base, self.encoder.extradata)
@@ -267,11 +269,13 @@ class _SegmentWriter:
         self.packets.close()
         self.packets = self.encoder = None
         self.space.finish(self.segment)
+        self.segment = None
 
     def __enter__(self) -> _SegmentWriter:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self.packets is not None:  # stopped midway: the part file goes
+        if self.packets is not None:
             self.packets.handle.close()
+        if self.segment is not None:  # stopped midway (or while its file was being opened): the part file goes
             self.space.part_path(self.segment).unlink(missing_ok=True)
