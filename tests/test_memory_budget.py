@@ -50,19 +50,23 @@ def test_the_smoke_run_writes_its_report(tmp_path):
 
 
 # The padded case sends the picture in a 16 MiB body: the server counts it (and the decoder's copy of
-# it) in the budget (sdk.serve.coding.held_bytes), so its windows shrink to what is left.
+# it) in the budget (sdk.serve.coding.held_bytes), so its windows shrink to what is left. The budget
+# comes from $SDK_MEMORY_BUDGET in one case and from `sdk serve --memory-budget` in the other.
 @pytest.mark.serve
-@pytest.mark.parametrize("padding_mib", [0, 16])
-def test_one_request_to_the_server_stays_within_a_small_budget(monkeypatch, tmp_path, padding_mib):
+@pytest.mark.parametrize("padding_mib, flag", [(0, False), (16, True)])
+def test_one_request_to_the_server_stays_within_a_small_budget(monkeypatch, tmp_path, padding_mib, flag):
     pytest.importorskip("httpx", reason="the serve tests need httpx: pip install 'deploy-sdk[serve,dev]'")
     pytest.importorskip("uvicorn", reason="sdk serve needs the serve extra: pip install 'deploy-sdk[serve]'")
     from serving import Server, encode, padded, picture
 
-    monkeypatch.setenv(memory.ENV, "64MiB")
+    if flag:
+        monkeypatch.delenv(memory.ENV, raising=False)
+    else:
+        monkeypatch.setenv(memory.ENV, "64MiB")
     large = encode(picture(512, 512, seed=3))
     if padding_mib:
         large = padded(large, padding_mib * 2**20)
-    with Server("srcnn3", log_dir=tmp_path) as server:
+    with Server("srcnn3", *(["--memory-budget", "64MiB"] if flag else []), log_dir=tmp_path) as server:
         small = encode(picture(32, 32))
         assert server.client.post("/v1/models/srcnn3/upscale", params={"scale": 2}, content=small).status_code == 200
         time.sleep(0.5)

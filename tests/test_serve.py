@@ -217,6 +217,15 @@ def test_binding_beyond_loopback_needs_a_token_or_no_auth(monkeypatch):
     assert settings_from(parse(["serve", "srcnn3", "--host", "::1"])) is not None
 
 
+def test_a_bad_memory_budget_fails_before_the_model_loads():
+    from sdk.cli import build_parser
+    from sdk.errors import InputError
+    from sdk.serve.commands import settings_from
+
+    with pytest.raises(InputError, match="--memory-budget: memory size 'lots' is not a size"):
+        settings_from(build_parser().parse_args(["serve", "srcnn3", "--memory-budget", "lots"]))
+
+
 def test_import_sdk_stays_light():
     import subprocess
     import sys

@@ -86,6 +86,13 @@ def add_commands(sub) -> None:
         help=f"largest request body in MiB (default {d.max_body_bytes / 2**20:g})",
     )
     p.add_argument(
+        "--memory-budget",
+        default=None,
+        metavar="SIZE",
+        help="memory one request may use, e.g. 1GiB or 800MB (default: $SDK_MEMORY_BUDGET, else a quarter of "
+        "the memory available, at most 1 GiB)",
+    )
+    p.add_argument(
         "--timeout", type=float, default=d.timeout_s, help=f"seconds per request before 504 (default {d.timeout_s:g})"
     )
     slow = p.add_argument_group("slow and idle clients (docs/serving-limits.md)")
@@ -179,6 +186,14 @@ def settings_from(args):
             f"--host {args.host} exposes the server beyond this machine: pass --token T "
             f"(or set {TOKEN_ENV}), or --no-auth if something in front of it authenticates"
         )
+    if args.memory_budget is not None:
+        from .. import memory
+        from ..errors import InputError
+
+        try:  # a bad size fails here, before the model loads
+            memory.parse_size(args.memory_budget)
+        except InputError as exc:
+            raise InputError(f"--memory-budget: {exc}") from None
     if not 0 <= args.port <= 65535:
         raise SDKError(f"--port {args.port} is not a port number (0..65535)")
     return ServeSettings(
@@ -237,7 +252,9 @@ def cmd_serve(args) -> int:
     from .predictor import open_predictor
 
     with server_logging(args.log_level):
-        predictor = open_predictor(args.model, args.backend, args.device, pipeline_from_args(args))
+        predictor = open_predictor(
+            args.model, args.backend, args.device, pipeline_from_args(args), memory_budget=args.memory_budget
+        )
         app = create_app(predictor, settings)
         # loop and http stay uvicorn's "auto": uvloop and httptools (the serve extra) where they are
         # installed, asyncio and h11 where not (uvloop has no Windows build); the protocol gets the
@@ -313,6 +330,7 @@ def _serve_on_ray(args, settings) -> int:
             replicas=args.replicas,
             autoscaling=autoscaling,
             num_gpus=num_gpus,
+            memory_budget=args.memory_budget,
         )
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(app, name=APP_NAME, route_prefix="/")

@@ -45,9 +45,11 @@ def build(
     autoscaling: Mapping | None = None,
     num_gpus: float | None = None,
     num_cpus: float | None = None,
+    memory_budget=None,
 ):
     """The bound Ray Serve application (pass it to ``serve.run``). ``autoscaling`` is Ray Serve's
-    ``autoscaling_config`` as it is (min_replicas, max_replicas, target_ongoing_requests ...)."""
+    ``autoscaling_config`` as it is (min_replicas, max_replicas, target_ongoing_requests ...).
+    ``memory_budget``: each replica's Predictor's (``sdk serve --memory-budget``)."""
     from ray import serve
 
     from ..scale import ship_model
@@ -83,7 +85,8 @@ def build(
         max_ongoing_requests=settings.max_queue * max(1, most),
     )
     return front.bind(
-        model_replicas.bind(shipped, backend, device, dict(pipeline) if pipeline else None, settings), settings
+        model_replicas.bind(shipped, backend, device, dict(pipeline) if pipeline else None, settings, memory_budget),
+        settings,
     )
 
 
@@ -94,12 +97,12 @@ FRONT_DEPLOYMENT = "sdk-front"
 class ModelReplica:
     """One engine: the app of ``create_app``, called in-process with each forwarded request."""
 
-    def __init__(self, shipped, backend, device, pipeline, settings):
+    def __init__(self, shipped, backend, device, pipeline, settings, memory_budget=None):
         from ..scale import open_shipped
         from .app import create_app
         from .predictor import open_predictor
 
-        self.predictor = open_predictor(open_shipped(shipped), backend, device, pipeline)
+        self.predictor = open_predictor(open_shipped(shipped), backend, device, pipeline, memory_budget)
         self.app = create_app(self.predictor, settings)
 
     async def forward(self, call: dict) -> tuple[int, list, bytes]:
