@@ -186,18 +186,20 @@ def run_pipe_loop(ffmpeg: str, predictor, clip: Path, out: Path, scale: int, wid
 
 
 def peak_rss(model: str, scale: int, clip: Path, out: Path) -> int:
-    """Peak resident memory (bytes) of a fresh process that upscales ``clip`` file to file."""
+    """Peak resident memory (bytes) of a fresh process that upscales ``clip`` file to file, as the
+    process itself reads it (sdk.bench.worker.peak_rss_mb: wait4's figure would include this
+    benchmark's own memory at the fork)."""
     code = (
-        "import sys\nfrom sdk.video import open_predictor, upscale_video\n"
+        "import sys\nfrom sdk.bench.worker import peak_rss_mb\nfrom sdk.video import open_predictor, upscale_video\n"
         "with open_predictor(sys.argv[1], backend='ort-cpu') as p:\n"
         f"    upscale_video(p, sys.argv[2], sys.argv[3], scale={scale}, crf={CRF}, preset='{PRESET}')\n"
+        "print(peak_rss_mb())\n"
     )
     out.unlink(missing_ok=True)
-    process = subprocess.Popen([sys.executable, "-c", code, model, str(clip), str(out)])
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"the RSS run failed ({status})")
-    return usage.ru_maxrss * 1024
+    done = subprocess.run([sys.executable, "-c", code, model, str(clip), str(out)], stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the RSS run failed ({done.returncode})")
+    return int(float(done.stdout.split()[-1]) * 2**20)
 
 
 # -- the run ------------------------------------------------------------------------------------------

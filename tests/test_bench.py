@@ -347,3 +347,17 @@ def test_the_floor_is_the_fastest_sgemm_call_and_rows_are_held_to_it_on_their_fa
     assert row["floor"]["sgemm_gflops"] == pytest.approx(200)
     assert row["floor"]["floor_ms"] == pytest.approx(30.0)  # 6 GFLOP at 200 GFLOP/s
     assert ratios(records)[id(row["raw"])]["floor"] == pytest.approx(30.0 / 40.0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc/self/status (VmHWM)")
+def test_a_runs_peak_memory_is_its_own_not_its_parents_at_the_fork():
+    """getrusage folds the parent's memory at the fork into a child's ru_maxrss; a benchmark holding
+    gigabytes read that for every run it started (video.py: 4,009 MiB for a 1,134 MiB job)."""
+    import subprocess
+    import sys
+
+    held = np.ones(512 * 2**20, dtype=np.uint8)  # 512 MiB, touched
+    code = "from sdk.bench.worker import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert held.sum() == held.size
+    assert child < 256, f"the child read {child:.0f} MiB: its parent's 512 MiB counted"
