@@ -38,8 +38,16 @@ _UNITS = {
 }
 
 
-def parse_size(value) -> int:
-    """Bytes from an int or a text such as "2GiB", "1.5G", "800MB" (decimal units, or binary with i)."""
+def parse_size(value, name: str = "") -> int:
+    """Bytes from an int or a text such as "2GiB", "1.5G", "800MB" (decimal units, or binary with i).
+    ``name``, where the value came from (a flag, a variable), heads the error."""
+    try:
+        return _parse_size(value)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}" if name else str(exc)) from None
+
+
+def _parse_size(value) -> int:
     if isinstance(value, bool):
         raise InputError(f"memory size {value!r} is not a size; pass bytes or a text such as '2GiB'")
     if isinstance(value, (int, float)):
@@ -135,10 +143,7 @@ def budget(value=None, device: str = "cpu") -> int:
     if value is None:
         value = _from_environment() or None
         if value is not None:
-            try:
-                return parse_size(value)
-            except InputError as exc:
-                raise InputError(f"${ENV}: {exc}") from None
+            return parse_size(value, f"${ENV}")
     if value is not None:
         return parse_size(value)
     share = min(int(available() * SHARE), CAP)

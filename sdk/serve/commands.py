@@ -186,14 +186,10 @@ def settings_from(args):
             f"--host {args.host} exposes the server beyond this machine: pass --token T "
             f"(or set {TOKEN_ENV}), or --no-auth if something in front of it authenticates"
         )
-    if args.memory_budget is not None:
+    if args.memory_budget is not None:  # a bad size fails here, before the model loads
         from .. import memory
-        from ..errors import InputError
 
-        try:  # a bad size fails here, before the model loads
-            memory.parse_size(args.memory_budget)
-        except InputError as exc:
-            raise InputError(f"--memory-budget: {exc}") from None
+        memory.parse_size(args.memory_budget, "--memory-budget")
     if not 0 <= args.port <= 65535:
         raise SDKError(f"--port {args.port} is not a port number (0..65535)")
     return ServeSettings(

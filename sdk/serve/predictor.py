@@ -10,4 +10,5 @@ def open_predictor(model, backend: str = "auto", device: str = "auto", pipeline=
     ``memory_budget``: ``sdk serve --memory-budget`` (None: $SDK_MEMORY_BUDGET, else the default share)."""
     from ..sharing import open_predictor as open_shared
 
-    return open_shared(model, backend, device, pipeline=pipeline, memory_budget=memory_budget)
+    budget = {} if memory_budget is None else {"memory_budget": memory_budget}  # None: the Predictor's default
+    return open_shared(model, backend, device, pipeline=pipeline, **budget)
