@@ -80,8 +80,10 @@ def variants_for(arch: str, x: np.ndarray) -> dict:
     original = load_with_weights(path)
     optimised, _ = optimise(original)
     graphs = {"original": original.SerializeToString(), "optimised": optimised.SerializeToString()}
-    if any(n.op_type == "Mul" for n in original.graph.node):
-        graphs["optimised, Muls left as they are"] = optimise(original, scales=False)[0].SerializeToString()
+    if any(n.op_type in ("Mul", "Add", "Sub") for n in original.graph.node):
+        graphs["optimised, Mul/Add/Sub by constants left as they are"] = optimise(original, scales=False)[
+            0
+        ].SerializeToString()
     if any(n.op_type == "PRelu" for n in original.graph.node):
         graphs["optimised, PReLU as BatchNormalizations"] = prelu_as_batchnorms(optimised).SerializeToString()
     threads = cpu_cores()

@@ -1,5 +1,6 @@
-"""Multiplications by a constant become BatchNormalization (sdk.optimize.scale): exactly the same
-numbers, ONNX Runtime keeps the RRDB trunk in its blocked layout, and what does not fit is left alone."""
+"""Multiplications and additions by a constant become BatchNormalization (sdk.optimize.scale): exactly
+the same numbers, ONNX Runtime keeps the RRDB trunk and SPAN's blocks in its blocked layout, and what
+does not fit is left alone."""
 
 import numpy as np
 import onnx
@@ -119,3 +120,74 @@ def test_the_bundled_models_have_nothing_to_scale():
     for name in ("srcnn", "srcnn3", "espcn"):
         _, report = optimise(load_with_weights(Model(name).path))
         assert not [r for r in report if "BatchNormalization" in r.what], name
+
+
+def span_block_model(shift: np.ndarray, order: str, channels: int = 16, seed: int = 0) -> onnx.ModelProto:
+    """A SPAN block in miniature: conv -> SiLU -> conv, its attention ``sigmoid(out) - shift`` (or
+    ``shift - sigmoid(out)``, or ``sigmoid(out) + shift``) times ``out + x``, then another conv."""
+    rng = np.random.default_rng(seed)
+
+    def weight(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32), name)
+
+    inits = [
+        weight("w0", channels, 3, 3, 3),
+        weight("w1", channels, channels, 3, 3),
+        weight("w2", channels, channels, 3, 3),
+        weight("w3", 3, channels, 3, 3),
+        numpy_helper.from_array(np.asarray(shift, np.float32), "shift"),
+    ]
+    pads = [1, 1, 1, 1]
+    op, inputs = {
+        "s - c": ("Sub", ["sig", "shift"]),
+        "c - s": ("Sub", ["shift", "sig"]),
+        "s + c": ("Add", ["sig", "shift"]),
+    }[order]
+    nodes = [
+        helper.make_node("Conv", ["input", "w0"], ["x"], pads=pads),
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=pads),
+        helper.make_node("Sigmoid", ["c1"], ["g1"]),
+        helper.make_node("Mul", ["c1", "g1"], ["a1"]),
+        helper.make_node("Conv", ["a1", "w2"], ["c2"], pads=pads),
+        helper.make_node("Sigmoid", ["c2"], ["sig"]),
+        helper.make_node(op, inputs, ["att"], name="attention_shift"),
+        helper.make_node("Add", ["c2", "x"], ["res"]),
+        helper.make_node("Mul", ["res", "att"], ["block"]),
+        helper.make_node("Conv", ["block", "w3"], ["output"], pads=pads),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "span-like",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("order", ["s - c", "c - s", "s + c"])
+@pytest.mark.parametrize("shift", [np.float32(0.5), np.linspace(-1, 1, 16, dtype=np.float32).reshape(1, 16, 1, 1)])
+def test_a_constant_shift_becomes_a_batchnorm_with_exactly_the_same_results(order, shift, tmp_path):
+    model = span_block_model(shift, order)
+    rewritten, report = optimise(model)
+    assert [r.node for r in report if r.done] == ["attention_shift"]
+    assert next(r.what for r in report if r.done).startswith(("Sub ", "Add "))
+    assert [n.op_type for n in rewritten.graph.node].count("BatchNormalization") == 1
+    x = np.random.default_rng(1).standard_normal((2, 3, 20, 24)).astype(np.float32)
+    basic = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    assert np.array_equal(run(model, x, basic), run(rewritten, x, basic))
+    np.testing.assert_allclose(run(rewritten, x), run(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_runtime_then_keeps_a_span_block_in_its_blocked_layout(tmp_path):
+    model = span_block_model(np.float32(0.5), "s - c")
+    rewritten, _ = optimise(model)
+    x = np.zeros((1, 3, 16, 16), np.float32)
+
+    def reorders(proto, name):
+        run(proto, x, save_to=tmp_path / name)
+        return sum(n.op_type in ("ReorderInput", "ReorderOutput") for n in onnx.load(str(tmp_path / name)).graph.node)
+
+    assert reorders(model, "before.onnx") > reorders(rewritten, "after.onnx") == 1

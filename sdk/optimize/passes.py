@@ -5,8 +5,8 @@
 each Resize and each narrow convolution, and why it left any alone. It never changes what the model
 computes beyond the order of float additions: each Resize rewrite is checked against ONNX's reference
 implementation before it is made (``resize.py``); a narrow convolution is split into two whose sum is
-the original's, term for term (``narrow.py``); a Mul by a constant becomes a BatchNormalization that
-multiplies by exactly that constant (``scale.py``).
+the original's, term for term (``narrow.py``); a Mul, Add or Sub with a constant becomes a
+BatchNormalization that multiplies or adds exactly that constant (``scale.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .resize import Rewrite, cached_taps, describe, kernel_2d
 from .scale import scales_to_batchnorm
 
 # Bump whenever a rewrite changes: it is part of the on-disk cache key, so old results are not reused.
-PASS_VERSION = 5
+PASS_VERSION = 6
 _FLOATS = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
 
 
@@ -136,8 +136,8 @@ def _drop_dead(graph) -> None:
 def optimise(proto, split_narrow: bool = True, scales: bool = True) -> tuple[object, list[Rewrite]]:
     """A rewritten copy of ``proto`` and what was done to each Resize/Upsample and narrow Conv node.
 
-    ``split_narrow=False`` leaves the convolutions alone, ``scales=False`` the Muls by constants (the
-    benchmarks' before/after of those rewrites).
+    ``split_narrow=False`` leaves the convolutions alone, ``scales=False`` the Muls, Adds and Subs with
+    constants (the benchmarks' before/after of those rewrites).
     """
     import onnx
 

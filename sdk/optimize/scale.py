@@ -1,18 +1,21 @@
-"""A multiplication by a constant -> a BatchNormalization that does the same multiplication.
+"""A multiplication or addition by a constant -> a BatchNormalization that does exactly that.
 
 ESRGAN's RRDB scales every residual branch: ``x5 * 0.2 + x`` inside a dense block (after a Conv,
 which engines fold into the Conv's weights) and ``out * 0.2 + x`` around each RRDB (after an Add,
-which they cannot). ONNX Runtime keeps its convolutions in the blocked NCHWc layout only across the
-operators its layout pass knows - convolutions, pools, Add/Sum, Concat, activations and
-BatchNormalization (as a depthwise 1x1 convolution, which even takes the following Add as its sum
-input) - but not a Mul by a constant. So each RRDB's ``* 0.2`` sent the whole trunk back to plain
-NCHW: 46 reorders in and 48 out on the 4-block RRDB, and its Concats in the slow layout.
+which they cannot). SPAN shifts each block's attention: ``sigmoid(out3) - 0.5``. ONNX Runtime keeps
+its convolutions in the blocked NCHWc layout only across the operators its layout pass knows -
+convolutions, pools, Add/Sum, Concat, activations and BatchNormalization (as a depthwise 1x1
+convolution, which even takes the following Add as its sum input) - but not a Mul, Add or Sub with a
+constant. So each RRDB's ``* 0.2`` sent the whole trunk back to plain NCHW (46 reorders in and 48 out
+on the 4-block RRDB, and its Concats in the slow layout), and each SPAN block's ``- 0.5`` did the
+same (23 reorders on the 6-block SPAN; 1 after).
 
-``BatchNormalization(x, scale=c, B=0, mean=0, var=1, epsilon=0)`` computes ``(x - 0) / sqrt(1 + 0) * c
-+ 0``: exactly ``x * c`` in floating point, for a scalar ``c`` or one value per channel. Rewritten
-only then: a feature map (the output of a Conv, Add, Concat or activation: see FEATURE_OPS), float32,
-4-D with a channel count shape inference knows, the constant a scalar or ``[C, 1, 1]`` /
-``[1, C, 1, 1]``, and opset 9 or later (BatchNormalization without ``spatial``).
+``BatchNormalization(x, scale=s, B=b, mean=0, var=1, epsilon=0)`` computes ``(x - 0) / sqrt(1 + 0) * s
++ b``: exactly ``x * c`` (s=c, b=0), ``x + c`` (s=1, b=c), ``x - c`` (s=1, b=-c) or ``c - x`` (s=-1,
+b=c) in floating point, for a scalar ``c`` or one value per channel. Rewritten only then: a feature
+map (the output of a Conv, Add, Concat or activation: see FEATURE_OPS), float32, 4-D with a channel
+count shape inference knows, the constant a scalar or ``[C, 1, 1]`` / ``[1, C, 1, 1]``, and opset 9
+or later (BatchNormalization without ``spatial``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from .resize import Rewrite
 
 # Where a feature map comes from. A Mul on anything else (attention's q * scale after a Transpose, an
 # input normalisation) is left to the engines, which fold it into a MatMul or the first Conv.
-FEATURE_OPS = {"Conv", "Add", "Sum", "Concat", "Relu", "LeakyRelu", "PRelu", "BatchNormalization"}
+FEATURE_OPS = {"Conv", "Add", "Sum", "Concat", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh", "BatchNormalization"}
 
 
 def _per_channel(value: np.ndarray, channels: int) -> np.ndarray | None:
@@ -40,10 +43,24 @@ def _per_channel(value: np.ndarray, channels: int) -> np.ndarray | None:
     return None
 
 
+def _as_batchnorm(node, constants) -> tuple[str, str, str] | None:
+    """(the feature map, the constant, what the node does) for a binary Mul/Add/Sub with one constant."""
+    if node.op_type not in ("Mul", "Add", "Sub") or node.domain not in ("", "ai.onnx") or len(node.input) != 2:
+        return None
+    tensor, value = node.input
+    if (tensor in constants) == (value in constants):
+        return None
+    if tensor in constants:  # c * x, c + x, c - x
+        tensor, value = value, tensor
+        return tensor, value, {"Mul": "x", "Add": "+", "Sub": "c -"}[node.op_type]
+    return tensor, value, {"Mul": "x", "Add": "+", "Sub": "-"}[node.op_type]
+
+
 def scales_to_batchnorm(
     graph, constants: Mapping[str, np.ndarray], types: dict, opset: int, counter: list[int]
 ) -> list[Rewrite]:
-    """Rewrite, in place, every Mul of a 4-D float32 tensor by a scalar or per-channel constant."""
+    """Rewrite, in place, every Mul, Add or Sub of a 4-D float32 feature map and a scalar or
+    per-channel constant."""
     from onnx import helper, numpy_helper
 
     if opset < 9:
@@ -53,32 +70,33 @@ def scales_to_batchnorm(
     producers = {out: node.op_type for node in graph.node for out in node.output}
     report = []
     for index, node in enumerate(graph.node):
-        if node.op_type != "Mul" or node.domain not in ("", "ai.onnx") or len(node.input) != 2:
+        found = _as_batchnorm(node, constants)
+        if found is None:
             continue
-        tensor, factor = node.input
-        if tensor in constants:
-            tensor, factor = factor, tensor
-        if factor not in constants or tensor in constants or producers.get(tensor) not in FEATURE_OPS:
+        tensor, factor, how = found
+        if producers.get(tensor) not in FEATURE_OPS:
             continue
         dtype, shape = types.get(tensor, (None, ()))
         if dtype != "float32" or len(shape) != 4 or not isinstance(shape[1], int):
             continue
-        scale = _per_channel(constants[factor], shape[1])
-        if scale is None:
+        value = _per_channel(constants[factor], shape[1])
+        if value is None:
             continue
-        label = node.name or f"Mul#{index}"
+        ones, zeros = np.ones_like(value), np.zeros_like(value)
+        scale, bias = {"x": (value, zeros), "+": (ones, value), "-": (ones, -value), "c -": (-ones, value)}[how]
+        op, label = node.op_type, node.name or f"{node.op_type}#{index}"  # read now: the node is replaced below
         counter[0] += 1
         prefix = f"sdk_opt{counter[0]}_scale_"
-        zeros, ones = np.zeros_like(scale), np.ones_like(scale)
         graph.initializer.extend(
-            numpy_helper.from_array(value, prefix + name)
-            for name, value in (("scale", scale), ("zero", zeros), ("one", ones))
+            numpy_helper.from_array(array, prefix + name)
+            for name, array in (("scale", scale), ("bias", bias), ("zero", zeros), ("one", ones))
         )
-        inputs = [tensor, prefix + "scale", prefix + "zero", prefix + "zero", prefix + "one"]
+        inputs = [tensor, prefix + "scale", prefix + "bias", prefix + "zero", prefix + "one"]
         batchnorm = helper.make_node(
             "BatchNormalization", inputs, list(node.output), epsilon=0.0, name=prefix + "batchnorm"
         )
         graph.node[index].CopyFrom(batchnorm)
-        what = f"x {float(scale[0]):g}" if np.all(scale == scale[0]) else f"x one constant per channel ({shape[1]})"
-        report.append(Rewrite(label, True, f"Mul {what} -> BatchNormalization (epsilon 0)"))
+        shown = f"{float(value[0]):g}" if np.all(value == value[0]) else f"one constant per channel ({shape[1]})"
+        what = {"x": f"x {shown}", "+": f"+ {shown}", "-": f"- {shown}", "c -": f"{shown} - x"}[how]
+        report.append(Rewrite(label, True, f"{op} {what} -> BatchNormalization (epsilon 0)"))
     return report
