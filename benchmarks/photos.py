@@ -36,17 +36,13 @@ def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.asarray(base, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
 
 
-# `sdk upscale ARGS`, then its own peak RSS on stdout's last line (sdk.bench.worker.peak_rss_mb: the
-# parent's wait4 figure would include this script's memory at the fork).
-_CLI_WITH_PEAK = (
-    "import sys\nfrom sdk.bench.worker import peak_rss_mb\nfrom sdk.cli import main\n"
-    "code = main(sys.argv[1:])\nprint(peak_rss_mb())\nsys.exit(code)\n"
-)
-
-
 def run_cli(args: list[str]) -> dict:
-    """`sdk upscale ...` in a subprocess: its wall time and peak RSS."""
-    cmd = [sys.executable, "-c", _CLI_WITH_PEAK, "upscale", *args]
+    """`sdk upscale ...` in a subprocess: its wall time and peak RSS, as the job reports it
+    (sdk.bench.worker.REPORT_PEAK)."""
+    from sdk.bench.worker import REPORT_PEAK, reported_peak_bytes
+
+    code = f"import sys\nfrom sdk.cli import main\ncode = main(sys.argv[1:])\n{REPORT_PEAK}\nsys.exit(code)\n"
+    cmd = [sys.executable, "-c", code, "upscale", *args]
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -54,7 +50,7 @@ def run_cli(args: list[str]) -> dict:
         raise SystemExit(f"photos.py: sdk upscale {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
     return {
         "wall_s": round(wall, 2),
-        "peak_rss_gb": round(float(done.stdout.split()[-1]) * 2**20 / 1e9, 3),
+        "peak_rss_gb": round(reported_peak_bytes(done.stdout) / 1e9, 3),
         "command": " ".join(["-m", "sdk", "upscale", *args]),
     }
 

@@ -189,17 +189,19 @@ def peak_rss(model: str, scale: int, clip: Path, out: Path) -> int:
     """Peak resident memory (bytes) of a fresh process that upscales ``clip`` file to file, as the
     process itself reads it (sdk.bench.worker.peak_rss_mb: wait4's figure would include this
     benchmark's own memory at the fork)."""
+    from sdk.bench.worker import REPORT_PEAK, reported_peak_bytes
+
     code = (
-        "import sys\nfrom sdk.bench.worker import peak_rss_mb\nfrom sdk.video import open_predictor, upscale_video\n"
+        "import sys\nfrom sdk.video import open_predictor, upscale_video\n"
         "with open_predictor(sys.argv[1], backend='ort-cpu') as p:\n"
         f"    upscale_video(p, sys.argv[2], sys.argv[3], scale={scale}, crf={CRF}, preset='{PRESET}')\n"
-        "print(peak_rss_mb())\n"
+        f"{REPORT_PEAK}\n"
     )
     out.unlink(missing_ok=True)
     done = subprocess.run([sys.executable, "-c", code, model, str(clip), str(out)], stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the RSS run failed ({done.returncode})")
-    return int(float(done.stdout.split()[-1]) * 2**20)
+    return reported_peak_bytes(done.stdout)
 
 
 # -- the run ------------------------------------------------------------------------------------------

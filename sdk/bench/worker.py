@@ -37,6 +37,16 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
+# The last line of a child Python program that must report its own peak (benchmarks/video.py and
+# photos.py run jobs so: their wait4 figure would count the benchmark's memory at the fork).
+REPORT_PEAK = "from sdk.bench.worker import peak_rss_mb; print(peak_rss_mb())"
+
+
+def reported_peak_bytes(stdout: str) -> int:
+    """The peak a child printed with REPORT_PEAK as its last line, in bytes."""
+    return int(float(stdout.split()[-1]) * 2**20)
+
+
 def _describe(exc: BaseException) -> str:
     where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     at = f" (at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno})" if where else ""

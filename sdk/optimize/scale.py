@@ -43,17 +43,28 @@ def _per_channel(value: np.ndarray, channels: int) -> np.ndarray | None:
     return None
 
 
-def _as_batchnorm(node, constants) -> tuple[str, str, str] | None:
-    """(the feature map, the constant, what the node does) for a binary Mul/Add/Sub with one constant."""
+# How each form becomes BatchNormalization's scale and bias (``c`` the constant per channel), and how
+# the report shows it.
+_FORMS = {
+    "x * c": (lambda c: (c, np.zeros_like(c)), "x {}"),
+    "x + c": (lambda c: (np.ones_like(c), c), "+ {}"),
+    "x - c": (lambda c: (np.ones_like(c), -c), "- {}"),
+    "c - x": (lambda c: (-np.ones_like(c), c), "{} - x"),
+}
+
+
+def _form(node, constants) -> tuple[str, str, str] | None:
+    """(the feature map, the constant, its _FORMS key) for a binary Mul/Add/Sub with one constant."""
     if node.op_type not in ("Mul", "Add", "Sub") or node.domain not in ("", "ai.onnx") or len(node.input) != 2:
         return None
-    tensor, value = node.input
-    if (tensor in constants) == (value in constants):
+    tensor, constant = node.input
+    if (tensor in constants) == (constant in constants):
         return None
-    if tensor in constants:  # c * x, c + x, c - x
-        tensor, value = value, tensor
-        return tensor, value, {"Mul": "x", "Add": "+", "Sub": "c -"}[node.op_type]
-    return tensor, value, {"Mul": "x", "Add": "+", "Sub": "-"}[node.op_type]
+    first = tensor in constants  # c * x, c + x, c - x
+    if first:
+        tensor, constant = constant, tensor
+    sign = {"Mul": "*", "Add": "+", "Sub": "-"}[node.op_type]
+    return tensor, constant, "c - x" if first and sign == "-" else f"x {sign} c"
 
 
 def scales_to_batchnorm(
@@ -70,10 +81,10 @@ def scales_to_batchnorm(
     producers = {out: node.op_type for node in graph.node for out in node.output}
     report = []
     for index, node in enumerate(graph.node):
-        found = _as_batchnorm(node, constants)
+        found = _form(node, constants)
         if found is None:
             continue
-        tensor, factor, how = found
+        tensor, factor, form = found
         if producers.get(tensor) not in FEATURE_OPS:
             continue
         dtype, shape = types.get(tensor, (None, ()))
@@ -82,8 +93,9 @@ def scales_to_batchnorm(
         value = _per_channel(constants[factor], shape[1])
         if value is None:
             continue
+        terms, shown = _FORMS[form]
+        scale, bias = terms(value)
         ones, zeros = np.ones_like(value), np.zeros_like(value)
-        scale, bias = {"x": (value, zeros), "+": (ones, value), "-": (ones, -value), "c -": (-ones, value)}[how]
         op, label = node.op_type, node.name or f"{node.op_type}#{index}"  # read now: the node is replaced below
         counter[0] += 1
         prefix = f"sdk_opt{counter[0]}_scale_"
@@ -96,7 +108,6 @@ def scales_to_batchnorm(
             "BatchNormalization", inputs, list(node.output), epsilon=0.0, name=prefix + "batchnorm"
         )
         graph.node[index].CopyFrom(batchnorm)
-        shown = f"{float(value[0]):g}" if np.all(value == value[0]) else f"one constant per channel ({shape[1]})"
-        what = {"x": f"x {shown}", "+": f"+ {shown}", "-": f"- {shown}", "c -": f"{shown} - x"}[how]
-        report.append(Rewrite(label, True, f"{op} {what} -> BatchNormalization (epsilon 0)"))
+        constant = f"{float(value[0]):g}" if np.all(value == value[0]) else f"one constant per channel ({shape[1]})"
+        report.append(Rewrite(label, True, f"{op} {shown.format(constant)} -> BatchNormalization (epsilon 0)"))
     return report
