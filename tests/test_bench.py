@@ -347,6 +347,11 @@ def test_the_floor_is_the_fastest_sgemm_call_and_rows_are_held_to_it_on_their_fa
     assert row["floor"]["sgemm_gflops"] == pytest.approx(200)
     assert row["floor"]["floor_ms"] == pytest.approx(30.0)  # 6 GFLOP at 200 GFLOP/s
     assert ratios(records)[id(row["raw"])]["floor"] == pytest.approx(30.0 / 40.0)
+    # The row itself reads as the floor (the model's FLOPs at each call's rate), not as the 2 GFLOP
+    # products the probe happened to pick: RRDB's once read 38 ms against a floor of 1,110 ms.
+    assert row["floor"]["latency_ms"]["min"] == pytest.approx(30.0)
+    assert row["floor"]["latency_ms"]["mean"] == pytest.approx((60.0 + 30.0 + 54.0) / 3)
+    assert ratios(records)[id(row["floor"])]["best_torch"] is None  # no torch row in this group
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc/self/status (VmHWM)")

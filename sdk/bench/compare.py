@@ -271,7 +271,12 @@ def judge(
             "passed": None,
         }
         if m.available and m.times:
-            latency = latency_summary(m.times)
+            floor = m.job.kind == "floor" and m.sgemm_flops
+            # The floor row's calls are sgemm products of whatever size ran fastest (sdk.bench.floor):
+            # each is read as the time the model's FLOPs take at that call's rate, so the row's columns
+            # and ratios are the floor's, not those of a product that may be 30x smaller.
+            per_call = flops / m.sgemm_flops if floor else 1.0
+            latency = latency_summary([t * per_call for t in m.times])
             stages = stage_means(m.stages) if m.has_stages else {"pre": None, "infer": latency["mean"], "post": None}
             record.update(
                 load_s=m.load_s,
@@ -281,10 +286,10 @@ def judge(
                 stages_ms=stages,
                 peak_rss_mb=m.peak_rss_mb,
             )
-            if m.job.kind == "floor" and m.sgemm_flops:
+            if floor:
                 # The rate of the fastest sgemm call (sdk.bench.floor says why), at the model's FLOPs.
-                record["floor_ms"] = latency["min"] * flops / m.sgemm_flops
-                record["sgemm_gflops"] = m.sgemm_flops / 1e9 / (latency["min"] / 1e3)
+                record["floor_ms"] = latency["min"]
+                record["sgemm_gflops"] = flops / 1e9 / (latency["min"] / 1e3)
             elif expected is not None:
                 try:
                     diff, psnr = compare_images(expected, np.load(m.job.output_path))
