@@ -9,8 +9,8 @@ TORCH := torch==2.13.0
 EXTRAS := cpu,export,bench,video
 DEV_EXTRAS := $(EXTRAS),serve,dev,ray,docs
 # The plugin examples `make test` builds as wheels and tests, each in a venv of its own beside
-# deploy-sdk (its ci.sh): OpenVINO, and MNN (Winograd convolutions).
-PLUGINS := examples/sdk-openvino examples/sdk-mnn
+# deploy-sdk (its ci.sh): OpenVINO, MNN and ncnn (both with Winograd convolutions).
+PLUGINS := examples/sdk-openvino examples/sdk-mnn examples/sdk-ncnn
 
 # constraints.txt pins every package that `make demo`, `make test` and the plugins' ci.sh install
 # (build tools included), so every machine and CI get the same versions. Each line carries the
@@ -76,7 +76,8 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(LOCK_VENV)/bin/python -m pip install --quiet $(TORCH)
-	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[$(DEV_EXTRAS)]' $(addprefix ./,$(PLUGINS))
+	# pnnx too: sdk-ncnn's ci.sh installs that converter beside it (--no-deps: without its torch).
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[$(DEV_EXTRAS)]' $(addprefix ./,$(PLUGINS)) pnnx
 	# Our own distributions are left out (editable or from a path); torch's local label (+cpu) too, so
 	# that the pin matches the build the Makefile installs wherever it comes from.
 	marker=$$($(call MARKER_OF,$(LOCK_VENV)/bin/python)) && { \
@@ -90,4 +91,4 @@ lock:
 	rm -rf $(LOCK_VENV) $(addsuffix /build,$(PLUGINS)) $(addsuffix /*.egg-info,$(PLUGINS))
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) .venv-plugins .venv-mnn out build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) .venv-plugins .venv-mnn .venv-ncnn out build *.egg-info
