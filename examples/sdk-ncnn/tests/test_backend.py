@@ -215,15 +215,38 @@ def test_a_model_pnnx_converts_wrongly_is_refused_not_run(tmp_path, monkeypatch)
     # ncnn aborts on this conversion within a second, or (4 times in 10 here) spins without end: the
     # check's time limit turns that into the same refusal (shortened here to keep the test short).
     monkeypatch.setattr("sdk_ncnn.convert.CHECK_TIMEOUT_S", 5)
-    with pytest.raises(BackendUnavailableError, match="conversion of einsum|cannot convert einsum") as first:
+    with pytest.raises(BackendUnavailableError, match="conversion of einsum|cannot convert einsum"):
         NcnnBackend().create_session(model, Device("cpu"), {})
     folder = cache_root() / "ncnn"
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".converting-")]
-    (refusal,) = folder.glob(f"{model.sha256}-*")
-    assert refusal.suffix == ".refused"  # no conversion kept; the reason is
-    with pytest.raises(BackendUnavailableError) as again:  # said again without converting again
-        NcnnBackend().create_session(model, Device("cpu"), {})
-    assert str(again.value) == str(first.value)
+    assert not [p for p in folder.glob(f"{model.sha256}-*") if p.suffix != ".refused"]  # nothing kept to run
+
+
+def test_a_refusal_is_remembered_and_a_time_limit_is_not(net, tmp_path, monkeypatch):
+    from sdk_ncnn import NcnnBackend, convert
+
+    from sdk.devices import Device
+    from sdk.model import Model
+
+    calls = []
+
+    def refuse(model, files):
+        calls.append(model.name)
+        raise reason
+
+    monkeypatch.setattr(convert, "_checked_in_child", refuse)
+    for name, reason, remembered in (
+        ("refused", BackendUnavailableError("computes something else"), True),
+        ("timed-out", convert.TimedOut("ran over 120 s"), False),
+    ):
+        proto = onnx.load(net)
+        proto.doc_string = name  # other content, so a conversion of its own
+        onnx.save(proto, str(tmp_path / f"{name}.onnx"))
+        model = Model(tmp_path / f"{name}.onnx")
+        for _ in range(2):
+            with pytest.raises(BackendUnavailableError, match=str(reason)):
+                NcnnBackend().create_session(model, Device("cpu"), {})
+        assert calls.count(name) == (1 if remembered else 2), name
 
 
 def test_a_conversion_that_computes_something_else_is_refused(net, tmp_path):
