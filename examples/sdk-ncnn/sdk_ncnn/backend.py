@@ -76,11 +76,8 @@ class NcnnSession(Session):
             net = self._net
         if net is None:
             raise BackendUnavailableError("this ncnn session is closed; create a new Predictor")
-        images = [self._one(net, np.ascontiguousarray(image, dtype=np.float32)) for image in batch]
+        images = [run_image(self._ncnn, net, self._files, np.ascontiguousarray(i, dtype=np.float32)) for i in batch]
         return {self._output_name: np.stack(images)}
-
-    def _one(self, net, image: np.ndarray) -> np.ndarray:
-        return run_image(self._ncnn, net, self._files, image)
 
     def close(self) -> None:
         with self._closing:
